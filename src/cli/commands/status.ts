@@ -1,0 +1,68 @@
+/** `orch-migrate status`. */
+import type { Command } from 'commander';
+import { getStatus, type StatusResult } from '../../ops/status.js';
+import { durationOption } from '../options.js';
+import { fmtAgo, fmtInt, type Output } from '../output.js';
+import { runCommand } from '../runner.js';
+
+function render(r: StatusResult, out: Output): void {
+  const c = out.color;
+  const lines: Array<[string, string]> = [];
+  lines.push(['phase', `${r.diagram}   ${c.dim(`epoch ${r.epoch}`)}`]);
+  lines.push(['changed', r.changedAt === null ? 'never (no state record: phase legacy, epoch 0)' : `${fmtAgo(r.sinceChangeMs)} by ${r.changedBy ?? '?'}${r.reason ? ` — "${r.reason}"` : ''}`]);
+  lines.push(['layouts', `legacy ${r.legacyComplete ? 'complete' : c.yellow('incomplete')}, v2 ${r.v2Complete ? 'complete' : 'not proven complete'}; settle window ${r.settleMs} ms`]);
+  lines.push(['keys', `legacy ${r.counts.estimated ? '≈' : ''}${fmtInt(r.counts.legacy)}, v2 ${r.counts.estimated ? '≈' : ''}${fmtInt(r.counts.v2)}${r.counts.estimated ? c.dim(' (estimated; --exact to count)') : ''}`]);
+  for (const cp of r.checkpoints) {
+    lines.push([cp.op, `checkpoint: ${cp.nodesDone}/${cp.nodes} node(s) done, ${fmtInt(cp.scanned)} scanned, updated ${fmtAgo(cp.updatedAt === null ? null : r.serverTime - cp.updatedAt)}`]);
+  }
+  const b = r.lastBackfill;
+  lines.push(['backfill', b ? `last ${b.direction} run ${b.complete ? 'complete' : c.yellow('incomplete')}, ${fmtInt(b.copied)} copied, ${fmtInt(b.unmigratable)} unmigratable, ${fmtInt(b.keysPerSecond)} keys/s, ${fmtAgo(r.serverTime - b.finishedAt)} (epoch ${b.epoch})` : 'never run']);
+  const v = r.lastVerify;
+  lines.push(['verify', v ? `${v.ok ? c.green('clean') : c.red(`${fmtInt(v.mismatches)} persistent mismatch(es)`)}, ${v.scope}, ${fmtInt(v.scanned)} keys, ${v.rounds} round(s), ${fmtAgo(r.serverTime - v.finishedAt)} (epoch ${v.epoch})` : 'never run']);
+  lines.push(['lock', r.lock ? c.yellow(`held by ${r.lock.user}@${r.lock.host} pid ${r.lock.pid} running \`${r.lock.command}\` since ${new Date(r.lock.since).toISOString()}, lease ${Math.ceil(r.lock.remainingMs / 1000)}s`) : 'free']);
+  for (const [cmd, g] of Object.entries(r.gates)) {
+    const first = g.gates.find((x) => !x.open);
+    lines.push([`gate`, `${cmd.padEnd(18)} ${g.open ? c.green('open') : `${c.red('closed')} — ${first?.reason ?? ''}`}`]);
+  }
+  for (const h of r.history) {
+    const d = h.data;
+    const what = h.type === 'transition' ? `${String(d.from)} → ${String(d.to)} (epoch ${String(d.epoch)})${d.reason ? ` "${String(d.reason)}"` : ''}` : `exit ${String(d.exitCode ?? '?')}${d.message ? ` ${String(d.message)}` : ''}`;
+    lines.push(['history', `${new Date(h.at).toISOString()} ${h.type} ${what} by ${h.by}`]);
+  }
+  for (const [k, val] of lines) out.line(`${c.bold(k.padEnd(9))} ${val}`);
+  out.line(`${c.bold('next'.padEnd(9))} ${c.cyan(r.next.command)}  ${c.dim(`# ${r.next.why}`)}`);
+}
+
+/** Registers `status`. */
+export function registerStatus(program: Command, setExit: (code: number) => void): void {
+  program
+    .command('status')
+    .description('Show the phase, key counts, backfill/verify progress, gates, lock, recent history and the next command to run')
+    .option('--exact', 'count keys with SCAN instead of sampling (slower on big keyspaces)')
+    .option('--history <n>', 'history entries to show', (v) => Number.parseInt(v, 10), 5)
+    .option('--max-verify-age <duration>', 'freshness the flip-read gate requires of a verify', durationOption)
+    .option('--min-soak <duration>', 'soak the cleanup gate requires in read-new', durationOption)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ orch-migrate status
+  $ orch-migrate status --exact --json | jq .phase`,
+    )
+    .action(async (_o, cmd: Command) => {
+      setExit(
+        await runCommand(cmd, {
+          name: 'status',
+          mutating: false,
+          execute: ({ ctx, opts }) =>
+            getStatus(ctx, {
+              exact: opts.exact === true,
+              historyCount: typeof opts.history === 'number' && opts.history > 0 ? Math.min(opts.history, 100) : 5,
+              ...(typeof opts.maxVerifyAge === 'number' ? { maxVerifyAgeMs: opts.maxVerifyAge } : {}),
+              ...(typeof opts.minSoak === 'number' ? { minSoakMs: opts.minSoak } : {}),
+            }),
+          render,
+        }),
+      );
+    });
+}

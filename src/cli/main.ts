@@ -1,0 +1,89 @@
+/**
+ * The `orch-migrate` entry point: commander wiring only. Operations live in
+ * src/ops; this is the one module that calls process.exit.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode } from '../core/errors.js';
+import { intOption } from './options.js';
+import { registerEnableDualWrite } from './commands/enable-dual-write.js';
+import { registerStatus } from './commands/status.js';
+import { extraCommands } from './commands/index.js';
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Builds the program; `setExit` receives each action's exit code. */
+export function buildProgram(setExit: (code: number) => void): Command {
+  const program = new Command();
+  program
+    .name('orch-migrate')
+    .description(
+      'Zero-downtime migration of the AI Orchestrator job store from ai:jobs:<job_id> to ai:job:<workspace_id>:<job_id>.\n' +
+        'Phases: legacy → dual-write → read-new → new-only. Every step is gated, locked, audited and reversible.',
+    )
+    .version(version(), '-V, --version')
+    .addOption(new Option('--redis-url <url>', 'Redis URL; the password is never printed').env('REDIS_URL').default('redis://127.0.0.1:6379'))
+    .option('--cluster', 'the URL is a startup node of a Redis Cluster; scan every master')
+    .option('--json', 'print exactly one JSON object on stdout (human text stays on stderr)')
+    .addOption(new Option('--prefix <prefix>', 'key prefix of the job store').env('ORCH_PREFIX').default('ai'))
+    .addOption(new Option('--timeout <ms>', 'fail a Redis command that gets no answer within this long').argParser(intOption(100, 600_000)).default(15000))
+    .addOption(new Option('--lock-ttl <ms>', 'lease of the operator lock; a killed run stops blocking after this').env('ORCH_LOCK_TTL_MS').argParser(intOption(1000, 3_600_000)).default(30000))
+    .addOption(new Option('--actor <name>', 'who is acting, for the audit trail (default: OS user@host)').env('ORCH_ACTOR'))
+    .showHelpAfterError('(run with --help for usage)')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => process.stderr.write(s), writeErr: (s) => process.stderr.write(s) })
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 ok · 1 problems found · 2 usage/config error · 3 gate refused · 4 lock held · 5 Redis unreachable · 130 interrupted
+
+Runbook order:
+  orch-migrate status
+  orch-migrate enable-dual-write --reason "…"
+  orch-migrate backfill
+  orch-migrate verify
+  orch-migrate flip-read --reason "…"
+  orch-migrate cleanup            # dry run; then --execute
+  orch-migrate rollback           # preview one step back; then --execute`,
+    );
+  registerStatus(program, setExit);
+  registerEnableDualWrite(program, setExit);
+  for (const register of extraCommands) register(program, setExit);
+  return program;
+}
+
+/** Parses argv and runs; resolves with the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let code: number = ExitCode.Ok;
+  const program = buildProgram((c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.Ok;
+      // Unknown commands, unknown options, bad values: usage errors.
+      return ExitCode.Usage;
+    }
+    process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+    return ExitCode.Problems;
+  }
+}
+
+/** Runs the CLI and exits the process with the contract's exit code. */
+export async function run(argv: string[] = process.argv): Promise<never> {
+  const code = await main(argv);
+  // Flush stdout before exiting: a piped --json consumer must get the whole object.
+  await new Promise<void>((resolve) => (process.stdout.write('') ? resolve() : process.stdout.once('drain', () => resolve())));
+  process.exit(code);
+}

@@ -1,0 +1,57 @@
+/**
+ * Where output goes: with `--json`, exactly one JSON object on stdout; human
+ * text, colours and progress on stderr. Colours honour NO_COLOR and a non-TTY.
+ */
+import { Chalk, type ChalkInstance } from 'chalk';
+
+/** Output sink of one CLI invocation. */
+export class Output {
+  readonly color: ChalkInstance;
+  private printed = false;
+
+  constructor(
+    readonly json: boolean,
+    private readonly stderr: NodeJS.WriteStream = process.stderr,
+    private readonly stdout: NodeJS.WriteStream = process.stdout,
+  ) {
+    const noColor = process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '';
+    this.color = new Chalk({ level: noColor || !stderr.isTTY ? 0 : 1 });
+  }
+
+  /** True when stderr is an interactive terminal (progress bars only there). */
+  get interactive(): boolean {
+    return this.stderr.isTTY === true;
+  }
+
+  /** A human line on stderr. */
+  line(text = ''): void {
+    this.stderr.write(`${text}\n`);
+  }
+
+  /** A warning line on stderr. */
+  warn(text: string): void {
+    this.stderr.write(`${this.color.yellow('warning:')} ${text}\n`);
+  }
+
+  /** The one JSON result on stdout (only in --json mode; only once). */
+  result(obj: unknown): void {
+    if (!this.json || this.printed) return;
+    this.printed = true;
+    this.stdout.write(`${JSON.stringify(obj)}\n`);
+  }
+}
+
+/** Formats an integer with thousands separators. */
+export function fmtInt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+/** "12s ago", "5m ago", "2.1h ago", "3.0d ago". */
+export function fmtAgo(ms: number | null): string {
+  if (ms === null) return 'never';
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s}s ago`;
+  if (s < 7200) return `${Math.round(s / 60)}m ago`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)}h ago`;
+  return `${(s / 86400).toFixed(1)}d ago`;
+}

@@ -1,0 +1,131 @@
+/**
+ * Runs one subcommand: options → connection → (lock) → operation → output →
+ * exit code. Every error becomes an OrchError with its contract exit code;
+ * this module and main.ts are the only places that know about exit codes.
+ */
+import type { Command } from 'commander';
+import { ExitCode, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
+import { Keyspace } from '../core/keys.js';
+import { LeaseLock } from '../core/lock.js';
+import { asUnavailable, closeRedis, connectRedis, parseRedisUrl, type RedisClient } from '../core/redis.js';
+import { defaultActor, StateStore } from '../core/state.js';
+import type { OpContext } from '../ops/context.js';
+import { GlobalOptionsSchema, type GlobalOptions } from './options.js';
+import { Output } from './output.js';
+import { createProgress, type ProgressReporter } from './progress.js';
+
+/** Everything a command body receives. */
+export interface CommandIO {
+  ctx: OpContext;
+  out: Output;
+  progress: ProgressReporter;
+  globals: GlobalOptions;
+  /** The command's own options (commander camelCase). */
+  opts: Record<string, unknown>;
+}
+
+/** Definition of a subcommand's run. */
+export interface CommandSpec<R> {
+  /** Name shown in the lock and the history. */
+  name: string;
+  /** Takes the lease lock (every command that writes). */
+  mutating: boolean;
+  execute(io: CommandIO): Promise<R>;
+  /** Human rendering on stderr. */
+  render(result: R, out: Output): void;
+  /** Exit code of a completed run (default 0). */
+  exitCode?(result: R): number;
+  /** JSON object on stdout (default: the result itself). */
+  toJson?(result: R): unknown;
+  /** Compact summary for the history stream (default: none for read-only commands). */
+  historySummary?(result: R): Record<string, unknown>;
+}
+
+/** Parses the global options of a command (zod → config error). */
+export function globalOptions(cmd: Command): GlobalOptions {
+  const raw = cmd.optsWithGlobals();
+  return GlobalOptionsSchema.parse({
+    redisUrl: raw.redisUrl ?? process.env.REDIS_URL ?? undefined,
+    cluster: raw.cluster ?? false,
+    json: raw.json ?? false,
+    prefix: raw.prefix ?? process.env.ORCH_PREFIX ?? 'ai',
+    timeout: raw.timeout,
+    lockTtl: raw.lockTtl,
+    actor: raw.actor,
+  });
+}
+
+/** Prints an error: one line plus the fix on stderr, and the JSON error object on stdout with --json. */
+export function reportError(err: OrchError, out: Output): void {
+  out.line(`${out.color.red('error:')} ${err.message}`);
+  if (err.suggestion) out.line(`${out.color.dim('  fix:')} ${err.suggestion}`);
+  out.result({ ok: false, exitCode: err.exitCode, error: { code: err.code, message: err.message, suggestion: err.suggestion ?? null } });
+}
+
+/** Installs SIGINT/SIGTERM handlers that abort `controller`; a second signal exits at once. */
+function trapSignals(controller: AbortController, onSecond: () => void): () => void {
+  let count = 0;
+  const handler = (): void => {
+    count += 1;
+    if (count === 1) controller.abort();
+    else onSecond();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
+/** Runs a command spec; resolves with the process exit code. Never throws. */
+export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise<number> {
+  let out = new Output(false);
+  let client: RedisClient | null = null;
+  let lock: LeaseLock | null = null;
+  let address = '?';
+  let state: StateStore | null = null;
+  let actor = defaultActor();
+  const controller = new AbortController();
+  const untrap = trapSignals(controller, () => {
+    out.line('second interrupt: exiting now; the lock lease expires by itself');
+    process.exit(ExitCode.Interrupted);
+  });
+  const progress = { current: null as ProgressReporter | null };
+  try {
+    const globals = globalOptions(cmd);
+    out = new Output(globals.json);
+    actor = globals.actor ?? actor;
+    address = parseRedisUrl(globals.redisUrl).address;
+    const keys = new Keyspace(globals.prefix);
+    client = await connectRedis({ url: globals.redisUrl, cluster: globals.cluster, commandTimeoutMs: globals.timeout, connectionName: `orch-migrate:${spec.name}` });
+    state = new StateStore(client, keys);
+    if (spec.mutating) {
+      lock = await LeaseLock.acquire(client, keys, { command: `${spec.name} ${process.argv.slice(3).join(' ')}`.trim().slice(0, 200), ttlMs: globals.lockTtl });
+      // Losing the lease stops the run like an interrupt does.
+      lock.signal.addEventListener('abort', () => controller.abort(lock?.signal.reason), { once: true });
+    }
+    progress.current = createProgress(out);
+    const ctx: OpContext = { client, keys, state, actor, signal: controller.signal, lock };
+    const result = await spec.execute({ ctx, out, progress: progress.current, globals, opts: cmd.opts() });
+    progress.current.stop();
+    const code = spec.exitCode?.(result) ?? ExitCode.Ok;
+    spec.render(result, out);
+    out.result(spec.toJson ? spec.toJson(result) : result);
+    if (spec.historySummary) await state.appendHistory(spec.name, actor, { exitCode: code, ...spec.historySummary(result) });
+    return code;
+  } catch (raw) {
+    progress.current?.stop();
+    const err = toOrchError(asUnavailable(raw, address));
+    reportError(err, out);
+    if (spec.mutating && state && !(err instanceof RedisUnavailableError)) {
+      // Refusals and failures are part of the audit trail too.
+      await state.appendHistory(spec.name, actor, { exitCode: err.exitCode, error: err.code, message: err.message }).catch(() => undefined);
+    }
+    return err.exitCode;
+  } finally {
+    untrap();
+    if (lock) await lock.release();
+    if (client) await closeRedis(client);
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Key layouts. This is the only module that spells Redis key strings (DESIGN §2).
+ *
+ * The legacy pattern `<p>:jobs:*` and the v2 pattern `<p>:job:*` never overlap,
+ * and neither matches the index or the migration keys; the unit tests prove it.
+ */
+import { ConfigError } from './errors.js';
+import { assertJobId, assertWorkspaceId, isJobId, isWorkspaceId } from './ids.js';
+
+const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+/** Identity of a v2 record. */
+export interface V2KeyParts {
+  workspaceId: string;
+  jobId: string;
+}
+
+/** All key names for one prefix (default `ai`). */
+export class Keyspace {
+  readonly prefix: string;
+
+  constructor(prefix = 'ai') {
+    if (!PREFIX_PATTERN.test(prefix)) {
+      throw new ConfigError(`Invalid key prefix "${prefix}"`, {
+        suggestion: 'Use letters, digits, "_" or "-" (no colon or glob characters), e.g. --prefix ai',
+      });
+    }
+    this.prefix = prefix;
+  }
+
+  /** `<p>:jobs:<job_id>`: the legacy record. */
+  legacyJob(jobId: string): string {
+    assertJobId(jobId);
+    return `${this.prefix}:jobs:${jobId}`;
+  }
+
+  /** `<p>:job:<workspace_id>:<job_id>`: the v2 record. */
+  v2Job(workspaceId: string, jobId: string): string {
+    assertWorkspaceId(workspaceId);
+    assertJobId(jobId);
+    return `${this.prefix}:job:${workspaceId}:${jobId}`;
+  }
+
+  /** `<p>:job-index:<workspace_id>`: sorted set, member job_id, score created_at ms. */
+  index(workspaceId: string): string {
+    assertWorkspaceId(workspaceId);
+    return `${this.prefix}:job-index:${workspaceId}`;
+  }
+
+  /** SCAN MATCH pattern for every workspace index. */
+  get indexPattern(): string {
+    return `${this.prefix}:job-index:*`;
+  }
+
+  /** The pending list of job references (DESIGN §6). */
+  get queue(): string {
+    return `${this.prefix}:queue`;
+  }
+
+  /** The migration state record (DESIGN §3). */
+  get state(): string {
+    return `${this.prefix}:migration:jobs`;
+  }
+
+  /** Audit trail stream. */
+  get history(): string {
+    return `${this.prefix}:migration:jobs:history`;
+  }
+
+  /** Operator lease lock. */
+  get lock(): string {
+    return `${this.prefix}:migration:jobs:lock`;
+  }
+
+  /** Pub/sub channel announcing transitions. */
+  get events(): string {
+    return `${this.prefix}:migration:jobs:events`;
+  }
+
+  /** Resumable scan positions of one operation. */
+  checkpoint(op: string): string {
+    if (!/^[a-z][a-z0-9-]{0,31}$/.test(op)) throw new ConfigError(`Invalid checkpoint name "${op}"`);
+    return `${this.prefix}:migration:jobs:checkpoint:${op}`;
+  }
+
+  /** SCAN MATCH pattern of the legacy layout. */
+  get legacyPattern(): string {
+    return `${this.prefix}:jobs:*`;
+  }
+
+  /** SCAN MATCH pattern of the v2 layout, optionally one workspace only. */
+  v2Pattern(workspaceId?: string): string {
+    if (workspaceId === undefined) return `${this.prefix}:job:*`;
+    assertWorkspaceId(workspaceId);
+    return `${this.prefix}:job:${workspaceId}:*`;
+  }
+
+  /** The raw suffix after `<p>:jobs:`, or null when the key is not in the legacy layout. */
+  legacySuffix(key: string): string | null {
+    const head = `${this.prefix}:jobs:`;
+    return key.startsWith(head) ? key.slice(head.length) : null;
+  }
+
+  /** The job id of a legacy key, or null when the key is not a valid legacy key. */
+  parseLegacy(key: string): string | null {
+    const suffix = this.legacySuffix(key);
+    return suffix !== null && isJobId(suffix) ? suffix : null;
+  }
+
+  /** Workspace and job of a v2 key, or null when the key is not a valid v2 key. */
+  parseV2(key: string): V2KeyParts | null {
+    const head = `${this.prefix}:job:`;
+    if (!key.startsWith(head)) return null;
+    const rest = key.slice(head.length);
+    const colon = rest.indexOf(':');
+    if (colon < 0) return null;
+    const workspaceId = rest.slice(0, colon);
+    const jobId = rest.slice(colon + 1);
+    return isWorkspaceId(workspaceId) && isJobId(jobId) ? { workspaceId, jobId } : null;
+  }
+
+  /** Workspace of an index key, or null. */
+  parseIndex(key: string): string | null {
+    const head = `${this.prefix}:job-index:`;
+    if (!key.startsWith(head)) return null;
+    const ws = key.slice(head.length);
+    return isWorkspaceId(ws) ? ws : null;
+  }
+}

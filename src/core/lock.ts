@@ -1,0 +1,159 @@
+/**
+ * The operator lease lock (DESIGN §5): a token under PX expiry, renewed while
+ * the holder runs, released compare-and-delete in `finally`. A killed holder
+ * stops blocking once its lease runs out (Liquibase's stale lock, fixed).
+ *
+ * Fencing: each acquisition increments `lock_fence` in the state record and the
+ * holder passes its fence to every state write; the scripts refuse a fence
+ * that is no longer the newest, so a stale holder cannot move the phase.
+ */
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { FencedError, LockHeldError, type LockHolder } from './errors.js';
+import type { Keyspace } from './keys.js';
+import type { RedisClient } from './redis.js';
+import { callScript, ScriptName } from './scripts.js';
+import { StateField } from './state.js';
+
+/** Default lease. Short enough that a killed run frees the lock quickly, long enough to ride out a GC pause. */
+export const DEFAULT_LOCK_TTL_MS = 30_000;
+
+/** Options of {@link LeaseLock.acquire}. */
+export interface LeaseLockOptions {
+  /** Lease length in ms (default 30 s). */
+  ttlMs?: number;
+  /** The command being run, shown to a second operator. */
+  command: string;
+}
+
+/** What the lock key holds, plus its remaining lease. */
+export interface LockInfo extends LockHolder {
+  /** Remaining lease in ms. */
+  remainingMs: number;
+}
+
+function describeHolder(h: LockInfo): string {
+  const ago = Math.max(0, Math.round((Date.now() - h.since) / 1000));
+  return `${h.user}@${h.host} (pid ${h.pid}, \`${h.command}\`) since ${new Date(h.since).toISOString()} (${ago}s ago)`;
+}
+
+/** A held lease. Use {@link withLock} rather than managing it by hand. */
+export class LeaseLock {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private released = false;
+
+  private constructor(
+    private readonly client: RedisClient,
+    private readonly key: string,
+    private readonly value: string,
+    readonly fence: number,
+    readonly ttlMs: number,
+  ) {}
+
+  /** Aborted when the lease is lost; long operations watch it and stop writing. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Reads the current holder, or null when the lock is free. */
+  static async inspect(client: RedisClient, keys: Keyspace): Promise<LockInfo | null> {
+    const [raw, pttl] = await Promise.all([client.get(keys.lock), client.pttl(keys.lock)]);
+    if (raw === null) return null;
+    try {
+      const h = JSON.parse(raw) as Partial<LockHolder>;
+      return {
+        user: String(h.user ?? '?'),
+        host: String(h.host ?? '?'),
+        pid: Number(h.pid ?? 0),
+        command: String(h.command ?? '?'),
+        since: Number(h.since ?? 0),
+        remainingMs: Math.max(0, pttl),
+      };
+    } catch {
+      return { user: '?', host: '?', pid: 0, command: '?', since: 0, remainingMs: Math.max(0, pttl) };
+    }
+  }
+
+  /** Takes the lease or throws {@link LockHeldError} (exit 4) naming the holder. */
+  static async acquire(client: RedisClient, keys: Keyspace, opts: LeaseLockOptions): Promise<LeaseLock> {
+    const ttlMs = opts.ttlMs ?? DEFAULT_LOCK_TTL_MS;
+    let user = 'unknown';
+    try {
+      user = os.userInfo().username;
+    } catch {
+      user = process.env.USER ?? 'unknown';
+    }
+    const holder: LockHolder & { token: string } = {
+      user,
+      host: os.hostname(),
+      pid: process.pid,
+      command: opts.command,
+      since: Date.now(),
+      token: randomBytes(16).toString('hex'),
+    };
+    const value = JSON.stringify(holder);
+    const ok = await client.set(keys.lock, value, 'PX', ttlMs, 'NX');
+    if (ok !== 'OK') {
+      const cur = await LeaseLock.inspect(client, keys);
+      const who = cur ? describeHolder(cur) : 'another run';
+      const wait = cur ? Math.ceil(cur.remainingMs / 1000) : Math.ceil(ttlMs / 1000);
+      throw new LockHeldError(`Migration lock is held by ${who}`, cur, {
+        suggestion: `Wait for that run to finish. If it is dead, its lease expires by itself within ${wait}s; then rerun. See runbooks/incident-stuck-lock.md.`,
+      });
+    }
+    const fence = await client.hincrby(keys.state, StateField.LockFence, 1);
+    const lock = new LeaseLock(client, keys.lock, value, fence, ttlMs);
+    lock.startRenewal();
+    return lock;
+  }
+
+  private startRenewal(): void {
+    const every = Math.max(100, Math.floor(this.ttlMs / 3));
+    this.timer = setInterval(() => {
+      void this.renew();
+    }, every);
+    // Renewal alone must not keep a finished CLI process alive.
+    this.timer.unref();
+  }
+
+  /** Extends the lease; aborts {@link signal} when it was lost. Returns whether we still hold it. */
+  async renew(): Promise<boolean> {
+    if (this.released || this.controller.signal.aborted) return false;
+    try {
+      const ok = await callScript<number>(this.client, ScriptName.LockRenew, [this.key, this.value, this.ttlMs]);
+      if (ok !== 1) this.lose();
+      return ok === 1;
+    } catch {
+      // Transient: the next tick retries. If Redis stays away the run fails on its own commands.
+      return true;
+    }
+  }
+
+  private lose(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.controller.abort(new FencedError('The migration lock lease was lost (expired or taken over)'));
+  }
+
+  /** Compare-and-delete; never frees someone else's lock. Safe to call twice. */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    if (this.timer) clearInterval(this.timer);
+    try {
+      await callScript<number>(this.client, ScriptName.LockRelease, [this.key, this.value]);
+    } catch {
+      // Unreachable Redis: the lease expires by itself.
+    }
+  }
+}
+
+/** Runs `fn` holding the lease; the lease is released in `finally`. */
+export async function withLock<T>(client: RedisClient, keys: Keyspace, opts: LeaseLockOptions, fn: (lock: LeaseLock) => Promise<T>): Promise<T> {
+  const lock = await LeaseLock.acquire(client, keys, opts);
+  try {
+    return await fn(lock);
+  } finally {
+    await lock.release();
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Caches the migration phase for writers. The cache lives at most settle_ms
+ * (default: half of it, for margin), and a message on the events channel
+ * refreshes it at once, so processes follow a flip without a restart.
+ */
+import type { Redis, Cluster } from 'ioredis';
+import type { Keyspace } from './keys.js';
+import type { RedisClient } from './redis.js';
+import { StateStore, type MigrationState } from './state.js';
+
+/** Options of {@link PhaseWatcher}. */
+export interface PhaseWatcherOptions {
+  /** Longest time a cached phase is used; capped at the record's settle_ms. Default settle_ms / 2. */
+  maxCacheMs?: number;
+  /** Subscribe to the events channel (default true). Tests turn it off to simulate the stalest allowed writer. */
+  subscribe?: boolean;
+  /** Called after every refresh that saw a new epoch. */
+  onChange?: (state: MigrationState) => void;
+}
+
+/** A cached view of the state record. */
+export class PhaseWatcher {
+  readonly store: StateStore;
+  private cached: { state: MigrationState; at: number } | null = null;
+  private inflight: Promise<MigrationState> | null = null;
+  private subscriber: Redis | Cluster | null = null;
+
+  constructor(
+    client: RedisClient,
+    readonly keys: Keyspace,
+    private readonly opts: PhaseWatcherOptions = {},
+  ) {
+    this.store = new StateStore(client, keys);
+  }
+
+  /** Subscribes to transition events (when enabled) and loads the phase. */
+  async start(): Promise<MigrationState> {
+    if (this.opts.subscribe !== false) {
+      const sub = this.store.client.duplicate();
+      sub.on('error', () => undefined);
+      sub.on('message', () => this.invalidate());
+      // A reconnect may have missed messages: drop the cache.
+      sub.on('ready', () => this.invalidate());
+      await sub.subscribe(this.keys.events);
+      this.subscriber = sub;
+    }
+    return this.refresh();
+  }
+
+  /** Forgets the cached phase; the next read goes to Redis. */
+  invalidate(): void {
+    this.cached = null;
+  }
+
+  private ttl(state: MigrationState): number {
+    const wanted = this.opts.maxCacheMs ?? Math.floor(state.settleMs / 2);
+    return Math.min(wanted, state.settleMs);
+  }
+
+  /** The phase, from cache when fresh enough. */
+  async current(): Promise<MigrationState> {
+    const c = this.cached;
+    if (c && Date.now() - c.at < this.ttl(c.state)) return c.state;
+    return this.refresh();
+  }
+
+  /** Reads the record now (concurrent callers share one read). */
+  refresh(): Promise<MigrationState> {
+    if (this.inflight) return this.inflight;
+    const startedAt = Date.now();
+    this.inflight = this.store
+      .read()
+      .then((state) => {
+        const prev = this.cached?.state;
+        // The cache age counts from before the read, so it never outlives the bound.
+        this.cached = { state, at: startedAt };
+        if (!prev || prev.epoch !== state.epoch) this.opts.onChange?.(state);
+        return state;
+      })
+      .finally(() => {
+        this.inflight = null;
+      });
+    return this.inflight;
+  }
+
+  /** Unsubscribes. */
+  async close(): Promise<void> {
+    const sub = this.subscriber;
+    this.subscriber = null;
+    if (sub) {
+      try {
+        await sub.quit();
+      } catch {
+        sub.disconnect();
+      }
+    }
+  }
+}

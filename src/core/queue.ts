@@ -1,0 +1,42 @@
+/**
+ * The `JobQueue` interface (seed Pattern 2). Endpoint and worker code depend on
+ * this, never on the key layout or the phase.
+ */
+import type { EnqueueInput, Job, StatusPatch } from './job.js';
+import type { Layout } from './phase.js';
+
+/** Options of {@link JobQueue.listJobs}. */
+export interface ListJobsOptions {
+  /** Page size, 1–200. */
+  limit: number;
+  /** Opaque cursor from a previous page, or null/undefined for the first page. */
+  cursor?: string | null;
+}
+
+/** One page of a workspace's jobs. */
+export interface ListJobsResult {
+  jobs: Job[];
+  /** Cursor of the next page, or null when this was the last page. */
+  nextCursor: string | null;
+  /** The layout this page was read from. Cursors are bound to it. */
+  readPath: Layout;
+}
+
+/** A job store whose layout is chosen by the migration phase. */
+export interface JobQueue {
+  /** Creates a job (status `queued`) and appends its reference to the pending list. */
+  enqueue(input: EnqueueInput): Promise<Job>;
+  /** Pops the oldest pending reference and returns its job, or null when the list is empty. */
+  dequeue(): Promise<Job | null>;
+  /** One job of a workspace, or null when it is not in that workspace. */
+  getJob(workspaceId: string, jobId: string): Promise<Job | null>;
+  /** Updates status/result/error through the write protocol; throws JobNotFoundError outside the workspace. */
+  updateStatus(workspaceId: string, jobId: string, patch: StatusPatch): Promise<Job>;
+  /** A page of a workspace's jobs, never skipping one. */
+  listJobs(workspaceId: string, opts: ListJobsOptions): Promise<ListJobsResult>;
+  /** Releases connections and timers. */
+  close(): Promise<void>;
+}
+
+/** Largest page {@link JobQueue.listJobs} serves. */
+export const MAX_PAGE_LIMIT = 200;

@@ -1,0 +1,339 @@
+/**
+ * `RedisJobQueue`: the production {@link JobQueue}. The phase (from the state
+ * record, cached at most settle_ms) picks the primary and the mirror; every
+ * mutation follows the write protocol of DESIGN §4:
+ *   1. write-primary: update + rev increment in one script, returning the snapshot;
+ *   2. apply-if-newer of that snapshot on the mirror (one key, cluster-safe);
+ *   3. the v2 index entry, in the same script on one node, a ZADD on a cluster.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { CursorError, ValidationError, JobNotFoundError } from './errors.js';
+import { assertJobId, assertWorkspaceId, isJobId, isWorkspaceId } from './ids.js';
+import {
+  createdAtScore,
+  EnqueueInputSchema,
+  JobField,
+  jobFromHash,
+  newJobFields,
+  StatusPatchSchema,
+  statusPatchFields,
+  type EnqueueInput,
+  type Job,
+  type StatusPatch,
+} from './job.js';
+import { Keyspace } from './keys.js';
+import { Layout, Phase, routeFor } from './phase.js';
+import { PhaseWatcher, type PhaseWatcherOptions } from './phase-watcher.js';
+import { applyIfNewer, snapshotField, snapshotToHash, writePrimary, type IndexEntry, type Snapshot } from './protocol.js';
+import { masterNodes, nodeAddress, type RedisClient } from './redis.js';
+import { decodeCursor, encodeCursor, type LegacyCursor } from './cursor.js';
+import { MAX_PAGE_LIMIT, type JobQueue, type ListJobsOptions, type ListJobsResult } from './queue.js';
+import type { MigrationState } from './state.js';
+
+/** Information passed to {@link RedisJobQueueOptions.onMirrorFailure}. */
+export interface MirrorFailure {
+  key: string;
+  jobId: string;
+  error: unknown;
+}
+
+/** Options of {@link RedisJobQueue.create}. */
+export interface RedisJobQueueOptions {
+  /** Key prefix (default `ai`). */
+  keys?: Keyspace;
+  /** Phase cache settings. */
+  phase?: PhaseWatcherOptions;
+  /** Clock for created_at/updated_at (tests). */
+  now?: () => Date;
+  /**
+   * Called when the mirror write fails after the primary succeeded. The write
+   * is still acknowledged (the primary is the truth); verify finds and repairs
+   * the mirror. Metrics hook here.
+   */
+  onMirrorFailure?: (failure: MirrorFailure) => void;
+  /** SCAN COUNT of the legacy listing path (default 1000). */
+  legacyScanCount?: number;
+}
+
+/** Generates a job id: time-ordered, collision-resistant, valid under the job id rule. */
+export function newJobId(): string {
+  return `job_${Date.now().toString(36)}_${randomBytes(6).toString('hex')}`;
+}
+
+/** Reference stored on the pending list in a phase (DESIGN §6). */
+export function queueRef(phase: Phase, workspaceId: string, jobId: string): string {
+  return phase === Phase.Legacy ? jobId : `${workspaceId}:${jobId}`;
+}
+
+/** Parses a pending-list reference: `<ws>:<job>` or a bare `<job>`; null when malformed. */
+export function parseQueueRef(ref: string): { workspaceId: string | null; jobId: string } | null {
+  const colon = ref.indexOf(':');
+  if (colon < 0) return isJobId(ref) ? { workspaceId: null, jobId: ref } : null;
+  const ws = ref.slice(0, colon);
+  const id = ref.slice(colon + 1);
+  return isWorkspaceId(ws) && isJobId(id) ? { workspaceId: ws, jobId: id } : null;
+}
+
+/** The Redis-backed {@link JobQueue}. */
+export class RedisJobQueue implements JobQueue {
+  readonly keys: Keyspace;
+  readonly watcher: PhaseWatcher;
+  private readonly now: () => Date;
+
+  private constructor(
+    readonly client: RedisClient,
+    private readonly opts: RedisJobQueueOptions,
+  ) {
+    this.keys = opts.keys ?? new Keyspace();
+    this.watcher = new PhaseWatcher(client, this.keys, opts.phase);
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** Creates a queue and loads the phase (subscribing to transition events). */
+  static async create(client: RedisClient, opts: RedisJobQueueOptions = {}): Promise<RedisJobQueue> {
+    const q = new RedisJobQueue(client, opts);
+    await q.watcher.start();
+    return q;
+  }
+
+  /** The phase this process currently acts on (cached). */
+  phase(): Promise<MigrationState> {
+    return this.watcher.current();
+  }
+
+  /** Re-reads the phase now. */
+  refreshPhase(): Promise<MigrationState> {
+    return this.watcher.refresh();
+  }
+
+  private recordKey(layout: Layout, workspaceId: string, jobId: string): string {
+    return layout === Layout.Legacy ? this.keys.legacyJob(jobId) : this.keys.v2Job(workspaceId, jobId);
+  }
+
+  private indexFor(layout: Layout, workspaceId: string, jobId: string, snap: Snapshot | { createdAt: string }): IndexEntry | null {
+    if (layout !== Layout.V2) return null;
+    const raw = 'fields' in snap ? snapshotField(snap, JobField.CreatedAt) : snap.createdAt;
+    return { key: this.keys.index(workspaceId), score: createdAtScore(raw), member: jobId };
+  }
+
+  /** Step 2 + 3 of the protocol; a failure is reported, not thrown (the primary already holds the write). */
+  private async mirror(layout: Layout | null, workspaceId: string, jobId: string, snap: Snapshot): Promise<void> {
+    if (layout === null) return;
+    const key = this.recordKey(layout, workspaceId, jobId);
+    try {
+      await applyIfNewer(this.client, key, snap, this.indexFor(layout, workspaceId, jobId, snap));
+    } catch (error) {
+      this.opts.onMirrorFailure?.({ key, jobId, error });
+    }
+  }
+
+  async enqueue(input: EnqueueInput): Promise<Job> {
+    const parsed = EnqueueInputSchema.parse(input);
+    const jobId = parsed.jobId ?? newJobId();
+    const state = await this.watcher.current();
+    const route = routeFor(state.phase);
+    const fields = newJobFields({ jobId, workspaceId: parsed.workspaceId, action: parsed.action, params: parsed.params, now: this.now() });
+    const snap = await writePrimary(this.client, this.recordKey(route.primary, parsed.workspaceId, jobId), {
+      mode: 'create',
+      fields,
+      ...(parsed.ttlMs === undefined ? {} : { ttlMs: parsed.ttlMs }),
+      index: this.indexFor(route.primary, parsed.workspaceId, jobId, { createdAt: fields[JobField.CreatedAt]! }),
+      jobId,
+    });
+    await this.mirror(route.mirror, parsed.workspaceId, jobId, snap);
+    // The record exists before its reference, so a worker never pops a dangling reference.
+    await this.client.rpush(this.keys.queue, queueRef(state.phase, parsed.workspaceId, jobId));
+    return jobFromHash(snapshotToHash(snap));
+  }
+
+  async dequeue(): Promise<Job | null> {
+    // Bounded: unresolvable references are dropped, but never more than this many per call.
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const ref = await this.client.lpop(this.keys.queue);
+      if (ref === null) return null;
+      const parsed = parseQueueRef(ref);
+      if (parsed === null) continue;
+      let ws = parsed.workspaceId;
+      if (ws === null) {
+        // A bare legacy reference: the legacy record names its workspace.
+        ws = await this.client.hget(this.keys.legacyJob(parsed.jobId), JobField.WorkspaceId);
+        if (ws === null || !isWorkspaceId(ws)) continue;
+      }
+      const job = await this.getJob(ws, parsed.jobId);
+      if (job) return job;
+    }
+    return null;
+  }
+
+  async getJob(workspaceId: string, jobId: string): Promise<Job | null> {
+    assertWorkspaceId(workspaceId);
+    assertJobId(jobId);
+    const state = await this.watcher.current();
+    const { primary } = routeFor(state.phase);
+    const type = await this.client.type(this.recordKey(primary, workspaceId, jobId));
+    if (type !== 'hash') return null;
+    const hash = await this.client.hgetall(this.recordKey(primary, workspaceId, jobId));
+    // Legacy keys are not scoped: the record must name the caller's workspace.
+    if (hash[JobField.WorkspaceId] !== workspaceId) return null;
+    return jobFromHash(hash);
+  }
+
+  async updateStatus(workspaceId: string, jobId: string, patch: StatusPatch): Promise<Job> {
+    assertWorkspaceId(workspaceId);
+    assertJobId(jobId);
+    const parsed = StatusPatchSchema.parse(patch);
+    const state = await this.watcher.current();
+    const route = routeFor(state.phase);
+    const key = this.recordKey(route.primary, workspaceId, jobId);
+    if (route.primary === Layout.Legacy) {
+      // workspace_id never changes, so checking it before the atomic write is race-free.
+      const owner = await this.client.hget(key, JobField.WorkspaceId);
+      if (owner !== workspaceId) throw new JobNotFoundError(jobId);
+    }
+    const snap = await writePrimary(this.client, key, {
+      mode: 'update',
+      fields: statusPatchFields(parsed, this.now()),
+      index: null,
+      jobId,
+    });
+    await this.mirror(route.mirror, workspaceId, jobId, snap);
+    return jobFromHash(snapshotToHash(snap));
+  }
+
+  async listJobs(workspaceId: string, opts: ListJobsOptions): Promise<ListJobsResult> {
+    assertWorkspaceId(workspaceId);
+    if (!Number.isInteger(opts.limit) || opts.limit < 1 || opts.limit > MAX_PAGE_LIMIT) {
+      throw new ValidationError(`Invalid limit ${String(opts.limit)}: use an integer from 1 to ${MAX_PAGE_LIMIT}`);
+    }
+    const state = await this.watcher.current();
+    const path = routeFor(state.phase).primary;
+    return path === Layout.V2 ? this.listV2(workspaceId, opts) : this.listLegacy(workspaceId, opts);
+  }
+
+  /**
+   * v2 path: the workspace index ordered by (created_at, job_id). O(log n + limit)
+   * whatever the size of the keyspace.
+   */
+  private async listV2(workspaceId: string, opts: ListJobsOptions): Promise<ListJobsResult> {
+    const indexKey = this.keys.index(workspaceId);
+    const want = opts.limit + 1;
+    let entries: Array<{ member: string; score: number }>;
+    if (!opts.cursor) {
+      entries = pairs(await this.client.zrange(indexKey, 0, want - 1, 'WITHSCORES'));
+    } else {
+      const c = decodeCursor(opts.cursor, Layout.V2);
+      if (c.p !== Layout.V2) throw new Error('unreachable');
+      const [rank, score] = await Promise.all([this.client.zrank(indexKey, c.m), this.client.zscore(indexKey, c.m)]);
+      if (rank !== null && score !== null && Number(score) === c.s) {
+        entries = pairs(await this.client.zrange(indexKey, rank + 1, rank + want, 'WITHSCORES'));
+      } else {
+        // The last member left the index: resume by position in (score, member) order.
+        entries = [];
+        let offset = 0;
+        while (entries.length < want) {
+          const batch = pairs(await this.client.zrange(indexKey, c.s, '+inf', 'BYSCORE', 'LIMIT', offset, want * 2, 'WITHSCORES'));
+          if (batch.length === 0) break;
+          offset += batch.length;
+          for (const e of batch) if (e.score > c.s || e.member > c.m) entries.push(e);
+        }
+        entries = entries.slice(0, want);
+      }
+    }
+    const hasMore = entries.length > opts.limit;
+    const page = entries.slice(0, opts.limit);
+    const hashes = await Promise.all(page.map((e) => this.client.hgetall(this.keys.v2Job(workspaceId, e.member))));
+    const jobs: Job[] = [];
+    hashes.forEach((h) => {
+      // Dangling index entries (expired records) are skipped; verify --repair removes them.
+      if (h[JobField.JobId] !== undefined) jobs.push(jobFromHash(h));
+    });
+    const last = page[page.length - 1];
+    return {
+      jobs,
+      nextCursor: hasMore && last ? encodeCursor({ p: Layout.V2, s: last.score, m: last.member }) : null,
+      readPath: Layout.V2,
+    };
+  }
+
+  /**
+   * Legacy path: SCAN every master in address order, filtering by workspace.
+   * Unlike the seed (DESIGN §9.1) it never drops the rest of a SCAN batch when a
+   * page fills: the cursor remembers the batch's start and the last key served,
+   * and the batch is re-read and resumed after that key.
+   */
+  private async listLegacy(workspaceId: string, opts: ListJobsOptions): Promise<ListJobsResult> {
+    const nodes = masterNodes(this.client)
+      .map((n) => ({ node: n, addr: nodeAddress(n) }))
+      .sort((a, b) => (a.addr < b.addr ? -1 : 1));
+    const count = this.opts.legacyScanCount ?? 1000;
+    let pos: LegacyCursor;
+    if (opts.cursor) {
+      const c = decodeCursor(opts.cursor, Layout.Legacy);
+      if (c.p !== Layout.Legacy) throw new Error('unreachable');
+      pos = c;
+    } else {
+      pos = { p: Layout.Legacy, n: nodes[0]?.addr ?? '', c: '0', k: count, after: null };
+    }
+    let nodeIdx = nodes.findIndex((n) => n.addr === pos.n);
+    if (nodeIdx < 0) {
+      throw new CursorError('Cursor refers to a node that is no longer a master; restart paging without a cursor');
+    }
+    const jobs: Job[] = [];
+    let scanCursor = pos.c;
+    let after = pos.after;
+    for (;;) {
+      const node = nodes[nodeIdx]!.node;
+      const [next, found] = await node.scan(scanCursor, 'MATCH', this.keys.legacyPattern, 'COUNT', pos.k, 'TYPE', 'hash');
+      const keys = found.filter((k) => after === null || k > after).sort();
+      const owners = await pipelineHget(node, keys, JobField.WorkspaceId);
+      const mine = keys.filter((_, i) => owners[i] === workspaceId);
+      const hashes = await Promise.all(mine.map((k) => node.hgetall(k)));
+      for (let i = 0; i < mine.length; i++) {
+        const h = hashes[i]!;
+        if (h[JobField.WorkspaceId] !== workspaceId) continue;
+        jobs.push(jobFromHash(h));
+        if (jobs.length === opts.limit) {
+          const moreInBatch = i < mine.length - 1;
+          let nextPos: LegacyCursor | null;
+          if (moreInBatch) nextPos = { ...pos, n: nodes[nodeIdx]!.addr, c: scanCursor, after: mine[i]! };
+          else nextPos = advance(nodes, nodeIdx, next, pos.k);
+          return { jobs, nextCursor: nextPos ? encodeCursor(nextPos) : null, readPath: Layout.Legacy };
+        }
+      }
+      after = null;
+      if (next !== '0') {
+        scanCursor = next;
+        continue;
+      }
+      if (nodeIdx + 1 >= nodes.length) return { jobs, nextCursor: null, readPath: Layout.Legacy };
+      nodeIdx += 1;
+      scanCursor = '0';
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.watcher.close();
+  }
+}
+
+function advance(nodes: Array<{ addr: string }>, nodeIdx: number, next: string, k: number): LegacyCursor | null {
+  if (next !== '0') return { p: Layout.Legacy, n: nodes[nodeIdx]!.addr, c: next, k, after: null };
+  const following = nodes[nodeIdx + 1];
+  return following ? { p: Layout.Legacy, n: following.addr, c: '0', k, after: null } : null;
+}
+
+function pairs(flat: string[]): Array<{ member: string; score: number }> {
+  const out: Array<{ member: string; score: number }> = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push({ member: flat[i]!, score: Number(flat[i + 1]) });
+  return out;
+}
+
+async function pipelineHget(node: Redis, keys: string[], field: string): Promise<Array<string | null>> {
+  if (keys.length === 0) return [];
+  const p = node.pipeline();
+  for (const k of keys) p.hget(k, field);
+  const res = (await p.exec()) ?? [];
+  return res.map(([err, v]) => (err ? null : (v as string | null)));
+}
+

@@ -1,0 +1,298 @@
+/**
+ * The migration state record (DESIGN §3): a contract read by services in other
+ * languages, so its field names and encodings are stable and documented in
+ * the README. A missing record means phase `legacy`, epoch 0.
+ */
+import os from 'node:os';
+import { ConfigError, EpochConflictError, FencedError, InterruptedError, isReplyError } from './errors.js';
+import type { Keyspace } from './keys.js';
+import { isPhase, Phase } from './phase.js';
+import type { RedisClient } from './redis.js';
+import { callScript, ScriptName } from './scripts.js';
+
+/** Field names of the state hash. */
+export const StateField = {
+  Phase: 'phase',
+  Epoch: 'epoch',
+  ChangedAt: 'changed_at',
+  ChangedBy: 'changed_by',
+  Reason: 'reason',
+  SettleMs: 'settle_ms',
+  LegacyComplete: 'legacy_complete',
+  V2Complete: 'v2_complete',
+  LastBackfill: 'last_backfill',
+  LastVerify: 'last_verify',
+  LastCleanup: 'last_cleanup',
+  LockFence: 'lock_fence',
+  ShadowReadRate: 'shadow_read_rate',
+} as const;
+
+/** Default settle window: how long a writer may act on a cached phase. */
+export const DEFAULT_SETTLE_MS = 2000;
+/** History stream is trimmed to roughly this many entries. */
+const HISTORY_MAXLEN = 10000;
+
+/** The decoded state record. */
+export interface MigrationState {
+  phase: Phase;
+  epoch: number;
+  /** Server time (ms) of the last transition, or null before the first. */
+  changedAt: number | null;
+  changedBy: string | null;
+  reason: string | null;
+  settleMs: number;
+  /** Whether the legacy layout holds every job (false after cleanup starts, true again after a reverse backfill). */
+  legacyComplete: boolean;
+  /** Whether v2 holds every job (proved by a clean verify). */
+  v2Complete: boolean;
+  /** Fence issued with the most recent lock acquisition. */
+  lockFence: number;
+  /** Fraction (0..1) of dual-write reads the API shadows against v2. */
+  shadowReadRate: number;
+  lastBackfill: Record<string, unknown> | null;
+  lastVerify: Record<string, unknown> | null;
+  lastCleanup: Record<string, unknown> | null;
+  /** Every field as stored. */
+  raw: Record<string, string>;
+}
+
+/** A history stream entry. */
+export interface HistoryEntry {
+  id: string;
+  type: string;
+  at: number;
+  by: string;
+  data: Record<string, unknown>;
+}
+
+/** Input of {@link StateStore.transition}. */
+export interface TransitionOptions {
+  from: Phase;
+  to: Phase;
+  expectedEpoch: number;
+  /** Fence of the lock we hold; null only for library callers that coordinate otherwise (tests). */
+  fence: number | null;
+  actor?: string;
+  reason?: string;
+  /** Extra state fields set in the same atomic step. */
+  extra?: Record<string, string>;
+  /** Gates that were overridden with --force; recorded in the history. */
+  forcedGates?: string[];
+  /** settle_ms to record if the record has none yet. */
+  settleMs?: number;
+}
+
+/** Result of a transition. */
+export interface TransitionResult {
+  from: Phase;
+  to: Phase;
+  epoch: number;
+  changedAt: number;
+}
+
+/** The OS user and host, the default actor of a change. */
+export function defaultActor(): string {
+  let user = 'unknown';
+  try {
+    user = os.userInfo().username;
+  } catch {
+    user = process.env.USER ?? 'unknown';
+  }
+  return `${user}@${os.hostname()}`;
+}
+
+function parseJsonField(raw: string | undefined): Record<string, unknown> | null {
+  if (raw === undefined || raw === '') return null;
+  try {
+    const v = JSON.parse(raw) as unknown;
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function corrupt(key: string, what: string): ConfigError {
+  return new ConfigError(`State record ${key} is corrupt: ${what}`, {
+    code: 'ERR_STATE_CORRUPT',
+    suggestion: `Inspect it with HGETALL ${key}; set phase to one of legacy|dual-write|read-new|new-only and epoch to an integer (see runbooks/incident-state-record.md).`,
+  });
+}
+
+/** Decodes a state hash; throws a config error (exit 2) on an unknown phase or non-numeric epoch. */
+export function decodeState(key: string, raw: Record<string, string>): MigrationState {
+  const phaseRaw = raw[StateField.Phase] ?? Phase.Legacy;
+  if (!isPhase(phaseRaw)) throw corrupt(key, `unknown phase ${JSON.stringify(phaseRaw.slice(0, 40))}`);
+  const epochRaw = raw[StateField.Epoch] ?? '0';
+  if (!/^[0-9]{1,15}$/.test(epochRaw)) throw corrupt(key, `epoch ${JSON.stringify(epochRaw.slice(0, 40))} is not a non-negative integer`);
+  const num = (f: string, dflt: number): number => {
+    const v = raw[f];
+    if (v === undefined || v === '') return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw corrupt(key, `${f} ${JSON.stringify(v.slice(0, 40))} is not a number`);
+    return n;
+  };
+  const changedAt = raw[StateField.ChangedAt] === undefined ? null : num(StateField.ChangedAt, 0);
+  return {
+    phase: phaseRaw,
+    epoch: Number(epochRaw),
+    changedAt,
+    changedBy: raw[StateField.ChangedBy] ?? null,
+    reason: raw[StateField.Reason] ?? null,
+    settleMs: num(StateField.SettleMs, DEFAULT_SETTLE_MS),
+    legacyComplete: (raw[StateField.LegacyComplete] ?? '1') === '1',
+    v2Complete: (raw[StateField.V2Complete] ?? '0') === '1',
+    lockFence: num(StateField.LockFence, 0),
+    shadowReadRate: Math.min(1, Math.max(0, num(StateField.ShadowReadRate, 0))),
+    lastBackfill: parseJsonField(raw[StateField.LastBackfill]),
+    lastVerify: parseJsonField(raw[StateField.LastVerify]),
+    lastCleanup: parseJsonField(raw[StateField.LastCleanup]),
+    raw,
+  };
+}
+
+/** Sleeps `ms`, rejecting with {@link InterruptedError} when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new InterruptedError());
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, Math.max(0, ms));
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(new InterruptedError());
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Reads and moves the state record; appends to the history; announces transitions. */
+export class StateStore {
+  constructor(
+    readonly client: RedisClient,
+    readonly keys: Keyspace,
+  ) {}
+
+  /** Reads and decodes the record. */
+  async read(): Promise<MigrationState> {
+    return decodeState(this.keys.state, await this.client.hgetall(this.keys.state));
+  }
+
+  /** Server time in ms (the clock every settle window is measured against). */
+  async serverTime(): Promise<number> {
+    const [s, us] = await this.client.time();
+    return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+  }
+
+  /**
+   * Compare-and-set of the phase on its epoch (fenced by the lock), then a
+   * history entry and a PUBLISH on the events channel.
+   */
+  async transition(opts: TransitionOptions): Promise<TransitionResult> {
+    const actor = opts.actor ?? defaultActor();
+    const reason = opts.reason ?? '';
+    const extra: string[] = [];
+    for (const [f, v] of Object.entries(opts.extra ?? {})) extra.push(f, v);
+    let reply: [number, number];
+    try {
+      reply = await callScript<[number, number]>(this.client, ScriptName.Transition, [
+        this.keys.state,
+        opts.expectedEpoch,
+        opts.from,
+        opts.to,
+        opts.fence === null ? '' : String(opts.fence),
+        actor,
+        reason,
+        opts.settleMs ?? DEFAULT_SETTLE_MS,
+        ...extra,
+      ]);
+    } catch (err) {
+      throw mapStateScriptError(err, `${opts.from} → ${opts.to}`);
+    }
+    const [epoch, changedAt] = reply;
+    const result: TransitionResult = { from: opts.from, to: opts.to, epoch: Number(epoch), changedAt: Number(changedAt) };
+    await this.appendHistory('transition', actor, {
+      from: opts.from,
+      to: opts.to,
+      epoch: result.epoch,
+      reason,
+      ...(opts.forcedGates && opts.forcedGates.length > 0 ? { forced: opts.forcedGates } : {}),
+    });
+    await this.client.publish(this.keys.events, JSON.stringify({ phase: opts.to, epoch: result.epoch, changed_at: result.changedAt }));
+    return result;
+  }
+
+  /** Writes state fields on behalf of the lock holder with `fence` (refused once fenced out). */
+  async setFields(fence: number | null, fields: Record<string, string>): Promise<void> {
+    const flat: string[] = [];
+    for (const [f, v] of Object.entries(fields)) flat.push(f, v);
+    if (flat.length === 0) return;
+    try {
+      await callScript<number>(this.client, ScriptName.FencedHset, [this.keys.state, fence === null ? '' : String(fence), ...flat]);
+    } catch (err) {
+      throw mapStateScriptError(err, 'state update');
+    }
+  }
+
+  /** Appends an audit entry; the stream is trimmed to about 10k entries. */
+  async appendHistory(type: string, actor: string, data: Record<string, unknown>): Promise<string> {
+    const id = await this.client.xadd(
+      this.keys.history,
+      'MAXLEN',
+      '~',
+      HISTORY_MAXLEN,
+      '*',
+      'type',
+      type,
+      'at',
+      String(Date.now()),
+      'by',
+      actor,
+      'data',
+      JSON.stringify(data),
+    );
+    return id ?? '';
+  }
+
+  /** The newest `count` history entries, newest first. A deleted stream reads as empty. */
+  async history(count = 10): Promise<HistoryEntry[]> {
+    const rows = await this.client.xrevrange(this.keys.history, '+', '-', 'COUNT', count);
+    return rows.map(([id, flat]) => {
+      const m: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) m[flat[i]!] = flat[i + 1]!;
+      return { id, type: m.type ?? '?', at: Number(m.at ?? 0), by: m.by ?? '?', data: parseJsonField(m.data) ?? {} };
+    });
+  }
+
+  /** Milliseconds until the settle window of the last transition is over (0 when over). */
+  async settleRemaining(state: MigrationState): Promise<number> {
+    if (state.changedAt === null) return 0;
+    const now = await this.serverTime();
+    return Math.max(0, state.changedAt + state.settleMs - now);
+  }
+
+  /**
+   * Waits until every writer must have seen the current phase: changed_at +
+   * settle_ms on the server clock. Abortable.
+   */
+  async waitForSettle(state: MigrationState, opts: { signal?: AbortSignal; onWait?: (remainingMs: number) => void } = {}): Promise<void> {
+    const remaining = await this.settleRemaining(state);
+    if (remaining <= 0) return;
+    opts.onWait?.(remaining);
+    // A small margin absorbs the jitter between the server clock and our timers.
+    await sleep(remaining + 25, opts.signal);
+  }
+}
+
+/** Maps the scripts' error replies to the error model. */
+export function mapStateScriptError(err: unknown, what: string): unknown {
+  if (!(isReplyError(err))) return err;
+  if (err.message.startsWith('FENCED')) {
+    return new FencedError(`Refused ${what}: this run no longer holds the migration lock (fence ${err.message.slice(7)})`, { cause: err });
+  }
+  if (err.message.startsWith('EPOCH')) {
+    const [, epoch, phase] = err.message.split(' ');
+    return new EpochConflictError(`Refused ${what}: the state record is now at epoch ${epoch ?? '?'}, phase ${phase ?? '?'}`, { cause: err });
+  }
+  return err;
+}

@@ -1,0 +1,42 @@
+/**
+ * What every operation receives. Operations never touch the terminal: they take
+ * typed options, report progress through a callback, and return a typed result.
+ */
+import type { Keyspace } from '../core/keys.js';
+import type { LeaseLock } from '../core/lock.js';
+import type { RedisClient } from '../core/redis.js';
+import type { StateStore } from '../core/state.js';
+
+/** Shared inputs of an operation. */
+export interface OpContext {
+  client: RedisClient;
+  keys: Keyspace;
+  state: StateStore;
+  /** Who is acting (recorded in the state record and the history). */
+  actor: string;
+  /** Aborted on SIGINT/SIGTERM or when the lock lease is lost. */
+  signal: AbortSignal;
+  /** The lock held for a mutating operation; its fence guards state writes. */
+  lock?: LeaseLock | null;
+}
+
+/** A progress report. */
+export interface Progress {
+  /** What is being done now, e.g. "backfill" or "verify round 2/3". */
+  stage: string;
+  done: number;
+  /** Expected total, or null when unknown. */
+  total: number | null;
+  /** True when `total` comes from a sampled estimate rather than a count. */
+  totalIsEstimate: boolean;
+  /** Free text for the log line, e.g. "waiting 1.8s for the settle window". */
+  message?: string;
+}
+
+/** Progress callback. */
+export type ProgressFn = (p: Progress) => void;
+
+/** The fence to pass to state writes: the held lock's, or null when unlocked. */
+export function fenceOf(ctx: OpContext): number | null {
+  return ctx.lock ? ctx.lock.fence : null;
+}

@@ -1,0 +1,152 @@
+/**
+ * Gates (DESIGN §5): data checks that open or refuse a transition. Each closed
+ * gate says in one line why, and which command opens it. `--force --reason`
+ * overrides a data gate (recorded in the history); the phase precondition of a
+ * transition is never overridable, since transitions move one step at a time.
+ */
+import { ConfigError, GateError } from '../core/errors.js';
+import { Phase } from '../core/phase.js';
+import type { MigrationState } from '../core/state.js';
+import { asBackfillSummary, asVerifySummary } from './summaries.js';
+
+/** Default freshness bound of the verify that opens flip-read. */
+export const DEFAULT_MAX_VERIFY_AGE_MS = 60 * 60 * 1000;
+/** Default soak in read-new before cleanup. */
+export const DEFAULT_MIN_SOAK_MS = 60 * 60 * 1000;
+
+/** One gate's state. */
+export interface GateStatus {
+  name: string;
+  open: boolean;
+  /** Why it is open or closed, in one line. */
+  reason: string;
+  /** Command that opens it, when closed. */
+  opensWith: string | null;
+  /** False for phase preconditions, which --force cannot override. */
+  forceable: boolean;
+}
+
+/** Inputs of gate evaluation. */
+export interface GateInputs {
+  state: MigrationState;
+  /** Server time, ms. */
+  now: number;
+  maxVerifyAgeMs?: number;
+  minSoakMs?: number;
+}
+
+function ago(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  return `${(s / 3600).toFixed(1)}h`;
+}
+
+/** Human duration, e.g. "45s", "12m", "1.5h". */
+export const formatDuration = ago;
+
+/** The phase must be `required`. */
+export function phaseGate(state: MigrationState, required: Phase | Phase[], command: string): GateStatus {
+  const allowed = Array.isArray(required) ? required : [required];
+  const open = allowed.includes(state.phase);
+  return {
+    name: 'phase',
+    open,
+    reason: open ? `phase is ${state.phase}` : `${command} needs phase ${allowed.join(' or ')}, but the phase is ${state.phase}`,
+    opensWith: open ? null : 'orch-migrate status',
+    forceable: false,
+  };
+}
+
+/** A clean, full verify in the current epoch, started after the last backfill finished, and fresh enough. */
+export function verifyGate(inp: GateInputs): GateStatus {
+  const v = asVerifySummary(inp.state.lastVerify);
+  const b = asBackfillSummary(inp.state.lastBackfill);
+  const maxAge = inp.maxVerifyAgeMs ?? DEFAULT_MAX_VERIFY_AGE_MS;
+  const closed = (reason: string): GateStatus => ({ name: 'verify', open: false, reason, opensWith: 'orch-migrate verify', forceable: true });
+  if (!v) return closed('no verify has run');
+  if (v.epoch !== inp.state.epoch) return closed(`the last verify ran in epoch ${v.epoch}; the phase changed since (epoch ${inp.state.epoch})`);
+  if (v.scope !== 'full') return closed('the last verify was partial (--workspace/--sample); a full verify is needed');
+  if (!v.ok) return closed(`the last verify found ${v.mismatches} persistent mismatch(es)`);
+  if (b && b.finishedAt > v.startedAt) return closed('a backfill finished after the last verify started');
+  const age = inp.now - v.finishedAt;
+  if (age > maxAge) return closed(`the last clean verify is ${ago(age)} old (max ${ago(maxAge)})`);
+  return { name: 'verify', open: true, reason: `clean verify ${ago(age)} ago`, opensWith: null, forceable: true };
+}
+
+/** Minimum time in read-new before cleanup. */
+export function soakGate(inp: GateInputs): GateStatus {
+  const min = inp.minSoakMs ?? DEFAULT_MIN_SOAK_MS;
+  const since = inp.state.changedAt === null ? 0 : inp.now - inp.state.changedAt;
+  const open = inp.state.phase === Phase.ReadNew && since >= min;
+  return {
+    name: 'soak',
+    open,
+    reason: open ? `in read-new for ${ago(since)} (min ${ago(min)})` : `in read-new for ${ago(since)}; soak needs ${ago(min)} (${ago(Math.max(0, min - since))} to go)`,
+    opensWith: open ? null : `wait ${ago(Math.max(0, min - since))}, or lower --min-soak`,
+    forceable: true,
+  };
+}
+
+/** Legacy must hold every job before it becomes the primary again. */
+export function legacyCompleteGate(state: MigrationState): GateStatus {
+  return {
+    name: 'legacy-complete',
+    open: state.legacyComplete,
+    reason: state.legacyComplete ? 'legacy layout is complete' : 'legacy layout is incomplete (cleanup deleted keys); the reverse backfill has not finished',
+    opensWith: state.legacyComplete ? null : 'orch-migrate rollback --execute (from new-only it reverse-backfills legacy)',
+    forceable: true,
+  };
+}
+
+/** Gates of each command, given the current state. */
+export function gatesFor(command: string, inp: GateInputs): GateStatus[] {
+  const s = inp.state;
+  switch (command) {
+    case 'enable-dual-write':
+      return [phaseGate(s, Phase.Legacy, command)];
+    case 'backfill':
+      return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew], command)];
+    case 'flip-read':
+      return [phaseGate(s, Phase.DualWrite, command), verifyGate(inp)];
+    case 'cleanup':
+      return s.phase === Phase.NewOnly
+        ? [phaseGate(s, [Phase.ReadNew, Phase.NewOnly], command)]
+        : [phaseGate(s, [Phase.ReadNew, Phase.NewOnly], command), soakGate(inp), verifyGate(inp)];
+    case 'rollback':
+      if (s.phase === Phase.ReadNew) return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), legacyCompleteGate(s)];
+      return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command)];
+    default:
+      return [];
+  }
+}
+
+/** Options of {@link enforceGates}. */
+export interface EnforceOptions {
+  force?: boolean;
+  reason?: string;
+}
+
+/**
+ * Throws {@link GateError} (exit 3) for the first closed gate, unless it is
+ * forceable and `--force --reason` was given. Returns the names of forced gates.
+ */
+export function enforceGates(gates: GateStatus[], opts: EnforceOptions): string[] {
+  if (opts.force && (opts.reason ?? '').trim() === '') {
+    throw new ConfigError('--force needs --reason "…" so the override is explained in the history', {
+      suggestion: 'Add --reason "why it is safe to override", e.g. --reason "verify ran on a replica"',
+    });
+  }
+  const forced: string[] = [];
+  for (const g of gates) {
+    if (g.open) continue;
+    if (opts.force && g.forceable) {
+      forced.push(g.name);
+      continue;
+    }
+    throw new GateError(g.name, `Refused: ${g.reason}.`, {
+      suggestion: g.opensWith ? `Run: ${g.opensWith}${g.forceable ? ' (or override with --force --reason "…")' : ''}` : undefined,
+    });
+  }
+  return forced;
+}

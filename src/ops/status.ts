@@ -1,0 +1,155 @@
+/**
+ * `status`: everything an SRE needs at 3 a.m. in one read: phase, epoch, who
+ * changed it, key counts, backfill checkpoint, last verify, lock, gates, recent
+ * history, and the next command to run.
+ */
+import { LeaseLock, type LockInfo } from '../core/lock.js';
+import { Phase, phaseDiagram } from '../core/phase.js';
+import type { HistoryEntry, MigrationState } from '../core/state.js';
+import { loadCheckpoint, sumCounter } from './checkpoint.js';
+import type { OpContext } from './context.js';
+import { countKeys, type KeyCounts } from './count.js';
+import { formatDuration, gatesFor, type GateStatus } from './gates.js';
+import { asBackfillSummary, asVerifySummary, type BackfillSummary, type VerifySummary } from './summaries.js';
+
+/** Options of {@link getStatus}. */
+export interface StatusOptions {
+  /** Count keys with SCAN instead of sampling. */
+  exact?: boolean;
+  /** History entries to include (default 5). */
+  historyCount?: number;
+  maxVerifyAgeMs?: number;
+  minSoakMs?: number;
+}
+
+/** Backfill checkpoint progress. */
+export interface CheckpointProgress {
+  op: string;
+  nodes: number;
+  nodesDone: number;
+  scanned: number;
+  copied: number;
+  updatedAt: number | null;
+}
+
+/** Result of {@link getStatus} (`--json`). */
+export interface StatusResult {
+  phase: Phase;
+  epoch: number;
+  diagram: string;
+  changedAt: number | null;
+  changedBy: string | null;
+  reason: string | null;
+  /** ms since the last transition (server clock). */
+  sinceChangeMs: number | null;
+  settleMs: number;
+  legacyComplete: boolean;
+  v2Complete: boolean;
+  counts: KeyCounts;
+  lock: LockInfo | null;
+  lastBackfill: BackfillSummary | null;
+  lastVerify: VerifySummary | null;
+  lastCleanup: Record<string, unknown> | null;
+  checkpoints: CheckpointProgress[];
+  /** Gates of each command, by command name. */
+  gates: Record<string, { open: boolean; gates: GateStatus[] }>;
+  history: HistoryEntry[];
+  /** The command to run next, with why. */
+  next: { command: string; why: string };
+  serverTime: number;
+}
+
+const GATED_COMMANDS = ['enable-dual-write', 'backfill', 'flip-read', 'cleanup', 'rollback'] as const;
+const CHECKPOINT_OPS = ['backfill', 'reverse-backfill', 'cleanup'] as const;
+
+/** Reads the whole picture. Read-only: takes no lock. */
+export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promise<StatusResult> {
+  const [state, now, lock, history, counts, ...cps] = await Promise.all([
+    ctx.state.read(),
+    ctx.state.serverTime(),
+    LeaseLock.inspect(ctx.client, ctx.keys),
+    ctx.state.history(opts.historyCount ?? 5),
+    countKeys(ctx.client, ctx.keys, { exact: opts.exact ?? false, signal: ctx.signal }),
+    ...CHECKPOINT_OPS.map((op) => loadCheckpoint(ctx.client, ctx.keys, op)),
+  ]);
+  const checkpoints: CheckpointProgress[] = [];
+  CHECKPOINT_OPS.forEach((op, i) => {
+    const cp = cps[i]!;
+    if (cp.nodes.length === 0 && !cp.meta) return;
+    checkpoints.push({
+      op,
+      nodes: cp.nodes.length,
+      nodesDone: cp.nodes.filter((n) => n.done).length,
+      scanned: sumCounter(cp, 'scanned'),
+      copied: sumCounter(cp, 'copied') + sumCounter(cp, 'deleted'),
+      updatedAt: cp.nodes.reduce<number | null>((acc, n) => (acc === null || n.updatedAt > acc ? n.updatedAt : acc), null),
+    });
+  });
+  const inputs = { state, now, maxVerifyAgeMs: opts.maxVerifyAgeMs, minSoakMs: opts.minSoakMs };
+  const gates: StatusResult['gates'] = {};
+  for (const cmd of GATED_COMMANDS) {
+    const g = gatesFor(cmd, inputs);
+    gates[cmd] = { open: g.every((x) => x.open), gates: g };
+  }
+  const lastBackfill = asBackfillSummary(state.lastBackfill);
+  const lastVerify = asVerifySummary(state.lastVerify);
+  return {
+    phase: state.phase,
+    epoch: state.epoch,
+    diagram: phaseDiagram(state.phase),
+    changedAt: state.changedAt,
+    changedBy: state.changedBy,
+    reason: state.reason,
+    sinceChangeMs: state.changedAt === null ? null : Math.max(0, now - state.changedAt),
+    settleMs: state.settleMs,
+    legacyComplete: state.legacyComplete,
+    v2Complete: state.v2Complete,
+    counts,
+    lock,
+    lastBackfill,
+    lastVerify,
+    lastCleanup: state.lastCleanup,
+    checkpoints,
+    gates,
+    history,
+    next: nextStep(state, gates, lock, lastBackfill, now),
+    serverTime: now,
+  };
+}
+
+/** What to run next, and why. */
+export function nextStep(
+  state: MigrationState,
+  gates: StatusResult['gates'],
+  lock: LockInfo | null,
+  lastBackfill: BackfillSummary | null,
+  now: number,
+): { command: string; why: string } {
+  if (lock) return { command: 'orch-migrate status', why: `\`${lock.command}\` is running (lock held by ${lock.user}@${lock.host}); wait for it` };
+  const closed = (cmd: string): GateStatus | undefined => gates[cmd]?.gates.find((g) => !g.open);
+  switch (state.phase) {
+    case Phase.Legacy:
+      return { command: 'orch-migrate enable-dual-write --reason "start migration"', why: 'writers start mirroring into v2' };
+    case Phase.DualWrite: {
+      const backfilled = lastBackfill !== null && lastBackfill.direction === 'forward' && lastBackfill.complete && lastBackfill.epoch === state.epoch;
+      if (!backfilled) return { command: 'orch-migrate backfill', why: 'copy the history into v2' };
+      const g = closed('flip-read');
+      if (g) return { command: 'orch-migrate verify', why: `flip-read is gated: ${g.reason}` };
+      return { command: 'orch-migrate flip-read --reason "verify clean"', why: 'v2 is verified; reads can move to v2' };
+    }
+    case Phase.ReadNew: {
+      if (!state.legacyComplete) return { command: 'orch-migrate rollback --execute', why: 'legacy is incomplete; finish the reverse backfill' };
+      const g = closed('cleanup');
+      if (g?.name === 'soak') return { command: 'orch-migrate verify', why: `soaking in read-new: ${g.reason}; verify meanwhile` };
+      if (g) return { command: 'orch-migrate verify', why: `cleanup is gated: ${g.reason}` };
+      return { command: 'orch-migrate cleanup', why: 'dry run first; then cleanup --execute deletes legacy keys proven in v2' };
+    }
+    case Phase.NewOnly: {
+      const lc = state.lastCleanup;
+      if (!lc || lc.complete !== true || lc.dryRun === true) return { command: 'orch-migrate cleanup --execute', why: 'legacy keys remain; cleanup resumes where it stopped' };
+      return { command: 'none', why: `migration complete ${formatDuration(now - (state.changedAt ?? now))} ago; \`orch-migrate rollback\` previews a way back` };
+    }
+    default:
+      return { command: 'orch-migrate status', why: 'unknown phase' };
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The shared shape of a phase transition: read the record, check the gates,
+ * compare-and-set on the epoch (fenced by the lock), record and announce.
+ */
+import type { Phase } from '../core/phase.js';
+import type { MigrationState } from '../core/state.js';
+import { fenceOf, type OpContext } from './context.js';
+import { enforceGates, gatesFor, type GateInputs, type GateStatus } from './gates.js';
+
+/** Options of {@link runTransition}. */
+export interface TransitionOpOptions {
+  /** Command name: selects the gates and is shown in messages. */
+  command: string;
+  /** Target phase, given the current state. */
+  to: (state: MigrationState) => Phase;
+  reason?: string;
+  force?: boolean;
+  /** Preview only: check the gates and report, change nothing. */
+  dryRun?: boolean;
+  /** Extra state fields set in the same atomic step. */
+  extra?: (state: MigrationState) => Record<string, string>;
+  /** Gate tuning. */
+  gates?: Omit<GateInputs, 'state' | 'now'>;
+  /** settle_ms recorded on the first transition. */
+  settleMs?: number;
+  /** A state read just before (saves a round trip; the CAS still guards it). */
+  state?: MigrationState;
+}
+
+/** Result of a transition (`--json`: from, to, epoch, dryRun). */
+export interface TransitionOpResult {
+  from: Phase;
+  to: Phase;
+  /** The new epoch, or the current one on a dry run. */
+  epoch: number;
+  dryRun: boolean;
+  /** Server time of the change, or null on a dry run. */
+  changedAt: number | null;
+  /** Gates overridden with --force. */
+  forced: string[];
+  gates: GateStatus[];
+  settleMs: number;
+}
+
+/** Runs one transition. Throws GateError (exit 3) when a gate refuses. */
+export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): Promise<TransitionOpResult> {
+  const state = opts.state ?? (await ctx.state.read());
+  const now = await ctx.state.serverTime();
+  const gates = gatesFor(opts.command, { state, now, ...opts.gates });
+  const forced = enforceGates(gates, { force: opts.force ?? false, reason: opts.reason ?? '' });
+  const to = opts.to(state);
+  if (opts.dryRun) {
+    return { from: state.phase, to, epoch: state.epoch, dryRun: true, changedAt: null, forced, gates, settleMs: state.settleMs };
+  }
+  const res = await ctx.state.transition({
+    from: state.phase,
+    to,
+    expectedEpoch: state.epoch,
+    fence: fenceOf(ctx),
+    actor: ctx.actor,
+    reason: opts.reason ?? '',
+    extra: opts.extra?.(state) ?? {},
+    forcedGates: forced,
+    ...(opts.settleMs === undefined ? {} : { settleMs: opts.settleMs }),
+  });
+  if (forced.length > 0) {
+    await ctx.state.appendHistory('force', ctx.actor, { command: opts.command, gates: forced, reason: opts.reason ?? '', epoch: res.epoch });
+  }
+  return { from: state.phase, to, epoch: res.epoch, dryRun: false, changedAt: res.changedAt, forced, gates, settleMs: state.settleMs };
+}
