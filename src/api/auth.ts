@@ -34,7 +34,8 @@ const TokenEntrySchema = z.object({
   workspace_id: z.string().min(1).max(256),
   scopes: z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,31}:[a-z][a-z0-9_-]{0,31}$/, 'a scope looks like "actions:preview"')).max(32),
 });
-const TokenTableSchema = z.array(TokenEntrySchema).max(100000);
+// Every request compares against every entry (constant time), so the table is kept small.
+const TokenTableSchema = z.array(TokenEntrySchema).max(10000);
 
 /** Parses a token table (JSON text); throws {@link ConfigError} without echoing any value. */
 export function parseTokenTable(text: string, source: string): TokenEntry[] {

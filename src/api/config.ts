@@ -204,7 +204,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadCo
   }
 
   const allowlist = commaList(e.METRICS_WORKSPACE_ALLOWLIST);
-  const badAllow = allowlist.find((w) => !isWorkspaceId(w));
+  const badAllow = allowlist.find((w): boolean => !isWorkspaceId(w));
   if (badAllow !== undefined) {
     throw new ConfigError(`METRICS_WORKSPACE_ALLOWLIST holds an invalid workspace id ${JSON.stringify(badAllow.slice(0, 40))}`, {
       suggestion: 'Workspace ids are 1-32 characters of a-z, 0-9, "_" or "-".',

@@ -8,6 +8,7 @@ import { ExitCode } from '../core/errors.js';
 import { intOption } from './options.js';
 import { registerEnableDualWrite } from './commands/enable-dual-write.js';
 import { registerStatus } from './commands/status.js';
+import { registerDemo } from './commands/demo.js';
 import { extraCommands } from './commands/index.js';
 
 function version(): string {
@@ -57,6 +58,7 @@ Runbook order:
   registerStatus(program, setExit);
   registerEnableDualWrite(program, setExit);
   for (const register of extraCommands) register(program, setExit);
+  registerDemo(program, setExit);
   return program;
 }
 

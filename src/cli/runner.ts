@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { ExitCode, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
 import { Keyspace } from '../core/keys.js';
 import { LeaseLock } from '../core/lock.js';
-import { asUnavailable, closeRedis, connectRedis, parseRedisUrl, type RedisClient } from '../core/redis.js';
+import { asUnavailable, closeRedis, connectRedis, parseRedisUrl, redactUrl, type RedisClient } from '../core/redis.js';
 import { defaultActor, StateStore } from '../core/state.js';
 import type { OpContext } from '../ops/context.js';
 import { GlobalOptionsSchema, type GlobalOptions } from './options.js';
@@ -78,6 +78,17 @@ function trapSignals(controller: AbortController, onSecond: () => void): () => v
   };
 }
 
+/**
+ * The subcommand and its own arguments, as shown to a second operator and in
+ * status: global options (the Redis URL, which may carry a password) are left
+ * out, and any URL-looking argument is redacted.
+ */
+export function commandLine(name: string, argv: string[] = process.argv.slice(2)): string {
+  const i = argv.indexOf(name);
+  const rest = i >= 0 ? argv.slice(i + 1) : [];
+  return [name, ...rest.map((a) => (/^[a-z]+:\/\//i.test(a) ? redactUrl(a) : a))].join(' ').slice(0, 200);
+}
+
 /** Runs a command spec; resolves with the process exit code. Never throws. */
 export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise<number> {
   let out = new Output(false);
@@ -101,7 +112,7 @@ export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise
     client = await connectRedis({ url: globals.redisUrl, cluster: globals.cluster, commandTimeoutMs: globals.timeout, connectionName: `orch-migrate:${spec.name}` });
     state = new StateStore(client, keys);
     if (spec.mutating) {
-      lock = await LeaseLock.acquire(client, keys, { command: `${spec.name} ${process.argv.slice(3).join(' ')}`.trim().slice(0, 200), ttlMs: globals.lockTtl });
+      lock = await LeaseLock.acquire(client, keys, { command: commandLine(spec.name), ttlMs: globals.lockTtl });
       // Losing the lease stops the run like an interrupt does.
       lock.signal.addEventListener('abort', () => controller.abort(lock?.signal.reason), { once: true });
     }

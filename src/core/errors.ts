@@ -160,7 +160,7 @@ export function toOrchError(err: unknown): OrchError {
       .slice(0, ZOD_ISSUE_LIMIT)
       .map((i) => `${i.path.length > 0 ? i.path.join('.') + ': ' : ''}${i.message}`)
       .join('; ');
-    return new ConfigError(`Invalid input: ${issues}`, { cause: err, suggestion: 'Fix the value named above; see --help for the allowed forms.' });
+    return new ValidationError(`Invalid input: ${issues}`, { cause: err, suggestion: 'Fix the value named above; see --help for the allowed forms.' });
   }
   const message = err instanceof Error ? err.message : String(err);
   return new OrchError(message, { code: 'ERR_INTERNAL', exitCode: ExitCode.Problems, cause: err });
@@ -169,4 +169,9 @@ export function toOrchError(err: unknown): OrchError {
 /** True for a Redis error reply (ioredis ReplyError), e.g. a script's error_reply. */
 export function isReplyError(err: unknown): err is Error {
   return err instanceof Error && err.name === 'ReplyError';
+}
+
+/** The message of a script's error reply without the "ERR " Redis may prepend, e.g. "EXISTS" or "EPOCH 3 dual-write". */
+export function replyMessage(err: Error): string {
+  return err.message.replace(/^ERR /, '');
 }

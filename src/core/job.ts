@@ -4,6 +4,7 @@
  * varied); writing is strict.
  */
 import { z } from 'zod';
+import { toOrchError } from './errors.js';
 import { JobIdSchema, WorkspaceIdSchema } from './ids.js';
 
 /** Job statuses the queue core writes. */
@@ -154,4 +155,11 @@ export function statusPatchFields(patch: z.output<typeof StatusPatchSchema>, now
   if (patch.result !== undefined) fields[JobField.Result] = JSON.stringify(patch.result);
   if (patch.error !== undefined) fields[JobField.Error] = patch.error;
   return fields;
+}
+
+/** Parses boundary input; a failure becomes a ValidationError (exit 2) that says what is allowed. */
+export function parseInput<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw toOrchError(r.error);
+  return r.data;
 }

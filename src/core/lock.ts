@@ -78,7 +78,7 @@ export class LeaseLock {
   /** Takes the lease or throws {@link LockHeldError} (exit 4) naming the holder. */
   static async acquire(client: RedisClient, keys: Keyspace, opts: LeaseLockOptions): Promise<LeaseLock> {
     const ttlMs = opts.ttlMs ?? DEFAULT_LOCK_TTL_MS;
-    let user = 'unknown';
+    let user: string;
     try {
       user = os.userInfo().username;
     } catch {

@@ -12,6 +12,7 @@ import {
   JobField,
   jobFromHash,
   newJobFields,
+  parseInput,
   StatusPatchSchema,
   statusPatchFields,
   type EnqueueInput,
@@ -79,7 +80,7 @@ export class MemoryJobQueue implements JobQueue {
   }
 
   async enqueue(input: EnqueueInput): Promise<Job> {
-    const parsed = EnqueueInputSchema.parse(input);
+    const parsed = parseInput(EnqueueInputSchema, input);
     const jobId = parsed.jobId ?? newJobId();
     const { primary } = routeFor(this.phase);
     if (this.store(primary, parsed.workspaceId, jobId).get()) throw new JobExistsError(jobId);
@@ -111,7 +112,7 @@ export class MemoryJobQueue implements JobQueue {
   async updateStatus(workspaceId: string, jobId: string, patch: StatusPatch): Promise<Job> {
     assertWorkspaceId(workspaceId);
     assertJobId(jobId);
-    const parsed = StatusPatchSchema.parse(patch);
+    const parsed = parseInput(StatusPatchSchema, patch);
     const cur = this.store(routeFor(this.phase).primary, workspaceId, jobId).get();
     if (!cur || cur[JobField.WorkspaceId] !== workspaceId) throw new JobNotFoundError(jobId);
     return jobFromHash(this.writeThrough(workspaceId, jobId, { ...cur, ...statusPatchFields(parsed, this.now()) }));

@@ -57,30 +57,31 @@ export class PhaseWatcher {
     return Math.min(wanted, state.settleMs);
   }
 
-  /** The phase, from cache when fresh enough. */
+  /** The phase, from cache when fresh enough (concurrent misses share one read). */
   async current(): Promise<MigrationState> {
     const c = this.cached;
     if (c && Date.now() - c.at < this.ttl(c.state)) return c.state;
-    return this.refresh();
+    return this.inflight ?? this.refresh();
   }
 
-  /** Reads the record now (concurrent callers share one read). */
+  /** Reads the record now; never answers with a read that started before the call. */
   refresh(): Promise<MigrationState> {
-    if (this.inflight) return this.inflight;
     const startedAt = Date.now();
-    this.inflight = this.store
+    const read = this.store
       .read()
       .then((state) => {
         const prev = this.cached?.state;
-        // The cache age counts from before the read, so it never outlives the bound.
-        this.cached = { state, at: startedAt };
+        // The cache age counts from before the read, so it never outlives the bound;
+        // an older read finishing late never replaces a newer one.
+        if (!this.cached || this.cached.at <= startedAt) this.cached = { state, at: startedAt };
         if (!prev || prev.epoch !== state.epoch) this.opts.onChange?.(state);
         return state;
       })
       .finally(() => {
-        this.inflight = null;
+        if (this.inflight === read) this.inflight = null;
       });
-    return this.inflight;
+    this.inflight = read;
+    return read;
   }
 
   /** Unsubscribes. */

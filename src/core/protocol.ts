@@ -4,7 +4,7 @@
  * and {@link applyIfNewer} (the one way data reaches a mirror: application
  * mirror writes, backfill and repair all use it).
  */
-import { OrchError, ExitCode, JobExistsError, JobNotFoundError, isReplyError } from './errors.js';
+import { OrchError, ExitCode, JobExistsError, JobNotFoundError, isReplyError, replyMessage } from './errors.js';
 import { isCluster, type RedisClient } from './redis.js';
 import { callScript, ScriptName, type ScriptArg } from './scripts.js';
 
@@ -31,6 +31,7 @@ export const ApplyOutcome = {
   Skipped: 'skipped',
   WrongType: 'wrong-type',
   BadRev: 'bad-rev',
+  OwnerConflict: 'owner-conflict',
 } as const;
 export type ApplyOutcome = (typeof ApplyOutcome)[keyof typeof ApplyOutcome];
 
@@ -39,6 +40,7 @@ const APPLY_CODES: Record<number, ApplyOutcome> = {
   0: ApplyOutcome.Skipped,
   [-1]: ApplyOutcome.WrongType,
   [-2]: ApplyOutcome.BadRev,
+  [-3]: ApplyOutcome.OwnerConflict,
 };
 
 /** The value of one field of a snapshot. */
@@ -70,8 +72,7 @@ function indexArgs(index: IndexEntry | null | undefined, inline: boolean): { key
 export async function applyIfNewer(client: RedisClient, key: string, snap: Snapshot, index?: IndexEntry | null): Promise<ApplyOutcome> {
   const inline = !isCluster(client);
   const ix = indexArgs(index, inline);
-  const code = await callScript<number>(client, ScriptName.ApplyIfNewer, [
-    1 + ix.keys.length,
+  const code = await callScript<number>(client, ix.keys.length > 0 ? ScriptName.ApplyIfNewerIndexed : ScriptName.ApplyIfNewer, [
     key,
     ...ix.keys,
     snap.rev,
@@ -110,15 +111,16 @@ export async function writePrimary(client: RedisClient, key: string, opts: Write
   try {
     reply = await callScript<[number, number, ...Buffer[]]>(
       client,
-      ScriptName.WritePrimary,
-      [1 + ix.keys.length, key, ...ix.keys, opts.mode, opts.ttlMs ?? 0, ...ix.args, ...flat],
+      ix.keys.length > 0 ? ScriptName.WritePrimaryIndexed : ScriptName.WritePrimary,
+      [key, ...ix.keys, opts.mode, opts.ttlMs ?? 0, ...ix.args, ...flat],
       true,
     );
   } catch (err) {
     if (isReplyError(err)) {
-      if (err.message.startsWith('EXISTS')) throw new JobExistsError(opts.jobId);
-      if (err.message.startsWith('NOTFOUND')) throw new JobNotFoundError(opts.jobId);
-      if (err.message.startsWith('WRONGTYPE')) {
+      const msg = replyMessage(err);
+      if (msg.startsWith('EXISTS')) throw new JobExistsError(opts.jobId);
+      if (msg.startsWith('NOTFOUND')) throw new JobNotFoundError(opts.jobId);
+      if (msg.startsWith('WRONGTYPE')) {
         throw new OrchError(`Key for job ${opts.jobId} is not a hash`, { code: 'ERR_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
       }
     }
@@ -129,16 +131,14 @@ export async function writePrimary(client: RedisClient, key: string, opts: Write
   return { rev: Number(rev), pexpireAt: Number(pexpireAt), fields };
 }
 
-/** Reads a whole record as a snapshot (HGETALL + PEXPIRETIME, field names as bytes too); null when absent. */
+/** Reads a whole record (fields as bytes, with its expiry) in one atomic step; null when absent or not a hash. */
 export async function readSnapshot(client: RedisClient, key: string): Promise<Snapshot | null> {
-  const [fields, pexpire] = await Promise.all([
-    client.callBuffer('HGETALL', key) as Promise<Buffer[]>,
-    client.call('PEXPIRETIME', key) as Promise<number>,
-  ]);
-  if (fields.length === 0) return null;
+  const reply = await callScript<Buffer[]>(client, ScriptName.ReadSnapshot, [key], true);
+  if (reply.length < 2 || reply[0]!.toString() !== 'hash') return null;
+  const fields = reply.slice(2);
   let rev = 0;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     if (fields[i]!.toString() === 'rev') rev = Number(fields[i + 1]!.toString()) || 0;
   }
-  return { rev, pexpireAt: Number(pexpire), fields };
+  return { rev, pexpireAt: Number(reply[1]), fields };
 }

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { CursorError, ValidationError, JobNotFoundError } from './errors.js';
+import { CursorError, JobExistsError, ValidationError, JobNotFoundError } from './errors.js';
 import { assertJobId, assertWorkspaceId, isJobId, isWorkspaceId } from './ids.js';
 import {
   createdAtScore,
@@ -16,6 +16,7 @@ import {
   JobField,
   jobFromHash,
   newJobFields,
+  parseInput,
   StatusPatchSchema,
   statusPatchFields,
   type EnqueueInput,
@@ -25,7 +26,7 @@ import {
 import { Keyspace } from './keys.js';
 import { Layout, Phase, routeFor } from './phase.js';
 import { PhaseWatcher, type PhaseWatcherOptions } from './phase-watcher.js';
-import { applyIfNewer, snapshotField, snapshotToHash, writePrimary, type IndexEntry, type Snapshot } from './protocol.js';
+import { applyIfNewer, ApplyOutcome, snapshotField, snapshotToHash, writePrimary, type IndexEntry, type Snapshot } from './protocol.js';
 import { masterNodes, nodeAddress, type RedisClient } from './redis.js';
 import { decodeCursor, encodeCursor, type LegacyCursor } from './cursor.js';
 import { MAX_PAGE_LIMIT, type JobQueue, type ListJobsOptions, type ListJobsResult } from './queue.js';
@@ -122,17 +123,26 @@ export class RedisJobQueue implements JobQueue {
     if (layout === null) return;
     const key = this.recordKey(layout, workspaceId, jobId);
     try {
-      await applyIfNewer(this.client, key, snap, this.indexFor(layout, workspaceId, jobId, snap));
+      const outcome = await applyIfNewer(this.client, key, snap, this.indexFor(layout, workspaceId, jobId, snap));
+      if (outcome !== ApplyOutcome.Applied && outcome !== ApplyOutcome.Skipped) {
+        // Refused (foreign type, malformed rev, another workspace's record): verify reports it.
+        this.opts.onMirrorFailure?.({ key, jobId, error: new Error(`mirror write refused: ${outcome}`) });
+      }
     } catch (error) {
       this.opts.onMirrorFailure?.({ key, jobId, error });
     }
   }
 
   async enqueue(input: EnqueueInput): Promise<Job> {
-    const parsed = EnqueueInputSchema.parse(input);
+    const parsed = parseInput(EnqueueInputSchema, input);
     const jobId = parsed.jobId ?? newJobId();
     const state = await this.watcher.current();
     const route = routeFor(state.phase);
+    if (route.primary === Layout.V2 && route.mirror === Layout.Legacy && parsed.jobId !== undefined) {
+      // Legacy keys are global: an id already taken there would collide on the mirror.
+      // (apply-if-newer refuses such a write anyway; this check gives the caller a clear error first.)
+      if ((await this.client.exists(this.keys.legacyJob(jobId))) === 1) throw new JobExistsError(jobId);
+    }
     const fields = newJobFields({ jobId, workspaceId: parsed.workspaceId, action: parsed.action, params: parsed.params, now: this.now() });
     const snap = await writePrimary(this.client, this.recordKey(route.primary, parsed.workspaceId, jobId), {
       mode: 'create',
@@ -141,9 +151,12 @@ export class RedisJobQueue implements JobQueue {
       index: this.indexFor(route.primary, parsed.workspaceId, jobId, { createdAt: fields[JobField.CreatedAt]! }),
       jobId,
     });
-    await this.mirror(route.mirror, parsed.workspaceId, jobId, snap);
-    // The record exists before its reference, so a worker never pops a dangling reference.
-    await this.client.rpush(this.keys.queue, queueRef(state.phase, parsed.workspaceId, jobId));
+    // The primary exists before its reference, so a worker never pops a dangling reference;
+    // the mirror write and the push are independent and share one round trip.
+    await Promise.all([
+      this.mirror(route.mirror, parsed.workspaceId, jobId, snap),
+      this.client.rpush(this.keys.queue, queueRef(state.phase, parsed.workspaceId, jobId)),
+    ]);
     return jobFromHash(snapshotToHash(snap));
   }
 
@@ -182,7 +195,7 @@ export class RedisJobQueue implements JobQueue {
   async updateStatus(workspaceId: string, jobId: string, patch: StatusPatch): Promise<Job> {
     assertWorkspaceId(workspaceId);
     assertJobId(jobId);
-    const parsed = StatusPatchSchema.parse(patch);
+    const parsed = parseInput(StatusPatchSchema, patch);
     const state = await this.watcher.current();
     const route = routeFor(state.phase);
     const key = this.recordKey(route.primary, workspaceId, jobId);

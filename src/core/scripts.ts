@@ -10,22 +10,47 @@ import type { Redis, Cluster } from 'ioredis';
 /** Script names as registered with defineCommand. */
 export const ScriptName = {
   ApplyIfNewer: 'orchApplyIfNewer',
+  ApplyIfNewerIndexed: 'orchApplyIfNewerIndexed',
   WritePrimary: 'orchWritePrimary',
+  WritePrimaryIndexed: 'orchWritePrimaryIndexed',
+  ReadSnapshot: 'orchReadSnapshot',
   Transition: 'orchTransition',
   FencedHset: 'orchFencedHset',
   LockRenew: 'orchLockRenew',
   LockRelease: 'orchLockRelease',
+  CleanupUnlink: 'orchCleanupUnlink',
+  QueueConvert: 'orchQueueConvert',
+  ReadFieldsBatch: 'orchReadFieldsBatch',
+  BackfillBatch: 'orchBackfillBatch',
+  VerifyBatch: 'orchVerifyBatch',
+  RepairCas: 'orchRepairCas',
+  RepairCasIndexed: 'orchRepairCasIndexed',
 } as const;
 export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
 
-/** Registered script sources, by name: file name and key count (undefined = caller passes numkeys). */
-const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys?: number }> = {
-  [ScriptName.ApplyIfNewer]: { file: 'apply-if-newer.lua' },
-  [ScriptName.WritePrimary]: { file: 'write-primary.lua' },
+/**
+ * Registered script sources, by name: file name and key count. Key counts are
+ * fixed per name (a script with an optional key is registered twice): ioredis'
+ * cluster routing needs to know which arguments are keys. `numberOfKeys: null`
+ * marks a single-node-only batch script whose caller passes numkeys first.
+ */
+const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }> = {
+  [ScriptName.ApplyIfNewer]: { file: 'apply-if-newer.lua', numberOfKeys: 1 },
+  [ScriptName.ApplyIfNewerIndexed]: { file: 'apply-if-newer.lua', numberOfKeys: 2 },
+  [ScriptName.WritePrimary]: { file: 'write-primary.lua', numberOfKeys: 1 },
+  [ScriptName.WritePrimaryIndexed]: { file: 'write-primary.lua', numberOfKeys: 2 },
+  [ScriptName.ReadSnapshot]: { file: 'read-snapshot.lua', numberOfKeys: 1 },
   [ScriptName.Transition]: { file: 'transition.lua', numberOfKeys: 1 },
   [ScriptName.FencedHset]: { file: 'fenced-hset.lua', numberOfKeys: 1 },
   [ScriptName.LockRenew]: { file: 'lock-renew.lua', numberOfKeys: 1 },
   [ScriptName.LockRelease]: { file: 'lock-release.lua', numberOfKeys: 1 },
+  [ScriptName.CleanupUnlink]: { file: 'cleanup-unlink.lua', numberOfKeys: 1 },
+  [ScriptName.QueueConvert]: { file: 'queue-convert.lua', numberOfKeys: 1 },
+  [ScriptName.ReadFieldsBatch]: { file: 'read-fields-batch.lua', numberOfKeys: null },
+  [ScriptName.BackfillBatch]: { file: 'backfill-batch.lua', numberOfKeys: null },
+  [ScriptName.VerifyBatch]: { file: 'verify-batch.lua', numberOfKeys: null },
+  [ScriptName.RepairCas]: { file: 'repair-cas.lua', numberOfKeys: 1 },
+  [ScriptName.RepairCasIndexed]: { file: 'repair-cas.lua', numberOfKeys: 2 },
 };
 
 const sources = new Map<string, string>();
@@ -45,11 +70,12 @@ type Registrable = Pick<Redis, 'defineCommand'> | Pick<Cluster, 'defineCommand'>
 /** Registers one script under `name` (idempotent per client). */
 export function defineScript(client: Registrable, name: string, file: string, numberOfKeys?: number): void {
   client.defineCommand(name, numberOfKeys === undefined ? { lua: luaSource(file) } : { lua: luaSource(file), numberOfKeys });
+  // Note: never use client.call() on a cluster client with auto-pipelining (ioredis routes it by the wrong argument).
 }
 
 /** Registers every core script on a client. */
 export function registerScripts(client: Registrable): void {
-  for (const [name, def] of Object.entries(SCRIPTS)) defineScript(client, name, def.file, def.numberOfKeys);
+  for (const [name, def] of Object.entries(SCRIPTS)) defineScript(client, name, def.file, def.numberOfKeys ?? undefined);
 }
 
 /** Anything a script call accepts. */
@@ -57,7 +83,8 @@ export type ScriptArg = string | Buffer | number;
 
 /** Calls a registered script by name. `Buffer` variant returns raw bytes. */
 export function callScript<T>(client: Redis | Cluster, name: string, args: ScriptArg[], buffers = false): Promise<T> {
-  const fn = (client as unknown as Record<string, (...a: ScriptArg[]) => Promise<T>>)[buffers ? `${name}Buffer` : name];
+  const fn = (client as unknown as Record<string, (a: ScriptArg[]) => Promise<T>>)[buffers ? `${name}Buffer` : name];
   if (typeof fn !== 'function') throw new Error(`Script ${name} is not registered on this client`);
-  return fn.apply(client, args);
+  // One array argument (ioredis flattens it): spreading a 100k-field snapshot would overflow the JS stack.
+  return fn.call(client, args);
 }

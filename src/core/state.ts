@@ -4,7 +4,7 @@
  * the README. A missing record means phase `legacy`, epoch 0.
  */
 import os from 'node:os';
-import { ConfigError, EpochConflictError, FencedError, InterruptedError, isReplyError } from './errors.js';
+import { ConfigError, EpochConflictError, FencedError, InterruptedError, isReplyError, replyMessage } from './errors.js';
 import type { Keyspace } from './keys.js';
 import { isPhase, Phase } from './phase.js';
 import type { RedisClient } from './redis.js';
@@ -92,7 +92,7 @@ export interface TransitionResult {
 
 /** The OS user and host, the default actor of a change. */
 export function defaultActor(): string {
-  let user = 'unknown';
+  let user: string;
   try {
     user = os.userInfo().username;
   } catch {
@@ -280,7 +280,7 @@ export class StateStore {
     if (remaining <= 0) return;
     opts.onWait?.(remaining);
     // A small margin absorbs the jitter between the server clock and our timers.
-    await sleep(remaining + 25, opts.signal);
+    await sleep(remaining + 50, opts.signal);
   }
 }
 

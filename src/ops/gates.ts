@@ -5,7 +5,7 @@
  * transition is never overridable, since transitions move one step at a time.
  */
 import { ConfigError, GateError } from '../core/errors.js';
-import { Phase } from '../core/phase.js';
+import { Phase, PHASE_ORDER } from '../core/phase.js';
 import type { MigrationState } from '../core/state.js';
 import { asBackfillSummary, asVerifySummary } from './summaries.js';
 
@@ -45,7 +45,24 @@ function ago(ms: number): string {
 /** Human duration, e.g. "45s", "12m", "1.5h". */
 export const formatDuration = ago;
 
-/** The phase must be `required`. */
+/** The command that moves the phase one step from `from` toward `to`. */
+export function commandToward(from: Phase, to: Phase): string {
+  const i = PHASE_ORDER.indexOf(from);
+  const j = PHASE_ORDER.indexOf(to);
+  if (j < i) return 'orch-migrate rollback --execute';
+  switch (from) {
+    case Phase.Legacy:
+      return 'orch-migrate enable-dual-write';
+    case Phase.DualWrite:
+      return 'orch-migrate flip-read';
+    case Phase.ReadNew:
+      return 'orch-migrate cleanup --execute';
+    default:
+      return 'orch-migrate status';
+  }
+}
+
+/** The phase must be `required`. Never forceable: transitions move one step at a time. */
 export function phaseGate(state: MigrationState, required: Phase | Phase[], command: string): GateStatus {
   const allowed = Array.isArray(required) ? required : [required];
   const open = allowed.includes(state.phase);
@@ -53,7 +70,7 @@ export function phaseGate(state: MigrationState, required: Phase | Phase[], comm
     name: 'phase',
     open,
     reason: open ? `phase is ${state.phase}` : `${command} needs phase ${allowed.join(' or ')}, but the phase is ${state.phase}`,
-    opensWith: open ? null : 'orch-migrate status',
+    opensWith: open ? null : commandToward(state.phase, allowed[0]!),
     forceable: false,
   };
 }
@@ -83,7 +100,7 @@ export function soakGate(inp: GateInputs): GateStatus {
     name: 'soak',
     open,
     reason: open ? `in read-new for ${ago(since)} (min ${ago(min)})` : `in read-new for ${ago(since)}; soak needs ${ago(min)} (${ago(Math.max(0, min - since))} to go)`,
-    opensWith: open ? null : `wait ${ago(Math.max(0, min - since))}, or lower --min-soak`,
+    opensWith: open ? null : `orch-migrate cleanup --execute in ${ago(Math.max(0, min - since))} (or with a shorter --min-soak)`,
     forceable: true,
   };
 }
@@ -93,8 +110,10 @@ export function legacyCompleteGate(state: MigrationState): GateStatus {
   return {
     name: 'legacy-complete',
     open: state.legacyComplete,
-    reason: state.legacyComplete ? 'legacy layout is complete' : 'legacy layout is incomplete (cleanup deleted keys); the reverse backfill has not finished',
-    opensWith: state.legacyComplete ? null : 'orch-migrate rollback --execute (from new-only it reverse-backfills legacy)',
+    reason: state.legacyComplete
+      ? 'legacy layout is complete'
+      : 'legacy layout is incomplete (cleanup deleted keys, or legacy missed writes in new-only) and the reverse backfill has not finished',
+    opensWith: state.legacyComplete ? null : 'orch-migrate rollback --execute (resumes the reverse backfill v2 → legacy; reads stay on v2)',
     forceable: true,
   };
 }
@@ -114,6 +133,9 @@ export function gatesFor(command: string, inp: GateInputs): GateStatus[] {
         ? [phaseGate(s, [Phase.ReadNew, Phase.NewOnly], command)]
         : [phaseGate(s, [Phase.ReadNew, Phase.NewOnly], command), soakGate(inp), verifyGate(inp)];
     case 'rollback':
+      if (s.phase === Phase.Legacy) {
+        return [{ name: 'phase', open: false, reason: 'the phase is legacy, the start: there is nothing to roll back', opensWith: 'orch-migrate status', forceable: false }];
+      }
       if (s.phase === Phase.ReadNew) return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), legacyCompleteGate(s)];
       return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command)];
     default:

@@ -10,7 +10,7 @@ import { loadCheckpoint, sumCounter } from './checkpoint.js';
 import type { OpContext } from './context.js';
 import { countKeys, type KeyCounts } from './count.js';
 import { formatDuration, gatesFor, type GateStatus } from './gates.js';
-import { asBackfillSummary, asVerifySummary, type BackfillSummary, type VerifySummary } from './summaries.js';
+import { asBackfillSummary, asCleanupSummary, asVerifySummary, type BackfillSummary, type CleanupSummary, type VerifySummary } from './summaries.js';
 
 /** Options of {@link getStatus}. */
 export interface StatusOptions {
@@ -49,7 +49,7 @@ export interface StatusResult {
   lock: LockInfo | null;
   lastBackfill: BackfillSummary | null;
   lastVerify: VerifySummary | null;
-  lastCleanup: Record<string, unknown> | null;
+  lastCleanup: CleanupSummary | null;
   checkpoints: CheckpointProgress[];
   /** Gates of each command, by command name. */
   gates: Record<string, { open: boolean; gates: GateStatus[] }>;
@@ -108,11 +108,11 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
     lock,
     lastBackfill,
     lastVerify,
-    lastCleanup: state.lastCleanup,
+    lastCleanup: asCleanupSummary(state.lastCleanup),
     checkpoints,
     gates,
     history,
-    next: nextStep(state, gates, lock, lastBackfill, now),
+    next: nextStep(state, gates, lock, lastBackfill, now, checkpoints),
     serverTime: now,
   };
 }
@@ -124,30 +124,49 @@ export function nextStep(
   lock: LockInfo | null,
   lastBackfill: BackfillSummary | null,
   now: number,
+  checkpoints: CheckpointProgress[] = [],
 ): { command: string; why: string } {
   if (lock) return { command: 'orch-migrate status', why: `\`${lock.command}\` is running (lock held by ${lock.user}@${lock.host}); wait for it` };
   const closed = (cmd: string): GateStatus | undefined => gates[cmd]?.gates.find((g) => !g.open);
+  const pending = (op: string): CheckpointProgress | undefined => checkpoints.find((c) => c.op === op && c.nodesDone < Math.max(1, c.nodes));
+  const v = asVerifySummary(state.lastVerify);
+  const verifyHint = (g: GateStatus): { command: string; why: string } =>
+    v && v.epoch === state.epoch && !v.ok && g.name === 'verify'
+      ? { command: 'orch-migrate verify --report mismatches.ndjson', why: `${g.reason}; see runbooks/incident-verify-mismatches.md` }
+      : { command: 'orch-migrate verify', why: `gated: ${g.reason}` };
   switch (state.phase) {
     case Phase.Legacy:
       return { command: 'orch-migrate enable-dual-write --reason "start migration"', why: 'writers start mirroring into v2' };
     case Phase.DualWrite: {
+      if (pending('backfill')) return { command: 'orch-migrate backfill', why: 'a backfill was interrupted; it resumes from its checkpoint' };
       const backfilled = lastBackfill !== null && lastBackfill.direction === 'forward' && lastBackfill.complete && lastBackfill.epoch === state.epoch;
       if (!backfilled) return { command: 'orch-migrate backfill', why: 'copy the history into v2' };
       const g = closed('flip-read');
-      if (g) return { command: 'orch-migrate verify', why: `flip-read is gated: ${g.reason}` };
+      if (g) return verifyHint(g);
       return { command: 'orch-migrate flip-read --reason "verify clean"', why: 'v2 is verified; reads can move to v2' };
     }
     case Phase.ReadNew: {
-      if (!state.legacyComplete) return { command: 'orch-migrate rollback --execute', why: 'legacy is incomplete; finish the reverse backfill' };
+      if (!state.legacyComplete) {
+        return {
+          command: 'orch-migrate rollback --execute',
+          why: 'legacy is incomplete (a rollback from new-only has not finished): this resumes the reverse backfill; reads stay on v2',
+        };
+      }
       const g = closed('cleanup');
-      if (g?.name === 'soak') return { command: 'orch-migrate verify', why: `soaking in read-new: ${g.reason}; verify meanwhile` };
-      if (g) return { command: 'orch-migrate verify', why: `cleanup is gated: ${g.reason}` };
+      if (g?.name === 'soak') {
+        const vg = gates.cleanup?.gates.find((x) => x.name === 'verify' && !x.open);
+        return vg ? verifyHint(vg) : { command: 'orch-migrate cleanup', why: `soaking in read-new: ${g.reason}; the dry run shows what --execute will delete` };
+      }
+      if (g) return verifyHint(g);
       return { command: 'orch-migrate cleanup', why: 'dry run first; then cleanup --execute deletes legacy keys proven in v2' };
     }
     case Phase.NewOnly: {
-      const lc = state.lastCleanup;
-      if (!lc || lc.complete !== true || lc.dryRun === true) return { command: 'orch-migrate cleanup --execute', why: 'legacy keys remain; cleanup resumes where it stopped' };
-      return { command: 'none', why: `migration complete ${formatDuration(now - (state.changedAt ?? now))} ago; \`orch-migrate rollback\` previews a way back` };
+      const lc = asCleanupSummary(state.lastCleanup);
+      if (pending('cleanup') || !lc || !lc.complete || lc.dryRun || lc.epoch !== state.epoch) {
+        return { command: 'orch-migrate cleanup --execute', why: 'legacy keys remain; cleanup resumes where it stopped' };
+      }
+      const kept = lc.kept > 0 ? `; ${lc.kept} legacy key(s) were kept (see runbooks/incident-unmigratable.md)` : '';
+      return { command: 'none', why: `migration complete ${formatDuration(now - (state.changedAt ?? now))} ago${kept}; \`orch-migrate rollback\` previews a way back` };
     }
     default:
       return { command: 'orch-migrate status', why: 'unknown phase' };

@@ -38,14 +38,24 @@ export interface VerifySummary {
   repaired?: number;
 }
 
-/** `last_cleanup`. */
+/** `last_cleanup` (written only by `cleanup --execute`; dry runs go to the history only). */
 export interface CleanupSummary {
   epoch: number;
+  startedAt: number;
   finishedAt: number;
   dryRun: boolean;
+  /** Every node was scanned to the end. */
   complete: boolean;
+  scanned: number;
   deleted: number;
   kept: number;
+  /** Kept keys by reason (unmigratable, foreign-type, v2-missing, ...). */
+  keptByReason: Record<string, number>;
+  /** Pending-list references rewritten to `<workspace_id>:<job_id>`. */
+  queueConverted: number;
+  queueUnresolved: number;
+  durationMs: number;
+  resumed: boolean;
 }
 
 function num(v: unknown): number {
@@ -90,5 +100,29 @@ export function asVerifySummary(raw: Record<string, unknown> | null): VerifySumm
     byKind,
     rounds: num(raw.rounds),
     durationMs: num(raw.durationMs),
+  };
+}
+
+/** Reads a stored cleanup summary defensively. */
+export function asCleanupSummary(raw: Record<string, unknown> | null): CleanupSummary | null {
+  if (!raw) return null;
+  const keptByReason: Record<string, number> = {};
+  if (raw.keptByReason && typeof raw.keptByReason === 'object') {
+    for (const [k, v] of Object.entries(raw.keptByReason as Record<string, unknown>)) keptByReason[k] = num(v);
+  }
+  return {
+    epoch: num(raw.epoch),
+    startedAt: num(raw.startedAt),
+    finishedAt: num(raw.finishedAt),
+    dryRun: raw.dryRun === true,
+    complete: raw.complete === true,
+    scanned: num(raw.scanned),
+    deleted: num(raw.deleted),
+    kept: num(raw.kept),
+    keptByReason,
+    queueConverted: num(raw.queueConverted),
+    queueUnresolved: num(raw.queueUnresolved),
+    durationMs: num(raw.durationMs),
+    resumed: raw.resumed === true,
   };
 }

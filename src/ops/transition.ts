@@ -3,7 +3,7 @@
  * compare-and-set on the epoch (fenced by the lock), record and announce.
  */
 import type { Phase } from '../core/phase.js';
-import type { MigrationState } from '../core/state.js';
+import { StateField, type MigrationState } from '../core/state.js';
 import { fenceOf, type OpContext } from './context.js';
 import { enforceGates, gatesFor, type GateInputs, type GateStatus } from './gates.js';
 
@@ -17,8 +17,8 @@ export interface TransitionOpOptions {
   force?: boolean;
   /** Preview only: check the gates and report, change nothing. */
   dryRun?: boolean;
-  /** Extra state fields set in the same atomic step. */
-  extra?: (state: MigrationState) => Record<string, string>;
+  /** Extra state fields set in the same atomic step; `forced` names the gates overridden with --force. */
+  extra?: (state: MigrationState, forced: string[]) => Record<string, string>;
   /** Gate tuning. */
   gates?: Omit<GateInputs, 'state' | 'now'>;
   /** settle_ms recorded on the first transition. */
@@ -59,12 +59,14 @@ export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): 
     fence: fenceOf(ctx),
     actor: ctx.actor,
     reason: opts.reason ?? '',
-    extra: opts.extra?.(state) ?? {},
+    extra: opts.extra?.(state, forced) ?? {},
     forcedGates: forced,
     ...(opts.settleMs === undefined ? {} : { settleMs: opts.settleMs }),
   });
   if (forced.length > 0) {
     await ctx.state.appendHistory('force', ctx.actor, { command: opts.command, gates: forced, reason: opts.reason ?? '', epoch: res.epoch });
   }
-  return { from: state.phase, to, epoch: res.epoch, dryRun: false, changedAt: res.changedAt, forced, gates, settleMs: state.settleMs };
+  // The first transition records opts.settleMs when the record had none.
+  const settleMs = state.raw[StateField.SettleMs] === undefined && opts.settleMs !== undefined ? opts.settleMs : state.settleMs;
+  return { from: state.phase, to, epoch: res.epoch, dryRun: false, changedAt: res.changedAt, forced, gates, settleMs };
 }

@@ -19,6 +19,11 @@ function render(r: StatusResult, out: Output): void {
   lines.push(['backfill', b ? `last ${b.direction} run ${b.complete ? 'complete' : c.yellow('incomplete')}, ${fmtInt(b.copied)} copied, ${fmtInt(b.unmigratable)} unmigratable, ${fmtInt(b.keysPerSecond)} keys/s, ${fmtAgo(r.serverTime - b.finishedAt)} (epoch ${b.epoch})` : 'never run']);
   const v = r.lastVerify;
   lines.push(['verify', v ? `${v.ok ? c.green('clean') : c.red(`${fmtInt(v.mismatches)} persistent mismatch(es)`)}, ${v.scope}, ${fmtInt(v.scanned)} keys, ${v.rounds} round(s), ${fmtAgo(r.serverTime - v.finishedAt)} (epoch ${v.epoch})` : 'never run']);
+  const cl = r.lastCleanup;
+  if (cl) {
+    const reasons = Object.entries(cl.keptByReason).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmtInt(n)}`).join(', ');
+    lines.push(['cleanup', `last run ${cl.complete ? 'complete' : c.yellow('incomplete')}, ${fmtInt(cl.deleted)} deleted, ${fmtInt(cl.kept)} kept${reasons ? ` (${reasons})` : ''}, ${fmtAgo(r.serverTime - cl.finishedAt)} (epoch ${cl.epoch})`]);
+  }
   lines.push(['lock', r.lock ? c.yellow(`held by ${r.lock.user}@${r.lock.host} pid ${r.lock.pid} running \`${r.lock.command}\` since ${new Date(r.lock.since).toISOString()}, lease ${Math.ceil(r.lock.remainingMs / 1000)}s`) : 'free']);
   for (const [cmd, g] of Object.entries(r.gates)) {
     const first = g.gates.find((x) => !x.open);
@@ -26,7 +31,10 @@ function render(r: StatusResult, out: Output): void {
   }
   for (const h of r.history) {
     const d = h.data;
-    const what = h.type === 'transition' ? `${String(d.from)} → ${String(d.to)} (epoch ${String(d.epoch)})${d.reason ? ` "${String(d.reason)}"` : ''}` : `exit ${String(d.exitCode ?? '?')}${d.message ? ` ${String(d.message)}` : ''}`;
+    let what: string;
+    if (h.type === 'transition') what = `${String(d.from)} → ${String(d.to)} (epoch ${String(d.epoch)})${d.reason ? ` "${String(d.reason)}"` : ''}${Array.isArray(d.forced) && d.forced.length > 0 ? c.yellow(` forced: ${d.forced.join(', ')}`) : ''}`;
+    else if (h.type === 'force') what = c.yellow(`gate(s) ${Array.isArray(d.gates) ? d.gates.join(', ') : '?'} overridden for ${String(d.command)}: "${String(d.reason ?? '')}"`);
+    else what = `${d.exitCode === undefined ? '' : `exit ${String(d.exitCode)}`}${d.message ? ` ${String(d.message)}` : ''}${d.dryRun === true ? ' (dry run)' : ''}`.trim();
     lines.push(['history', `${new Date(h.at).toISOString()} ${h.type} ${what} by ${h.by}`]);
   }
   for (const [k, val] of lines) out.line(`${c.bold(k.padEnd(9))} ${val}`);

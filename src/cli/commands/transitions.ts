@@ -11,7 +11,8 @@ export function transitionJson(r: TransitionOpResult): Record<string, unknown> {
 export function renderTransition(r: TransitionOpResult, out: Output): void {
   const c = out.color;
   if (r.dryRun) {
-    out.line(`${c.yellow('dry run:')} would move ${r.from} → ${r.to} (epoch ${r.epoch} → ${r.epoch + 1}); nothing changed. Add --execute to act.`);
+    out.line(`${c.yellow('dry run:')} would move ${r.from} → ${r.to} (epoch ${r.epoch} → ${r.epoch + 1}); nothing changed. Rerun without --dry-run to act.`);
+    for (const g of r.gates) out.line(`  gate ${g.name.padEnd(16)} ${g.open ? c.green('open') : c.yellow('forced')} — ${g.reason}`);
   } else {
     out.line(`${c.green('moved')} ${r.from} → ${r.to}, epoch ${r.epoch}. Writers follow within the ${r.settleMs} ms settle window.`);
   }

@@ -20,6 +20,8 @@
            0 skipped: the target is newer, or identical
           -1 refused: the target exists and is not a hash
           -2 refused: the target's rev field is not an integer
+          -3 refused: the target belongs to another workspace (legacy keys are
+             not scoped, so two workspaces' jobs with one id would collide)
 ]]
 local newRev = tonumber(ARGV[1])
 local FIRST = 5
@@ -38,6 +40,12 @@ end
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'none' then
   if kind ~= 'hash' then return -1 end
+  local owner = redis.call('HGET', KEYS[1], 'workspace_id')
+  if owner then
+    for i = FIRST, #ARGV, 2 do
+      if ARGV[i] == 'workspace_id' and ARGV[i + 1] ~= owner then return -3 end
+    end
+  end
   local raw = redis.call('HGET', KEYS[1], 'rev')
   local curRev = 0
   if raw then

@@ -1,0 +1,109 @@
+/**
+ * The API's paging cursor: the queue core's raw cursor (already bound to its
+ * read path, see src/core/cursor.ts) sealed in an envelope that also binds the
+ * workspace and the read path.
+ *
+ * Format (base64url, no padding):  0x01 | iv(16) | AES-256-CTR(payload) | HMAC-SHA256(0x01 | iv | ciphertext)
+ *
+ * The HMAC makes it tamper-proof (encrypt-then-MAC, checked in constant time
+ * before anything is decrypted or parsed). The encryption makes it opaque: a
+ * raw legacy cursor names a Redis node (host:port) and a SCAN position, which
+ * are internals a tenant has no business reading. Both keys are derived from
+ * the configured secret with HKDF; several secrets may be configured so a
+ * secret can be rotated without breaking paging (the first signs, all verify).
+ */
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import { CursorError } from '../core/errors.js';
+import { Layout } from '../core/phase.js';
+
+const VERSION = 0x01;
+const IV_BYTES = 16;
+const TAG_BYTES = 32;
+/** Longest envelope accepted (the core's raw cursors are at most 2048 characters). */
+export const MAX_CURSOR_LENGTH = 4096;
+/** Full-match shape of an envelope. */
+export const CURSOR_PATTERN = /^[A-Za-z0-9_-]{67,4096}$/;
+
+const PayloadSchema = z.object({
+  w: z.string().max(64),
+  p: z.enum([Layout.Legacy, Layout.V2]),
+  c: z.string().max(2048),
+});
+
+/** Raised when a cursor was valid but issued on the other read path (a flip happened). */
+export class CursorPathError extends CursorError {
+  readonly issuedOn: Layout;
+  readonly current: Layout;
+  constructor(issuedOn: Layout, current: Layout) {
+    super(`Cursor was issued on the ${issuedOn} read path but reads now use ${current}; restart paging without a cursor`);
+    this.issuedOn = issuedOn;
+    this.current = current;
+  }
+}
+
+interface KeyPair {
+  enc: Buffer;
+  mac: Buffer;
+}
+
+function derive(secret: Buffer): KeyPair {
+  return {
+    enc: Buffer.from(hkdfSync('sha256', secret, 'orch-api', 'cursor-enc-v1', 32)),
+    mac: Buffer.from(hkdfSync('sha256', secret, 'orch-api', 'cursor-mac-v1', 32)),
+  };
+}
+
+/** Seals and opens API cursors. */
+export class CursorSealer {
+  private readonly keys: KeyPair[];
+
+  constructor(secrets: readonly Buffer[]) {
+    if (secrets.length === 0) throw new Error('CursorSealer needs at least one secret');
+    this.keys = secrets.map(derive);
+  }
+
+  /** Wraps a raw core cursor, binding workspace and read path. */
+  seal(raw: string, workspaceId: string, path: Layout): string {
+    const k = this.keys[0]!;
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-ctr', k.enc, iv);
+    const body = Buffer.concat([cipher.update(JSON.stringify({ w: workspaceId, p: path, c: raw }), 'utf8'), cipher.final()]);
+    const head = Buffer.concat([Buffer.from([VERSION]), iv, body]);
+    const tag = createHmac('sha256', k.mac).update(head).digest();
+    return Buffer.concat([head, tag]).toString('base64url');
+  }
+
+  /**
+   * Opens an envelope for `workspaceId` on `path` and returns the raw cursor.
+   * Throws {@link CursorError} when it is malformed, tampered with, or from
+   * another workspace, and {@link CursorPathError} when it is from the other read path.
+   */
+  open(token: string, workspaceId: string, path: Layout): string {
+    if (!CURSOR_PATTERN.test(token)) throw new CursorError('Malformed cursor');
+    const bytes = Buffer.from(token, 'base64url');
+    if (bytes.length < 1 + IV_BYTES + 1 + TAG_BYTES || bytes[0] !== VERSION) throw new CursorError('Malformed cursor');
+    const head = bytes.subarray(0, bytes.length - TAG_BYTES);
+    const tag = bytes.subarray(bytes.length - TAG_BYTES);
+    let key: KeyPair | null = null;
+    for (const k of this.keys) {
+      const expected = createHmac('sha256', k.mac).update(head).digest();
+      if (timingSafeEqual(expected, tag) && key === null) key = k;
+    }
+    if (key === null) throw new CursorError('Cursor signature does not verify');
+    const iv = head.subarray(1, 1 + IV_BYTES);
+    const decipher = createDecipheriv('aes-256-ctr', key.enc, iv);
+    const plain = Buffer.concat([decipher.update(head.subarray(1 + IV_BYTES)), decipher.final()]).toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(plain);
+    } catch (cause) {
+      throw new CursorError('Malformed cursor', { cause });
+    }
+    const res = PayloadSchema.safeParse(parsed);
+    if (!res.success) throw new CursorError('Malformed cursor', { cause: res.error });
+    if (res.data.w !== workspaceId) throw new CursorError('Cursor was issued for another workspace');
+    if (res.data.p !== path) throw new CursorPathError(res.data.p, path);
+    return res.data.c;
+  }
+}
