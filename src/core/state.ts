@@ -286,12 +286,13 @@ export class StateStore {
 
 /** Maps the scripts' error replies to the error model. */
 export function mapStateScriptError(err: unknown, what: string): unknown {
-  if (!(isReplyError(err))) return err;
-  if (err.message.startsWith('FENCED')) {
-    return new FencedError(`Refused ${what}: this run no longer holds the migration lock (fence ${err.message.slice(7)})`, { cause: err });
+  if (!isReplyError(err)) return err;
+  const msg = replyMessage(err);
+  if (msg.startsWith('FENCED')) {
+    return new FencedError(`Refused ${what}: this run no longer holds the migration lock (fence ${msg.slice(7)})`, { cause: err });
   }
-  if (err.message.startsWith('EPOCH')) {
-    const [, epoch, phase] = err.message.split(' ');
+  if (msg.startsWith('EPOCH')) {
+    const [, epoch, phase] = msg.split(' ');
     return new EpochConflictError(`Refused ${what}: the state record is now at epoch ${epoch ?? '?'}, phase ${phase ?? '?'}`, { cause: err });
   }
   return err;
