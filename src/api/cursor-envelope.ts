@@ -82,6 +82,9 @@ export class CursorSealer {
   open(token: string, workspaceId: string, path: Layout): string {
     if (!CURSOR_PATTERN.test(token)) throw new CursorError('Malformed cursor');
     const bytes = Buffer.from(token, 'base64url');
+    // Node's decoder ignores stray trailing characters; only the canonical encoding is accepted,
+    // so one envelope has exactly one spelling.
+    if (bytes.toString('base64url') !== token) throw new CursorError('Malformed cursor');
     if (bytes.length < 1 + IV_BYTES + 1 + TAG_BYTES || bytes[0] !== VERSION) throw new CursorError('Malformed cursor');
     const head = bytes.subarray(0, bytes.length - TAG_BYTES);
     const tag = bytes.subarray(bytes.length - TAG_BYTES);

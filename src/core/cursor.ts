@@ -35,9 +35,12 @@ export function encodeCursor(c: RawCursor): string {
 /** Decodes a cursor and checks it belongs to `path`; throws {@link CursorError}. */
 export function decodeCursor(raw: string, path: Layout): RawCursor {
   if (!/^[A-Za-z0-9_-]{1,2048}$/.test(raw)) throw new CursorError('Malformed cursor');
+  const bytes = Buffer.from(raw, 'base64url');
+  // Node's decoder ignores stray trailing characters: accept only the canonical spelling.
+  if (bytes.toString('base64url') !== raw) throw new CursorError('Malformed cursor');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8'));
+    parsed = JSON.parse(bytes.toString('utf8'));
   } catch (cause) {
     throw new CursorError('Malformed cursor', { cause });
   }

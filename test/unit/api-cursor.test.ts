@@ -48,6 +48,8 @@ describe('cursor envelope', () => {
     // Truncated and extended.
     expect(() => sealer.open(c.slice(0, -1), 'ws-a', Layout.V2)).toThrow(CursorError);
     expect(() => sealer.open(`${c}AA`, 'ws-a', Layout.V2)).toThrow(CursorError);
+    // Stray trailing characters that Node's base64url decoder would silently drop.
+    for (const extra of ['x', 'xy', 'xyz', 'A', '-', '_']) expect(() => sealer.open(`${c}${extra}`, 'ws-a', Layout.V2)).toThrow(CursorError);
   });
 
   it('refuses malformed input', () => {
