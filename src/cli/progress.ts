@@ -27,7 +27,9 @@ export function createProgress(out: Output): ProgressReporter {
           lastLog = now;
           lastStage = p.stage;
           const total = p.total === null ? '' : ` / ${p.totalIsEstimate ? '~' : ''}${fmtInt(p.total)}`;
-          out.line(`${p.stage}: ${fmtInt(p.done)}${total}${p.message ? ` (${p.message})` : ''}`);
+          // A message before any progress (a settle wait, a phase move) reads better without the "0".
+          if (p.message && p.done === 0 && p.total === null) out.line(`${p.stage}: ${p.message}`);
+          else out.line(`${p.stage}: ${fmtInt(p.done)}${total}${p.message ? ` (${p.message})` : ''}`);
         }
       },
       stop() {},

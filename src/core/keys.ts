@@ -95,6 +95,23 @@ export class Keyspace {
     return `${this.prefix}:job:${workspaceId}:*`;
   }
 
+  /**
+   * SCAN MATCH pattern of every job key of both layouts and the indexes
+   * (`<p>:job*`), so one walk of the keyspace sees them all (verify). Use
+   * {@link layoutOf} to tell them apart; other keys it matches are not ours.
+   */
+  get jobFamilyPattern(): string {
+    return `${this.prefix}:job*`;
+  }
+
+  /** Which family a key belongs to by its name alone (not validated), or null. */
+  layoutOf(key: string): 'legacy' | 'v2' | 'index' | null {
+    if (key.startsWith(`${this.prefix}:jobs:`)) return 'legacy';
+    if (key.startsWith(`${this.prefix}:job:`)) return 'v2';
+    if (key.startsWith(`${this.prefix}:job-index:`)) return 'index';
+    return null;
+  }
+
   /** The raw suffix after `<p>:jobs:`, or null when the key is not in the legacy layout. */
   legacySuffix(key: string): string | null {
     const head = `${this.prefix}:jobs:`;

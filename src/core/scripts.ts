@@ -23,6 +23,7 @@ export const ScriptName = {
   ReadFieldsBatch: 'orchReadFieldsBatch',
   BackfillBatch: 'orchBackfillBatch',
   VerifyBatch: 'orchVerifyBatch',
+  VerifyV2Batch: 'orchVerifyV2Batch',
   RepairCas: 'orchRepairCas',
   RepairCasIndexed: 'orchRepairCasIndexed',
 } as const;
@@ -49,6 +50,7 @@ const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }>
   [ScriptName.ReadFieldsBatch]: { file: 'read-fields-batch.lua', numberOfKeys: null },
   [ScriptName.BackfillBatch]: { file: 'backfill-batch.lua', numberOfKeys: null },
   [ScriptName.VerifyBatch]: { file: 'verify-batch.lua', numberOfKeys: null },
+  [ScriptName.VerifyV2Batch]: { file: 'verify-v2-batch.lua', numberOfKeys: null },
   [ScriptName.RepairCas]: { file: 'repair-cas.lua', numberOfKeys: 1 },
   [ScriptName.RepairCasIndexed]: { file: 'repair-cas.lua', numberOfKeys: 2 },
 };

@@ -3,9 +3,14 @@
  * Each entry adds one subcommand to the program.
  */
 import type { Command } from 'commander';
+import { registerBackfill } from './backfill.js';
+import { registerVerify } from './verify.js';
+import { registerFlipRead } from './flip-read.js';
+import { registerCleanup } from './cleanup.js';
+import { registerRollback } from './rollback.js';
 
 /** Adds one subcommand; `setExit` receives its exit code. */
 export type RegisterCommand = (program: Command, setExit: (code: number) => void) => void;
 
 /** Subcommands registered after the foundation ones. */
-export const extraCommands: RegisterCommand[] = [];
+export const extraCommands: RegisterCommand[] = [registerBackfill, registerFlipRead, registerCleanup, registerRollback, registerVerify];

@@ -34,7 +34,13 @@ function render(r: StatusResult, out: Output): void {
     let what: string;
     if (h.type === 'transition') what = `${String(d.from)} → ${String(d.to)} (epoch ${String(d.epoch)})${d.reason ? ` "${String(d.reason)}"` : ''}${Array.isArray(d.forced) && d.forced.length > 0 ? c.yellow(` forced: ${d.forced.join(', ')}`) : ''}`;
     else if (h.type === 'force') what = c.yellow(`gate(s) ${Array.isArray(d.gates) ? d.gates.join(', ') : '?'} overridden for ${String(d.command)}: "${String(d.reason ?? '')}"`);
-    else what = `${d.exitCode === undefined ? '' : `exit ${String(d.exitCode)}`}${d.message ? ` ${String(d.message)}` : ''}${d.dryRun === true ? ' (dry run)' : ''}`.trim();
+    else {
+      const counts = (['copied', 'deleted', 'kept', 'mismatches'] as const)
+        .filter((k) => typeof d[k] === 'number')
+        .map((k) => `${fmtInt(d[k] as number)} ${k}`)
+        .join(', ');
+      what = `${d.exitCode === undefined ? '' : `exit ${String(d.exitCode)}`}${counts ? ` (${counts})` : ''}${d.message ? ` ${String(d.message)}` : ''}${d.dryRun === true ? ' (dry run)' : ''}`.trim();
+    }
     lines.push(['history', `${new Date(h.at).toISOString()} ${h.type} ${what} by ${h.by}`]);
   }
   for (const [k, val] of lines) out.line(`${c.bold(k.padEnd(9))} ${val}`);

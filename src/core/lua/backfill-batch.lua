@@ -7,7 +7,8 @@
     - hands the item back to the caller, which moves it with apply-if-newer
       (src/core/protocol.ts): an existing target is never written here.
   The index entry is ZADDed whenever the target holds the record afterwards
-  (idempotent, like apply-if-newer does). Values are never decoded.
+  (idempotent, like apply-if-newer does), one ZADD per index key per batch.
+  Values are never decoded.
 
   KEYS     per item: source record, target record[, target index]
   ARGV[1]  stride: 2 (no index, reverse backfill) or 3 (with index)
@@ -28,6 +29,8 @@ local stride = tonumber(ARGV[1])
 local dry = ARGV[2] == '1'
 local n = #KEYS / stride
 local out = {}
+local pending = {}
+local order = {}
 
 local function revOf(key)
   local raw = redis.call('HGET', key, 'rev')
@@ -36,6 +39,8 @@ local function revOf(key)
 end
 
 local function sameContent(a, b)
+  -- Equal DUMP payloads are equal content (COPY keeps encoding and order).
+  if redis.call('DUMP', a) == redis.call('DUMP', b) then return true end
   local fa = redis.call('HGETALL', a)
   local fb = redis.call('HGETALL', b)
   if #fa ~= #fb then return false end
@@ -85,8 +90,25 @@ for i = 1, n do
   end
   if idx and not dry and (code == 1 or code == 0) then
     local j = (i - 1) * 2 + 3
-    redis.call('ZADD', idx, ARGV[j], ARGV[j + 1])
+    local list = pending[idx]
+    if not list then
+      list = {}
+      pending[idx] = list
+      order[#order + 1] = idx
+    end
+    list[#list + 1] = ARGV[j]
+    list[#list + 1] = ARGV[j + 1]
   end
   out[i] = code
+end
+for _, idx in ipairs(order) do
+  local list = pending[idx]
+  local CHUNK = 1000
+  local k = 1
+  while k <= #list do
+    local last = math.min(k + CHUNK - 1, #list)
+    redis.call('ZADD', idx, unpack(list, k, last))
+    k = last + 1
+  end
 end
 return out

@@ -1,0 +1,103 @@
+/**
+ * `npm run bench`: a small orchestrator. Each part lives in its own module and
+ * returns figures; this file parses flags, calls them, and writes
+ * bench/results/<date>.json plus a markdown table (stdout and
+ * bench/results/latest.md).
+ *
+ *   node dist/bench/run.js [--jobs N] [--sizes 100000,1000000,5000000]
+ *                          [--cluster-jobs N] [--skip-cluster] [--skip-api]
+ *
+ * --jobs          jobs of the main backfill/verify run (default 1,000,000)
+ * --sizes         extra backfill-only runs for the peak RSS series
+ * --cluster-jobs  jobs of the 3-master cluster run (default 200,000; 0 = skip)
+ * --skip-api      skip the API part (added to this orchestrator separately)
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runBackfillBench, type BackfillBenchResult } from './backfill.js';
+
+const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+interface Flags {
+  jobs: number;
+  sizes: number[];
+  clusterJobs: number;
+  skipApi: boolean;
+}
+
+function parseFlags(argv: string[]): Flags {
+  const flags: Flags = { jobs: 1_000_000, sizes: [], clusterJobs: 200_000, skipApi: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    const int = (v: string): number => {
+      if (!/^[0-9]+$/.test(v)) throw new Error(`${a}: expected a non-negative integer, got ${v}`);
+      return Number(v);
+    };
+    if (a === '--jobs') flags.jobs = int(next());
+    else if (a === '--sizes') flags.sizes = next().split(',').filter(Boolean).map(int);
+    else if (a === '--cluster-jobs') flags.clusterJobs = int(next());
+    else if (a === '--skip-cluster') flags.clusterJobs = 0;
+    else if (a === '--skip-api') flags.skipApi = true;
+    else throw new Error(`unknown flag ${a}`);
+  }
+  return flags;
+}
+
+const fmt = (n: number | null | undefined): string => (n === null || n === undefined ? '–' : Math.round(n).toLocaleString('en-US'));
+
+function backfillTable(main: BackfillBenchResult, series: BackfillBenchResult[], cluster: BackfillBenchResult | null): string {
+  const lines: string[] = [];
+  lines.push('### Backfill and verify (`orch-migrate` as a child process, Redis on loopback)', '');
+  lines.push('| run | jobs | backfill wall s | backfill keys/s | backfill peak RSS MB | verify wall s | verify keys/s (records, both layouts) | verify peak RSS MB | verify clean |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---|');
+  const row = (r: BackfillBenchResult): string => {
+    const v = r.verify;
+    return `| ${r.mode} | ${fmt(r.jobs)} | ${(r.backfill.wallMs / 1000).toFixed(1)} | ${fmt(r.backfill.keysPerSecond)} | ${fmt(r.backfill.peakRssMb)} | ${v ? (v.wallMs / 1000).toFixed(1) : '–'} | ${v ? fmt(v.keysPerSecond) : '–'} | ${v ? fmt(v.peakRssMb) : '–'} | ${v ? String(v.json?.ok === true && v.json.mismatches === 0) : '–'} |`;
+  };
+  lines.push(row(main));
+  if (cluster) lines.push(row(cluster));
+  if (main.seedLoop) {
+    lines.push('', `Seed loop (SCAN, then HGETALL + HSET per key, one awaited call at a time) on ${fmt(main.seedLoop.keys)} keys: ${fmt(main.seedLoop.keysPerSecond)} keys/s. Backfill is **${main.ratioToSeedLoop ?? '–'}×** faster.`);
+  }
+  if (series.length > 0) {
+    lines.push('', '| RSS series: jobs | backfill keys/s | backfill peak RSS MB |', '|---:|---:|---:|');
+    for (const r of [...series, main].sort((a, b) => a.jobs - b.jobs)) lines.push(`| ${fmt(r.jobs)} | ${fmt(r.backfill.keysPerSecond)} | ${fmt(r.backfill.peakRssMb)} |`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
+  const results: Record<string, unknown> = { startedAt: new Date().toISOString(), node: process.version, flags };
+  const sections: string[] = [];
+
+  const main = await runBackfillBench({ jobs: flags.jobs, workspaces: 200, log });
+  const series: BackfillBenchResult[] = [];
+  for (const size of flags.sizes.filter((s) => s !== flags.jobs)) {
+    series.push(await runBackfillBench({ jobs: size, workspaces: 200, skipVerify: true, seedLoopKeys: 0, log }));
+  }
+  const cluster = flags.clusterJobs > 0 ? await runBackfillBench({ jobs: flags.clusterJobs, workspaces: 200, cluster: true, log }) : null;
+  results.backfill = { main, series, cluster };
+  sections.push(backfillTable(main, series, cluster));
+
+  // The API part is added here (skipped with --skip-api).
+
+  const md = [`## Benchmarks ${results.startedAt as string} (node ${process.version})`, '', ...sections, ''].join('\n');
+  mkdirSync(RESULTS, { recursive: true });
+  const date = (results.startedAt as string).replace(/[:.]/g, '-');
+  writeFileSync(path.join(RESULTS, `${date}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(path.join(RESULTS, 'latest.md'), md);
+  process.stdout.write(md);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,214 @@
+/**
+ * `rollback`: one step back. A preview unless `execute` (gh-ost style: a no-op
+ * until asked to act). What one step means in each phase:
+ *
+ *  - dual-write → legacy: instant. v2 stops receiving writes, so v2_complete=0.
+ *  - read-new → dual-write: instant, gated on legacy being complete (gate
+ *    `legacy-complete`: in read-new writers mirror into legacy, so it is, unless
+ *    a rollback from new-only has not finished its reverse backfill).
+ *  - new-only → read-new: the phase moves first (legacy_complete=0), so writers
+ *    mirror full snapshots into legacy again; then, once the settle window is
+ *    over, the backfill engine runs in reverse (v2 → legacy, checkpoint
+ *    `reverse-backfill`) and marks legacy complete when it finishes. This works
+ *    after cleanup deleted the legacy keys.
+ *  - read-new with legacy incomplete (that reverse backfill was interrupted, or
+ *    the process died after the phase moved): `rollback --execute` RESUMES the
+ *    reverse backfill from its checkpoint and stays in read-new. It does not
+ *    also move to dual-write: each `rollback --execute` finishes exactly one
+ *    step, and the step in progress is "back to read-new with legacy complete".
+ *    Run `rollback --execute` again afterwards to move reads back to legacy.
+ *
+ * `phaseOnly` moves the phase and skips the reverse backfill (a later
+ * `rollback --execute` runs it). In read-new with legacy incomplete it asks
+ * for read-new → dual-write, which the legacy-complete gate refuses (exit 3)
+ * unless `--force --reason`.
+ */
+import { Phase, previousPhase } from '../core/phase.js';
+import { StateField, type MigrationState } from '../core/state.js';
+import { backfill, backfillOpName, type BackfillResult } from './backfill.js';
+import { loadCheckpoint } from './checkpoint.js';
+import type { OpContext, ProgressFn } from './context.js';
+import { enforceGates, gatesFor, type GateStatus } from './gates.js';
+import { runTransition } from './transition.js';
+
+/** What a rollback does (or would do) in the current state. */
+export const RollbackAction = {
+  /** An instant phase move (dual-write → legacy, read-new → dual-write). */
+  Transition: 'transition',
+  /** new-only → read-new, then the reverse backfill. */
+  TransitionAndReverseBackfill: 'transition+reverse-backfill',
+  /** read-new with legacy incomplete: resume the reverse backfill; no phase move. */
+  ResumeReverseBackfill: 'resume-reverse-backfill',
+} as const;
+export type RollbackAction = (typeof RollbackAction)[keyof typeof RollbackAction];
+
+/** Options of {@link rollback}. */
+export interface RollbackOptions {
+  /** Act; without it the rollback is only previewed (no lock needed). */
+  execute?: boolean;
+  reason?: string;
+  /** Override a closed data gate (needs `reason`; recorded in the history). */
+  force?: boolean;
+  /** Move the phase only; never run the reverse backfill. */
+  phaseOnly?: boolean;
+  /** Reverse backfill tuning. */
+  batchSize?: number;
+  concurrency?: number;
+  rate?: number | null;
+  onProgress?: ProgressFn;
+}
+
+/** Result of {@link rollback} (`--json`: from, to, epoch, dryRun, ...). */
+export interface RollbackResult {
+  /** Phase before. */
+  from: Phase;
+  /** Phase after (on a preview: the phase it would end in). */
+  to: Phase;
+  /** Epoch after (on a preview: the current one). */
+  epoch: number;
+  dryRun: boolean;
+  action: RollbackAction;
+  /** Human steps of the plan, in order. */
+  plan: string[];
+  changedAt: number | null;
+  forced: string[];
+  gates: GateStatus[];
+  settleMs: number;
+  /** The reverse backfill's result, when one ran. */
+  reverseBackfill: BackfillResult | null;
+  /** Whether legacy is complete after the run (as recorded in the state record). */
+  legacyComplete: boolean;
+  /** The command to run next. */
+  next: string;
+}
+
+/** Describes the plan for the current state (no I/O). */
+export function planRollback(state: MigrationState, opts: { phaseOnly?: boolean; force?: boolean }): { action: RollbackAction; to: Phase; plan: string[] } {
+  const back = previousPhase(state.phase) ?? Phase.Legacy;
+  switch (state.phase) {
+    case Phase.DualWrite:
+      return {
+        action: RollbackAction.Transition,
+        to: Phase.Legacy,
+        plan: ['move dual-write → legacy (instant); writers stop mirroring into v2', 'mark v2 incomplete (v2_complete=0): a later migration backfills and verifies again'],
+      };
+    case Phase.ReadNew:
+      if (!state.legacyComplete && !opts.phaseOnly && !opts.force) {
+        return {
+          action: RollbackAction.ResumeReverseBackfill,
+          to: Phase.ReadNew,
+          plan: [
+            'legacy is incomplete, so reads cannot move back to legacy yet',
+            'resume the reverse backfill (v2 → legacy) from its checkpoint; reads stay on v2',
+            'mark legacy complete when it finishes; then run `orch-migrate rollback --execute` again for read-new → dual-write',
+          ],
+        };
+      }
+      return {
+        action: RollbackAction.Transition,
+        to: Phase.DualWrite,
+        plan: ['move read-new → dual-write (instant): reads go back to legacy; writers keep mirroring into v2'],
+      };
+    case Phase.NewOnly:
+      return {
+        action: opts.phaseOnly ? RollbackAction.Transition : RollbackAction.TransitionAndReverseBackfill,
+        to: Phase.ReadNew,
+        plan: [
+          'move new-only → read-new (legacy_complete=0): writers mirror every write into legacy again; reads stay on v2',
+          ...(opts.phaseOnly
+            ? ['skip the reverse backfill (--phase-only): a later `orch-migrate rollback --execute` runs it; legacy stays incomplete until then']
+            : [`wait out the settle window (${state.settleMs} ms)`, 'reverse-backfill legacy from v2 (checkpoint reverse-backfill); mark legacy complete when done']),
+        ],
+      };
+    default:
+      return { action: RollbackAction.Transition, to: back, plan: [] };
+  }
+}
+
+async function reverseBackfill(ctx: OpContext, opts: RollbackOptions, restart: boolean): Promise<BackfillResult> {
+  return backfill(ctx, {
+    direction: 'reverse',
+    restart,
+    ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }),
+    ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
+    rate: opts.rate ?? null,
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+  });
+}
+
+/** Runs (or previews) one step back. Throws GateError (exit 3) when refused. */
+export async function rollback(ctx: OpContext, opts: RollbackOptions = {}): Promise<RollbackResult> {
+  const execute = opts.execute === true;
+  const state = await ctx.state.read();
+  const now = await ctx.state.serverTime();
+  const gates = gatesFor('rollback', { state, now });
+  const { action, to, plan } = planRollback(state, opts);
+  // The phase precondition (not in legacy) always applies.
+  enforceGates(
+    gates.filter((g) => !g.forceable),
+    {},
+  );
+
+  const base = {
+    from: state.phase,
+    to,
+    action,
+    plan,
+    gates,
+    settleMs: state.settleMs,
+  };
+
+  if (action === RollbackAction.ResumeReverseBackfill) {
+    if (!execute) {
+      return { ...base, epoch: state.epoch, dryRun: true, changedAt: null, forced: [], reverseBackfill: null, legacyComplete: false, next: 'orch-migrate rollback --execute' };
+    }
+    // Resume from the checkpoint the interrupted run left in this epoch; one from an older
+    // rollback cycle is stale and would skip keys (a finished one starts a fresh pass anyway).
+    const cp = await loadCheckpoint(ctx.client, ctx.keys, backfillOpName('reverse'));
+    const rb = await reverseBackfill(ctx, opts, cp.meta === null || cp.meta.epoch !== state.epoch);
+    const after = await ctx.state.read();
+    return {
+      ...base,
+      epoch: after.epoch,
+      dryRun: false,
+      changedAt: null,
+      forced: [],
+      reverseBackfill: rb,
+      legacyComplete: after.legacyComplete,
+      next: after.legacyComplete ? 'orch-migrate rollback --execute  # read-new → dual-write' : 'orch-migrate rollback --execute  # resume the reverse backfill',
+    };
+  }
+
+  const tr = await runTransition(ctx, {
+    command: 'rollback',
+    to: () => to,
+    ...(opts.reason === undefined ? {} : { reason: opts.reason }),
+    force: opts.force ?? false,
+    dryRun: !execute,
+    state,
+    extra: (): Record<string, string> => {
+      if (state.phase === Phase.DualWrite) return { [StateField.V2Complete]: '0' };
+      // In new-only legacy got no writes: it is stale whether or not cleanup ran.
+      if (state.phase === Phase.NewOnly) return { [StateField.LegacyComplete]: '0' };
+      return {};
+    },
+  });
+  let reverse: BackfillResult | null = null;
+  let legacyComplete = state.phase === Phase.NewOnly ? false : state.legacyComplete;
+  if (execute && action === RollbackAction.TransitionAndReverseBackfill) {
+    opts.onProgress?.({ stage: 'rollback', done: 0, total: null, totalIsEstimate: false, message: `moved ${state.phase} → ${to}, epoch ${tr.epoch}; writers mirror into legacy again` });
+    // A fresh pass: an old reverse checkpoint would make this one skip keys.
+    reverse = await reverseBackfill(ctx, opts, true);
+    legacyComplete = (await ctx.state.read()).legacyComplete;
+  }
+  const next = !execute
+    ? 'orch-migrate rollback --execute'
+    : to === Phase.ReadNew && !legacyComplete
+      ? 'orch-migrate rollback --execute  # resume the reverse backfill'
+      : to === Phase.Legacy
+        ? 'none (back at the start; `orch-migrate enable-dual-write` restarts the migration)'
+        : to === Phase.ReadNew
+          ? 'orch-migrate verify  # both layouts should agree again; rollback --execute once more moves reads to legacy'
+          : 'orch-migrate status';
+  return { ...base, epoch: tr.epoch, dryRun: tr.dryRun, changedAt: tr.changedAt, forced: tr.forced, reverseBackfill: reverse, legacyComplete, next };
+}
