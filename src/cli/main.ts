@@ -11,6 +11,11 @@ import { registerStatus } from './commands/status.js';
 import { registerDemo } from './commands/demo.js';
 import { extraCommands } from './commands/index.js';
 
+/** Control characters (newlines included) escaped, so one message is one line. */
+function oneLine(s: string): string {
+  return s.replace(/\s+$/, '').replace(/\p{Cc}/gu, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 function version(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
@@ -40,7 +45,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .showHelpAfterError('(run with --help for usage)')
     .showSuggestionAfterError(true)
     .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stderr.write(s), writeErr: (s) => process.stderr.write(s) })
+    .configureOutput({
+      writeOut: (s) => process.stderr.write(s),
+      writeErr: (s) => process.stderr.write(s),
+      // Commander echoes the offending value: keep its message on one line whatever the value holds.
+      outputError: (s, write) => write(`${oneLine(s)}\n`),
+    })
     .addHelpText(
       'after',
       `
@@ -74,7 +84,12 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.Ok;
-      // Unknown commands, unknown options, bad values: usage errors.
+      // Unknown commands, unknown options, bad values: usage errors. --json still gets its one object.
+      if (argv.includes('--json')) {
+        process.stdout.write(
+          `${JSON.stringify({ ok: false, exitCode: ExitCode.Usage, error: { code: 'ERR_USAGE', message: oneLine(err.message).replace(/^error: /, ''), suggestion: 'Run with --help for usage.' } })}\n`,
+        );
+      }
       return ExitCode.Usage;
     }
     process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -4,7 +4,7 @@
  * this module and main.ts are the only places that know about exit codes.
  */
 import type { Command } from 'commander';
-import { ExitCode, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
+import { ConfigError, ExitCode, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
 import { Keyspace } from '../core/keys.js';
 import { LeaseLock } from '../core/lock.js';
 import { asUnavailable, closeRedis, connectRedis, parseRedisUrl, redactUrl, type RedisClient } from '../core/redis.js';
@@ -106,12 +106,28 @@ export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise
   try {
     const globals = globalOptions(cmd);
     out = new Output(globals.json);
+    const own = cmd.opts();
+    if (own.force === true && (typeof own.reason !== 'string' || own.reason.trim() === '')) {
+      // Checked before connecting: a refused override must not take (or wait for) the lock.
+      throw new ConfigError('--force needs --reason "…" so the override is explained in the history', {
+        suggestion: 'Add --reason "why it is safe to override", e.g. --reason "verify ran on a replica"',
+      });
+    }
     actor = globals.actor ?? actor;
     address = parseRedisUrl(globals.redisUrl).address;
     const keys = new Keyspace(globals.prefix);
-    client = await connectRedis({ url: globals.redisUrl, cluster: globals.cluster, commandTimeoutMs: globals.timeout, connectionName: `orch-migrate:${spec.name}` });
+    client = await connectRedis({
+      url: globals.redisUrl,
+      cluster: globals.cluster,
+      commandTimeoutMs: globals.timeout,
+      connectTimeoutMs: Math.min(5000, globals.timeout),
+      connectionName: `orch-migrate:${spec.name}`,
+    });
     state = new StateStore(client, keys);
     if (spec.mutating) {
+      // A state record edited into nonsense is a config error (exit 2) before anything is written:
+      // taking the lock would bump lock_fence inside the very record the operator is repairing.
+      await state.read();
       lock = await LeaseLock.acquire(client, keys, { command: commandLine(spec.name), ttlMs: globals.lockTtl });
       // Losing the lease stops the run like an interrupt does.
       lock.signal.addEventListener('abort', () => controller.abort(lock?.signal.reason), { once: true });

@@ -3,6 +3,7 @@
  * instead fail fast with exit 5 and a message that names the address (never
  * the password), so every client made here has bounded retries and timeouts.
  */
+import { isIP } from 'node:net';
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis';
 import { ConfigError, RedisUnavailableError } from './errors.js';
 import { registerScripts } from './scripts.js';
@@ -115,7 +116,8 @@ function baseOptions(parsed: ParsedRedisUrl, opts: RedisConnectionOptions): Redi
     username: parsed.username,
     password: parsed.password,
     db: parsed.db,
-    ...(parsed.tls ? { tls: { servername: parsed.host } } : {}),
+    // SNI carries host names only: Node warns (DEP0123) on an IP address as servername.
+    ...(parsed.tls ? { tls: isIP(parsed.host) === 0 ? { servername: parsed.host } : {} } : {}),
     connectTimeout: opts.connectTimeoutMs ?? 5000,
     commandTimeout: opts.commandTimeoutMs ?? 15000,
     maxRetriesPerRequest: 1,
@@ -171,6 +173,10 @@ export async function connectRedis(opts: RedisConnectionOptions): Promise<RedisC
   } catch (err) {
     client.disconnect();
     const best = (lastError as Error | null) ?? err;
+    if (parsed.tls && best instanceof Error && !/tls|ssl|certificate/i.test(best.message)) {
+      // A plain server never answers a TLS handshake: say so rather than a bare timeout.
+      best.message = `${best.message} (TLS handshake did not complete; if the server does not speak TLS, use the redis scheme, not rediss)`;
+    }
     const wrapped = asUnavailable(best, parsed.address);
     if (wrapped instanceof RedisUnavailableError) throw wrapped;
     throw new RedisUnavailableError(parsed.address, best instanceof Error ? (best.message.split('\n')[0] ?? '') : String(best), { cause: best });
