@@ -10,12 +10,17 @@
  * --jobs          jobs of the main backfill/verify run (default 1,000,000)
  * --sizes         extra backfill-only runs for the peak RSS series
  * --cluster-jobs  jobs of the 3-master cluster run (default 200,000; 0 = skip)
- * --skip-api      skip the API part (added to this orchestrator separately)
+ * --skip-api      skip the API and enqueue-latency parts
+ * --api-sizes     keyspace sizes of the API runs (default 100000,1000000,2000000)
+ * --api-duration  seconds of autocannon load per read path (default 10)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnRedisServer } from '../src/cli/demo/throwaway-redis.js';
+import { runApiBench, type ApiBenchResult } from './api.js';
 import { runBackfillBench, type BackfillBenchResult } from './backfill.js';
+import { runEnqueueBench, type LatencyFigures } from './enqueue.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
@@ -24,10 +29,12 @@ interface Flags {
   sizes: number[];
   clusterJobs: number;
   skipApi: boolean;
+  apiSizes: number[];
+  apiDuration: number;
 }
 
 function parseFlags(argv: string[]): Flags {
-  const flags: Flags = { jobs: 1_000_000, sizes: [], clusterJobs: 200_000, skipApi: false };
+  const flags: Flags = { jobs: 1_000_000, sizes: [], clusterJobs: 200_000, skipApi: false, apiSizes: [100_000, 1_000_000, 2_000_000], apiDuration: 10 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = (): string => {
@@ -44,6 +51,8 @@ function parseFlags(argv: string[]): Flags {
     else if (a === '--cluster-jobs') flags.clusterJobs = int(next());
     else if (a === '--skip-cluster') flags.clusterJobs = 0;
     else if (a === '--skip-api') flags.skipApi = true;
+    else if (a === '--api-sizes') flags.apiSizes = next().split(',').filter(Boolean).map(int);
+    else if (a === '--api-duration') flags.apiDuration = int(next());
     else throw new Error(`unknown flag ${a}`);
   }
   return flags;
@@ -72,6 +81,33 @@ function backfillTable(main: BackfillBenchResult, series: BackfillBenchResult[],
   return lines.join('\n');
 }
 
+function apiTable(runs: ApiBenchResult[]): string {
+  const lines = ['### API: `GET /ai/jobs?limit=50` (autocannon, 10 connections, 200 workspaces)', ''];
+  lines.push('| jobs | read path | p50 ms | p99 ms | req/s | errors | one request at a time, ms |', '|---:|---|---:|---:|---:|---:|---:|');
+  for (const r of runs) {
+    for (const p of [r.paths.legacy, r.paths.v2]) {
+      lines.push(`| ${fmt(r.jobs)} | ${p.path} | ${p.p50Ms.toFixed(1)} | ${p.p99Ms.toFixed(1)} | ${fmt(p.requestsPerSec)} | ${p.errors + p.non2xx} | ${p.sequentialAvgMs.toFixed(1)} |`);
+    }
+  }
+  lines.push('', 'Seed listing loops as the baseline (first page of 50, one request at a time):', '');
+  lines.push('| jobs | loop | ms per page | SCAN calls per page |', '|---:|---|---:|---:|');
+  for (const r of runs) {
+    for (const l of [r.seed.v2ScanMatch, r.seed.legacyScanFilter]) lines.push(`| ${fmt(r.jobs)} | ${l.name} | ${l.avgMs.toFixed(1)} | ${fmt(l.avgScanCalls)} |`);
+  }
+  return lines.join('\n');
+}
+
+function enqueueTable(rows: LatencyFigures[]): string {
+  const base = rows.find((r) => r.variant.startsWith('queue core, legacy'));
+  const lines = ['### Enqueue latency per phase (sequential, µs)', ''];
+  lines.push('| variant | p50 µs | p99 µs | mean µs | mean vs queue-core legacy |', '|---|---:|---:|---:|---:|');
+  for (const r of rows) {
+    const vs = base ? `${(((r.meanUs - base.meanUs) / base.meanUs) * 100).toFixed(0)}%` : '–';
+    lines.push(`| ${r.variant} | ${fmt(r.p50Us)} | ${fmt(r.p99Us)} | ${fmt(r.meanUs)} | ${vs} |`);
+  }
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
@@ -87,7 +123,29 @@ async function main(): Promise<void> {
   results.backfill = { main, series, cluster };
   sections.push(backfillTable(main, series, cluster));
 
-  // The API part is added here (skipped with --skip-api).
+  if (!flags.skipApi) {
+    const apiRuns: ApiBenchResult[] = [];
+    for (const size of flags.apiSizes) {
+      // A fresh server per size, so each keyspace is exactly `size` jobs (plus their v2 copies).
+      const server = await spawnRedisServer();
+      try {
+        apiRuns.push(await runApiBench({ redisUrl: server.url, jobs: size, workspaces: 200, durationSec: flags.apiDuration, log }));
+      } finally {
+        await server.stop();
+      }
+    }
+    results.api = apiRuns;
+    sections.push(apiTable(apiRuns));
+    const server = await spawnRedisServer();
+    try {
+      log('enqueue latency…');
+      const rows = await runEnqueueBench({ redisUrl: server.url, ops: 5000 });
+      results.enqueue = rows;
+      sections.push(enqueueTable(rows));
+    } finally {
+      await server.stop();
+    }
+  }
 
   const md = [`## Benchmarks ${results.startedAt as string} (node ${process.version})`, '', ...sections, ''].join('\n');
   mkdirSync(RESULTS, { recursive: true });

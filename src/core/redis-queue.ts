@@ -298,7 +298,8 @@ export class RedisJobQueue implements JobQueue {
     for (;;) {
       const node = nodes[nodeIdx]!.node;
       const [next, found] = await node.scan(scanCursor, 'MATCH', this.keys.legacyPattern, 'COUNT', pos.k, 'TYPE', 'hash');
-      const keys = found.filter((k) => after === null || k > after).sort();
+      // SCAN may repeat a key within a batch while the server resizes its table: dedupe.
+      const keys = [...new Set(found)].filter((k) => after === null || k > after).sort();
       const owners = await pipelineHget(node, keys, JobField.WorkspaceId);
       const mine = keys.filter((_, i) => owners[i] === workspaceId);
       const hashes = await Promise.all(mine.map((k) => node.hgetall(k)));

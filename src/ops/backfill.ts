@@ -388,6 +388,7 @@ class BatchMover {
       c.applied! += 1;
     } else if (outcome === ApplyOutcome.Skipped) c.skipped! += 1;
     else if (outcome === ApplyOutcome.WrongType) this.bad({ key: g.key, reason: UnmigratableReason.TargetWrongType, detail: g.target }, c);
+    else if (outcome === ApplyOutcome.OwnerConflict) this.bad({ key: g.key, reason: UnmigratableReason.TargetOwnerConflict, detail: g.target }, c);
     else this.bad({ key: g.key, reason: UnmigratableReason.TargetInvalidRev, detail: g.target }, c);
   }
 

@@ -25,6 +25,8 @@ export const UnmigratableReason = {
   TargetWrongType: 'target-wrong-type',
   /** The target record's rev is not an integer. */
   TargetInvalidRev: 'target-invalid-rev',
+  /** The target record belongs to another workspace (legacy ids are global). */
+  TargetOwnerConflict: 'target-owner-conflict',
 } as const;
 export type UnmigratableReason = (typeof UnmigratableReason)[keyof typeof UnmigratableReason];
 

@@ -37,11 +37,11 @@ export interface RealApi {
 }
 
 /** Starts the API on the shared standalone server (or the shared cluster) with a fresh prefix. */
-export async function startRealApi(opts: { name?: string; env?: Record<string, string>; cluster?: boolean } = {}): Promise<RealApi> {
+export async function startRealApi(opts: { name?: string; env?: Record<string, string>; cluster?: boolean; redisUrl?: string } = {}): Promise<RealApi> {
   const prefix = uniquePrefix(opts.name ?? 'api');
   const clusterNode = opts.cluster ? sharedClusterNodes()[0]! : null;
   const env: NodeJS.ProcessEnv = {
-    REDIS_URL: clusterNode ? `redis://${clusterNode.host}:${clusterNode.port}` : sharedStandaloneUrl(),
+    REDIS_URL: clusterNode ? `redis://${clusterNode.host}:${clusterNode.port}` : (opts.redisUrl ?? sharedStandaloneUrl()),
     ORCH_REDIS_CLUSTER: opts.cluster ? 'on' : 'off',
     ORCH_PREFIX: prefix,
     ORCH_API_TOKENS: JSON.stringify(tokenEntries()),
@@ -51,7 +51,7 @@ export async function startRealApi(opts: { name?: string; env?: Record<string, s
   const config = loadApiConfig(env);
   const logs = captureStream();
   const service = await createApiService(config, { logStream: logs });
-  const admin = opts.cluster ? connectCluster() : connectStandalone();
+  const admin = opts.cluster ? connectCluster() : connectStandalone(opts.redisUrl);
   const keys = config.keys;
   const state = new StateStore(service.client, keys);
   const moveTo = async (to: Phase): Promise<void> => {

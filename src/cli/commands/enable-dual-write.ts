@@ -26,7 +26,8 @@ Examples:
       setExit(
         await runCommand(cmd, {
           name: 'enable-dual-write',
-          mutating: true,
+          // A dry run only reads: it must not block (or be blocked by) a running operator.
+          mutating: (cmd.opts() as { dryRun?: boolean }).dryRun !== true,
           execute: ({ ctx, opts }) =>
             enableDualWrite(ctx, {
               ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
