@@ -22,6 +22,7 @@ import { Redis } from 'ioredis';
 import { hashToken } from '../src/api/auth.js';
 import { loadApiConfig } from '../src/api/config.js';
 import { createApiService } from '../src/api/server.js';
+import { unlinkScratchPrefix } from '../src/cli/demo/throwaway-redis.js';
 import { Keyspace } from '../src/core/keys.js';
 import { Phase } from '../src/core/phase.js';
 import { StateStore } from '../src/core/state.js';
@@ -157,15 +158,6 @@ async function load(redis: Redis, keys: Keyspace, jobs: number, workspaces: numb
     }
   };
   await Promise.all(Array.from({ length: PARALLEL_BATCHES }, worker));
-}
-
-async function unlinkPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 5000);
-    cursor = next;
-    if (found.length > 0) await redis.unlink(...found);
-  } while (cursor !== '0');
 }
 
 function percentile(sorted: number[], q: number): number {
@@ -348,7 +340,7 @@ export async function runApiBench(opts: ApiBenchOptions): Promise<ApiBenchResult
   } finally {
     if (!opts.keep) {
       log(`deleting ${prefix}:*`);
-      await unlinkPrefix(redis, prefix);
+      await unlinkScratchPrefix(redis, prefix);
     }
     redis.disconnect();
   }

@@ -4,6 +4,7 @@
  * The seed promised "< 5% added latency"; this measures what the protocol costs.
  */
 import { Redis } from 'ioredis';
+import { unlinkScratchPrefix } from '../src/cli/demo/throwaway-redis.js';
 import { Keyspace } from '../src/core/keys.js';
 import { Phase } from '../src/core/phase.js';
 import { closeRedis, connectRedis } from '../src/core/redis.js';
@@ -90,12 +91,7 @@ export async function runEnqueueBench(opts: EnqueueBenchOptions): Promise<Latenc
   } finally {
     await queue.close();
     // The bench server is throwaway, but a REDIS_URL run must not leave keys behind.
-    let cursor = '0';
-    do {
-      const [next, found] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 10000);
-      cursor = next;
-      if (found.length > 0) await client.unlink(...found);
-    } while (cursor !== '0');
+    await unlinkScratchPrefix(client as Redis, prefix);
     await closeRedis(client);
   }
   return results;

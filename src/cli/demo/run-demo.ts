@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
 import { Keyspace } from '../../core/keys.js';
 import type { Job } from '../../core/job.js';
 import { readSnapshot, snapshotToHash } from '../../core/protocol.js';
@@ -13,7 +14,7 @@ import { RedisJobQueue } from '../../core/redis-queue.js';
 import { sleep } from '../../core/state.js';
 import { InterruptedError } from '../../core/errors.js';
 import type { Output } from '../output.js';
-import { startThrowawayRedis, type ThrowawayRedis } from './throwaway-redis.js';
+import { startThrowawayRedis, unlinkScratchPrefix, type ThrowawayRedis } from './throwaway-redis.js';
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -51,7 +52,7 @@ async function loadLegacyJobs(client: RedisClient, keys: Keyspace, n: number, wo
   const owners = new Map<string, string>();
   const now = Date.now();
   for (let start = 0; start < n; start += 500) {
-    const p = (client as import('ioredis').Redis).pipeline();
+    const p = (client as Redis).pipeline();
     for (let i = start; i < Math.min(n, start + 500); i++) {
       const id = `job_${String(i).padStart(6, '0')}`;
       const ws = `ws-${String(i % workspaces).padStart(3, '0')}`;
@@ -215,12 +216,7 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
     await Promise.all(queues.map((q) => q.close()));
     if (!server) {
       // On a user's server, leave nothing behind.
-      let cursor = '0';
-      do {
-        const [next, found] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (found.length > 0) await client.unlink(...found);
-      } while (cursor !== '0');
+      await unlinkScratchPrefix(client as Redis, prefix);
     }
     await closeRedis(client);
     await server?.stop();

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { Redis } from 'ioredis';
 import { ConfigError } from '../../core/errors.js';
 
 /** A running throwaway server. */
@@ -127,4 +128,17 @@ export async function startThrowawayRedis(): Promise<ThrowawayRedis> {
     }
   }
   throw new ConfigError('No redis-server on PATH and no Docker engine running', { suggestion: INSTALL_HELP });
+}
+
+/**
+ * Deletes every key under a scratch prefix of the demo or a benchmark (standalone only),
+ * so a run against a user's REDIS_URL leaves nothing behind. Never used on a job store prefix.
+ */
+export async function unlinkScratchPrefix(client: Pick<Redis, 'scan' | 'unlink'>, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, found] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 5000);
+    cursor = next;
+    if (found.length > 0) await client.unlink(...found);
+  } while (cursor !== '0');
 }
