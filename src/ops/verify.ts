@@ -612,6 +612,8 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
   };
   const fields: Record<string, string> = { [StateField.LastVerify]: JSON.stringify(summary) };
   if (ok && scope === 'full') fields[StateField.V2Complete] = '1';
+  // While v2 is the mirror, a full verify that finds differences proves v2 is not (or no longer) complete.
+  else if (!ok && scope === 'full' && state.phase === Phase.DualWrite) fields[StateField.V2Complete] = '0';
   await ctx.state.setFields(fenceOf(ctx), fields);
   return result;
 

@@ -124,6 +124,7 @@ describe.each(TOPOLOGIES)('backfill + verify on %s', (topology) => {
       const text = readFileSync(report, 'utf8') + v.stdout + v.stderr;
       expect(text).not.toContain('sk-live');
       expect(text).toContain('***REDACTED***');
+      expect(await client.hget(keys.state, 'v2_complete')).toBe('0');
 
       const repair = await cli('verify', '--round-delay', '50ms', '--repair');
       expect(repair.code, repair.stderr).toBe(0);
@@ -132,6 +133,7 @@ describe.each(TOPOLOGIES)('backfill + verify on %s', (topology) => {
       const clean = await cli('verify', '--round-delay', '50ms');
       expect(clean.code, clean.stderr).toBe(0);
       expect(clean.json).toMatchObject({ ok: true, mismatches: 0 });
+      expect(await client.hget(keys.state, 'v2_complete')).toBe('1');
       expect(await client.exists(keys.v2Job('ws-5', 'ghost-1'))).toBe(0);
       expect(await client.pexpiretime(keys.v2Job('ws-6', 'job-6'))).toBe(-1);
     } finally {
