@@ -12,8 +12,8 @@
  *    new key, one awaited call at a time) on a subset, for the ratio.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { freePort } from '../src/cli/demo/throwaway-redis.js';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,17 +55,6 @@ export interface BackfillBenchResult {
   seedLoop: { keys: number; ms: number; keysPerSecond: number } | null;
   /** backfill keys/s ÷ seed loop keys/s (both wall-clock). */
   ratioToSeedLoop: number | null;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 async function waitPing(port: number): Promise<void> {
