@@ -4,12 +4,13 @@
  * this module and main.ts are the only places that know about exit codes.
  */
 import type { Command } from 'commander';
-import { ConfigError, ExitCode, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
+import { ExitCode, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
 import { Keyspace } from '../core/keys.js';
 import { LeaseLock } from '../core/lock.js';
 import { asUnavailable, closeRedis, connectRedis, parseRedisUrl, redactUrl, type RedisClient } from '../core/redis.js';
 import { defaultActor, StateStore } from '../core/state.js';
 import type { OpContext } from '../ops/context.js';
+import { assertForceReason } from '../ops/gates.js';
 import { GlobalOptionsSchema, type GlobalOptions } from './options.js';
 import { Output } from './output.js';
 import { createProgress, type ProgressReporter } from './progress.js';
@@ -107,12 +108,8 @@ export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise
     const globals = globalOptions(cmd);
     out = new Output(globals.json);
     const own = cmd.opts();
-    if (own.force === true && (typeof own.reason !== 'string' || own.reason.trim() === '')) {
-      // Checked before connecting: a refused override must not take (or wait for) the lock.
-      throw new ConfigError('--force needs --reason "…" so the override is explained in the history', {
-        suggestion: 'Add --reason "why it is safe to override", e.g. --reason "verify ran on a replica"',
-      });
-    }
+    // Checked before connecting: a refused override must not take (or wait for) the lock.
+    assertForceReason({ force: own.force === true, reason: typeof own.reason === 'string' ? own.reason : '' });
     actor = globals.actor ?? actor;
     address = parseRedisUrl(globals.redisUrl).address;
     const keys = new Keyspace(globals.prefix);

@@ -149,16 +149,21 @@ export interface EnforceOptions {
   reason?: string;
 }
 
-/**
- * Throws {@link GateError} (exit 3) for the first closed gate, unless it is
- * forceable and `--force --reason` was given. Returns the names of forced gates.
- */
-export function enforceGates(gates: GateStatus[], opts: EnforceOptions): string[] {
+/** An override must be explained: `--force` without a non-empty `--reason` is a usage error (exit 2). */
+export function assertForceReason(opts: EnforceOptions): void {
   if (opts.force && (opts.reason ?? '').trim() === '') {
     throw new ConfigError('--force needs --reason "…" so the override is explained in the history', {
       suggestion: 'Add --reason "why it is safe to override", e.g. --reason "verify ran on a replica"',
     });
   }
+}
+
+/**
+ * Throws {@link GateError} (exit 3) for the first closed gate, unless it is
+ * forceable and `--force --reason` was given. Returns the names of forced gates.
+ */
+export function enforceGates(gates: GateStatus[], opts: EnforceOptions): string[] {
+  assertForceReason(opts);
   const forced: string[] = [];
   for (const g of gates) {
     if (g.open) continue;

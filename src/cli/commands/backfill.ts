@@ -26,10 +26,9 @@ function render(r: BackfillResult, out: Output): void {
   if (!r.dryRun && r.complete && r.unmigratable === 0) out.line(`next: ${c.cyan('orch-migrate verify')}`);
 }
 
-/** The `--json` object: the contract fields first. */
-function toJson(r: BackfillResult): Record<string, unknown> {
+/** The run's summary: the contract's --json fields, and what the history records. */
+function summary(r: BackfillResult): Record<string, unknown> {
   return {
-    ok: r.unmigratable === 0,
     scanned: r.scanned,
     copied: r.copied,
     skipped: r.skipped,
@@ -40,10 +39,18 @@ function toJson(r: BackfillResult): Record<string, unknown> {
     complete: r.complete,
     dryRun: r.dryRun,
     direction: r.direction,
+    shard: r.shard,
+  };
+}
+
+/** The `--json` object: the summary, then the details. */
+function toJson(r: BackfillResult): Record<string, unknown> {
+  return {
+    ok: r.unmigratable === 0,
+    ...summary(r),
     thisRun: r.thisRun,
     vanished: r.vanished,
     applied: r.applied,
-    shard: r.shard,
     epoch: r.epoch,
     settleWaitMs: r.settleWaitMs,
     nodes: r.nodes.map((n) => ({ node: n.node, done: n.done, resumedFrom: n.resumedFrom, rescanned: n.rescanned, scanned: n.counters.scanned ?? 0 })),
@@ -101,19 +108,7 @@ Examples:
           render,
           toJson,
           exitCode: backfillExitCode,
-          historySummary: (r) => ({
-            direction: r.direction,
-            dryRun: r.dryRun,
-            complete: r.complete,
-            resumed: r.resumed,
-            scanned: r.scanned,
-            copied: r.copied,
-            skipped: r.skipped,
-            unmigratable: r.unmigratable,
-            durationMs: r.durationMs,
-            keysPerSecond: r.keysPerSecond,
-            shard: r.shard,
-          }),
+          historySummary: summary,
         }),
       );
     });
