@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode } from '../core/errors.js';
-import { intOption } from './options.js';
+import { durationOption, intOption } from './options.js';
 import { registerEnableDualWrite } from './commands/enable-dual-write.js';
 import { registerStatus } from './commands/status.js';
 import { registerDemo } from './commands/demo.js';
@@ -42,6 +42,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .addOption(new Option('--timeout <ms>', 'fail a Redis command that gets no answer within this long').argParser(intOption(100, 600_000)).default(15000))
     .addOption(new Option('--lock-ttl <ms>', 'lease of the operator lock; a killed run stops blocking after this').env('ORCH_LOCK_TTL_MS').argParser(intOption(1000, 3_600_000)).default(30000))
     .addOption(new Option('--actor <name>', 'who is acting, for the audit trail (default: OS user@host)').env('ORCH_ACTOR'))
+    .addOption(
+      new Option('--ack-timeout <duration>', 'how long a step waits for every registered writer to acknowledge a new phase (exit 3 naming the laggards after it)')
+        .env('ORCH_ACK_TIMEOUT')
+        .argParser(durationOption)
+        .default(10_000, '10s'),
+    )
     .showHelpAfterError('(run with --help for usage)')
     .showSuggestionAfterError(true)
     .exitOverride()

@@ -60,5 +60,9 @@ export const GlobalOptionsSchema = z.object({
   timeout: z.number().int().positive().default(15000),
   lockTtl: z.number().int().positive().default(30000),
   actor: z.string().max(128).optional(),
+  ackTimeout: z.number().int().nonnegative().default(10_000),
 });
 export type GlobalOptions = z.infer<typeof GlobalOptionsSchema>;
+
+/** Help text of every `--force [gates]` option. */
+export const FORCE_HELP = 'override the named gate(s), comma-separated (verify, soak, legacy-complete, writers); needs --reason; recorded in the history';

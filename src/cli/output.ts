@@ -23,9 +23,17 @@ export class Output {
     return this.stderr.isTTY === true;
   }
 
-  /** A human line on stderr. */
+  /** A human line on stderr (progress, logs, errors). */
   line(text = ''): void {
     this.stderr.write(`${text}\n`);
+  }
+
+  /**
+   * A line of the command's human result on stdout, so it pipes into grep and
+   * less. Nothing in --json mode: stdout then holds exactly the JSON object.
+   */
+  print(text = ''): void {
+    if (!this.json) this.stdout.write(`${text}\n`);
   }
 
   /** A warning line on stderr. */
@@ -54,4 +62,19 @@ export function fmtAgo(ms: number | null): string {
   if (s < 7200) return `${Math.round(s / 60)}m ago`;
   if (s < 172800) return `${(s / 3600).toFixed(1)}h ago`;
   return `${(s / 86400).toFixed(1)}d ago`;
+}
+
+/**
+ * Untrusted text (key names, values read from Redis, reasons typed by someone
+ * else) made safe for a terminal: control characters, including newlines and
+ * escape sequences, are shown as \xNN, so a key name cannot forge an output
+ * line or recolour the screen. JSON output stays exact; only human text is escaped.
+ */
+export function safe(text: string): string {
+  // C0 and C1 controls and DEL; bidirectional overrides can also reorder what is shown.
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (ch) => {
+    const code = ch.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }

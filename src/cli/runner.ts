@@ -10,7 +10,7 @@ import { LeaseLock } from '../core/lock.js';
 import { asUnavailable, closeRedis, connectRedis, parseRedisUrl, redactUrl, type RedisClient } from '../core/redis.js';
 import { defaultActor, StateStore } from '../core/state.js';
 import type { OpContext } from '../ops/context.js';
-import { assertForceReason } from '../ops/gates.js';
+import { assertForceReason, parseForce } from '../ops/gates.js';
 import { GlobalOptionsSchema, type GlobalOptions } from './options.js';
 import { Output } from './output.js';
 import { createProgress, type ProgressReporter } from './progress.js';
@@ -23,6 +23,8 @@ export interface CommandIO {
   globals: GlobalOptions;
   /** The command's own options (commander camelCase). */
   opts: Record<string, unknown>;
+  /** Gates named by `--force` (validated). */
+  force: string[];
 }
 
 /** Definition of a subcommand's run. */
@@ -53,6 +55,7 @@ export function globalOptions(cmd: Command): GlobalOptions {
     timeout: raw.timeout,
     lockTtl: raw.lockTtl,
     actor: raw.actor,
+    ackTimeout: raw.ackTimeout,
   });
 }
 
@@ -79,15 +82,30 @@ function trapSignals(controller: AbortController, onSecond: () => void): () => v
   };
 }
 
+/** Options whose value is a connection URL: never recorded, in either spelling (`--opt v`, `--opt=v`). */
+const URL_OPTIONS = ['--redis-url'];
+
 /**
- * The subcommand and its own arguments, as shown to a second operator and in
- * status: global options (the Redis URL, which may carry a password) are left
- * out, and any URL-looking argument is redacted.
+ * The subcommand and its own arguments, as stored in the lock (shown to a
+ * second operator and by status) and in the history. Credentials never get
+ * there: connection options are dropped whatever their position or spelling,
+ * and any other argument that holds a URL is redacted (userinfo and
+ * credential query parameters).
  */
 export function commandLine(name: string, argv: string[] = process.argv.slice(2)): string {
   const i = argv.indexOf(name);
   const rest = i >= 0 ? argv.slice(i + 1) : [];
-  return [name, ...rest.map((a) => (/^[a-z]+:\/\//i.test(a) ? redactUrl(a) : a))].join(' ').slice(0, 200);
+  const kept: string[] = [];
+  for (let j = 0; j < rest.length; j++) {
+    const a = rest[j]!;
+    if (URL_OPTIONS.includes(a)) {
+      j++; // and its value
+      continue;
+    }
+    if (URL_OPTIONS.some((o) => a.startsWith(`${o}=`))) continue;
+    kept.push(a.includes('://') ? a.replace(/[a-z][a-z0-9+.-]*:\/\/\S*/gi, (u) => redactUrl(u)) : a);
+  }
+  return [name, ...kept].join(' ').slice(0, 200);
 }
 
 /** Runs a command spec; resolves with the process exit code. Never throws. */
@@ -109,7 +127,8 @@ export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise
     out = new Output(globals.json);
     const own = cmd.opts();
     // Checked before connecting: a refused override must not take (or wait for) the lock.
-    assertForceReason({ force: own.force === true, reason: typeof own.reason === 'string' ? own.reason : '' });
+    const force = parseForce(own.force);
+    assertForceReason({ force, reason: typeof own.reason === 'string' ? own.reason : '' });
     actor = globals.actor ?? actor;
     address = parseRedisUrl(globals.redisUrl).address;
     const keys = new Keyspace(globals.prefix);
@@ -131,7 +150,7 @@ export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise
     }
     progress.current = createProgress(out);
     const ctx: OpContext = { client, keys, state, actor, signal: controller.signal, lock };
-    const result = await spec.execute({ ctx, out, progress: progress.current, globals, opts: cmd.opts() });
+    const result = await spec.execute({ ctx, out, progress: progress.current, globals, opts: cmd.opts(), force });
     progress.current.stop();
     const code = spec.exitCode?.(result) ?? ExitCode.Ok;
     spec.render(result, out);

@@ -77,6 +77,29 @@ export class Keyspace {
     return `${this.prefix}:migration:jobs:events`;
   }
 
+  /**
+   * Registered writer processes (hash: writer id → JSON heartbeat with the
+   * epoch the writer acts on). Transitions wait for every live writer to
+   * acknowledge the new epoch (src/core/writers.ts).
+   */
+  get writers(): string {
+    return `${this.prefix}:migration:jobs:writers`;
+  }
+
+  /** Legacy keys accepted as known-unmigratable (hash: key → JSON {reason, by, at}). */
+  get accepted(): string {
+    return `${this.prefix}:migration:jobs:accepted`;
+  }
+
+  /**
+   * Findings of a resumable operation (hash: key → JSON {reason, detail}):
+   * backfill's unmigratable records, cleanup's kept keys. Counts and listings
+   * both come from it, so they agree across resumed runs.
+   */
+  findings(op: string): string {
+    return `${this.checkpoint(op)}:findings`;
+  }
+
   /** Resumable scan positions of one operation. */
   checkpoint(op: string): string {
     if (!/^[a-z][a-z0-9-]{0,31}$/.test(op)) throw new ConfigError(`Invalid checkpoint name "${op}"`);

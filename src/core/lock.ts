@@ -45,11 +45,33 @@ export class LeaseLock {
 
   private constructor(
     private readonly client: RedisClient,
-    private readonly key: string,
-    private readonly value: string,
+    /** The lock key. Data scripts on a single node declare it and compare {@link value}. */
+    readonly key: string,
+    /** The exact value this holder wrote (it contains a random token). */
+    readonly value: string,
     readonly fence: number,
     readonly ttlMs: number,
   ) {}
+
+  /**
+   * Throws {@link FencedError} (exit 4) unless the lock key still holds our
+   * value: expired, deleted or taken over all mean "stop writing now". Runs
+   * before every batch where a script cannot check the lock itself (a cluster:
+   * the lock key hashes to another slot than the data).
+   */
+  async assertHeld(): Promise<void> {
+    if (this.controller.signal.aborted) throw this.lostError();
+    const cur = await this.client.get(this.key);
+    if (cur !== this.value) {
+      this.lose();
+      throw this.lostError();
+    }
+  }
+
+  private lostError(): FencedError {
+    const reason: unknown = this.controller.signal.reason;
+    return reason instanceof FencedError ? reason : new FencedError('The migration lock lease was lost (expired, deleted or taken over)');
+  }
 
   /** Aborted when the lease is lost; long operations watch it and stop writing. */
   get signal(): AbortSignal {
@@ -130,9 +152,10 @@ export class LeaseLock {
     }
   }
 
-  private lose(): void {
+  /** Marks the lease lost: the run's signal aborts, and every later write is refused. */
+  lose(): void {
     if (this.timer) clearInterval(this.timer);
-    this.controller.abort(new FencedError('The migration lock lease was lost (expired or taken over)'));
+    if (!this.controller.signal.aborted) this.controller.abort(new FencedError('The migration lock lease was lost (expired, deleted or taken over)'));
   }
 
   /** Compare-and-delete; never frees someone else's lock. Safe to call twice. */

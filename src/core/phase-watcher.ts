@@ -6,7 +6,7 @@
 import type { Redis, Cluster } from 'ioredis';
 import type { Keyspace } from './keys.js';
 import type { RedisClient } from './redis.js';
-import { StateStore, type MigrationState } from './state.js';
+import { StateCorruptError, StateStore, type MigrationState } from './state.js';
 
 /** Options of {@link PhaseWatcher}. */
 export interface PhaseWatcherOptions {
@@ -16,6 +16,8 @@ export interface PhaseWatcherOptions {
   subscribe?: boolean;
   /** Called after every refresh that saw a new epoch. */
   onChange?: (state: MigrationState) => void;
+  /** Called when the record turns unusable (corrupt, evicted) while a last valid phase is kept. */
+  onProblem?: (err: StateCorruptError) => void;
 }
 
 /** A cached view of the state record. */
@@ -24,6 +26,7 @@ export class PhaseWatcher {
   private cached: { state: MigrationState; at: number } | null = null;
   private inflight: Promise<MigrationState> | null = null;
   private subscriber: Redis | Cluster | null = null;
+  private corrupt: StateCorruptError | null = null;
 
   constructor(
     client: RedisClient,
@@ -64,6 +67,16 @@ export class PhaseWatcher {
     return this.inflight ?? this.refresh();
   }
 
+  /**
+   * The state record is unusable (corrupt, or missing while a migration
+   * exists) and {@link current} answers with the last valid phase; null while
+   * the record reads fine. Services that must not guess (the API) refuse with
+   * 503 while this is set; writers keep acting on the last valid phase.
+   */
+  get problem(): StateCorruptError | null {
+    return this.corrupt;
+  }
+
   /** Reads the record now; never answers with a read that started before the call. */
   refresh(): Promise<MigrationState> {
     const startedAt = Date.now();
@@ -71,11 +84,20 @@ export class PhaseWatcher {
       .read()
       .then((state) => {
         const prev = this.cached?.state;
+        this.corrupt = null;
         // The cache age counts from before the read, so it never outlives the bound;
         // an older read finishing late never replaces a newer one.
         if (!this.cached || this.cached.at <= startedAt) this.cached = { state, at: startedAt };
         if (!prev || prev.epoch !== state.epoch) this.opts.onChange?.(state);
         return state;
+      })
+      .catch((err: unknown) => {
+        // Never fall back to "legacy" on a broken record: keep the last valid phase and say so.
+        if (!(err instanceof StateCorruptError) || !this.cached) throw err;
+        if (this.corrupt === null) this.opts.onProblem?.(err);
+        this.corrupt = err;
+        this.cached = { state: this.cached.state, at: startedAt };
+        return this.cached.state;
       })
       .finally(() => {
         if (this.inflight === read) this.inflight = null;

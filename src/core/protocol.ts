@@ -1,12 +1,20 @@
 /**
- * The write protocol (DESIGN §4) as two primitives over the Lua scripts:
- * {@link writePrimary} (atomic update + rev increment, returns the snapshot)
- * and {@link applyIfNewer} (the one way data reaches a mirror: application
- * mirror writes, backfill and repair all use it).
+ * The write protocol (docs/design.md "The write path") over the Lua scripts:
+ *  - {@link writeJob}: single node, the whole protocol in one atomic script
+ *    that routes by the phase it reads (one round trip, no stale writer);
+ *  - on a cluster, two steps: {@link writePrimary} (atomic update + rev
+ *    increment, returns the snapshot), then {@link applyIfNewer} on the mirror
+ *    (or {@link mirrorCreate} for a create that must claim a global id).
+ * Reply codes of each script are mapped here, once.
  */
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { OrchError, ExitCode, JobExistsError, JobNotFoundError, isReplyError, replyMessage } from './errors.js';
+import type { Keyspace } from './keys.js';
+import { isPhase, type Phase } from './phase.js';
 import { isCluster, type RedisClient } from './redis.js';
 import { callScript, ScriptName, type ScriptArg } from './scripts.js';
+import { StateCorruptError } from './state.js';
 
 /** A full record as bytes, with its rev and absolute expiry. */
 export interface Snapshot {
@@ -116,29 +124,179 @@ export async function writePrimary(client: RedisClient, key: string, opts: Write
       true,
     );
   } catch (err) {
-    if (isReplyError(err)) {
-      const msg = replyMessage(err);
-      if (msg.startsWith('EXISTS')) throw new JobExistsError(opts.jobId);
-      if (msg.startsWith('NOTFOUND')) throw new JobNotFoundError(opts.jobId);
-      if (msg.startsWith('WRONGTYPE')) {
-        throw new OrchError(`Key for job ${opts.jobId} is not a hash`, { code: 'ERR_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
-      }
-    }
-    throw err;
+    throw writeError(err, opts.jobId, '');
   }
   const [rev, pexpireAt, ...fields] = reply as [number, number, ...Buffer[]];
   if (opts.index && !inline) await client.zadd(opts.index.key, opts.index.score, opts.index.member);
   return { rev: Number(rev), pexpireAt: Number(pexpireAt), fields };
 }
 
-/** Reads a whole record (fields as bytes, with its expiry) in one atomic step; null when absent or not a hash. */
-export async function readSnapshot(client: RedisClient, key: string): Promise<Snapshot | null> {
+/** A record read atomically: type, expiry and fields from one script call. */
+export interface RawRecord {
+  /** Redis TYPE: 'hash', 'none', or another type. */
+  type: string;
+  /** PEXPIRETIME: absolute ms, -1 persistent, -2 absent (or not a hash). */
+  pexpireAt: number;
+  /** Flat field, value, ... bytes (empty unless a hash). */
+  fields: Buffer[];
+}
+
+/**
+ * Reads one key atomically with read-snapshot.lua, so the fields of one write
+ * are never paired with the expiry of another. The one way this package reads
+ * a whole record (backfill, verify, repair, tests).
+ */
+export async function readRecord(client: RedisClient, key: string): Promise<RawRecord> {
   const reply = await callScript<Buffer[]>(client, ScriptName.ReadSnapshot, [key], true);
-  if (reply.length < 2 || reply[0]!.toString() !== 'hash') return null;
-  const fields = reply.slice(2);
-  let rev = 0;
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (fields[i]!.toString() === 'rev') rev = Number(fields[i + 1]!.toString()) || 0;
+  if (reply.length === 0) return { type: 'none', pexpireAt: -2, fields: [] };
+  const type = reply[0]!.toString();
+  if (type !== 'hash') return { type, pexpireAt: -2, fields: [] };
+  return { type, pexpireAt: Number(reply[1]!.toString()), fields: reply.slice(2) };
+}
+
+/** The raw `rev` field of a flat record ('' when absent). */
+export function rawRev(fields: Buffer[]): string {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i]!.toString() === 'rev') return fields[i + 1]!.toString();
+  return '';
+}
+
+/** A hash record as a {@link Snapshot} (rev 0 when absent or malformed: callers validate rev first); null when not a hash. */
+export function snapshotOf(raw: RawRecord): Snapshot | null {
+  if (raw.type !== 'hash') return null;
+  const rev = Number(rawRev(raw.fields));
+  return { rev: Number.isSafeInteger(rev) && rev >= 0 ? rev : 0, pexpireAt: raw.pexpireAt, fields: raw.fields };
+}
+
+/** What the single-node write did to the mirror. */
+export const MirrorOutcome = {
+  /** The phase has no mirror. */
+  None: 'none',
+  Applied: 'applied',
+  /** The legacy mirror holds another workspace's job with this id: left alone, reported. */
+  Conflict: 'conflict',
+  /** The mirror key is not a hash: left alone, reported. */
+  WrongType: 'wrongtype',
+} as const;
+export type MirrorOutcome = (typeof MirrorOutcome)[keyof typeof MirrorOutcome];
+
+/** Options of {@link writeJob}. */
+export interface WriteJobOptions {
+  mode: 'create' | 'update';
+  workspaceId: string;
+  jobId: string;
+  /** Field/value pairs to set (never `rev`). */
+  fields: Record<string, string>;
+  /** Relative expiry of a created record. */
+  ttlMs?: number;
+  /** Index score of a created record (created_at in ms). */
+  indexScore?: number;
+  /** Push a reference onto the pending list (enqueue). */
+  push?: boolean;
+  /** The caller's last valid phase: used only when the state record is unusable. */
+  fallback: { phase: Phase; epoch: number };
+}
+
+/** Result of {@link writeJob}. */
+export interface WriteJobResult {
+  /** The epoch and phase the script acted on (the state record's). */
+  epoch: number;
+  phase: Phase;
+  snapshot: Snapshot;
+  mirror: MirrorOutcome;
+  /** v2 holds the record but the index lacks its entry (an update of a never-indexed record). */
+  indexMissing: boolean;
+  /** The index key is not a sorted set: the entry was not written (reported like a refused mirror). */
+  indexWrongType: boolean;
+}
+
+/** Maps a write script's error reply to the error model. */
+function writeError(err: unknown, jobId: string, stateKey: string): unknown {
+  if (!isReplyError(err)) return err;
+  const msg = replyMessage(err);
+  if (msg.startsWith('EXISTS')) return new JobExistsError(jobId);
+  if (msg.startsWith('NOTFOUND')) return new JobNotFoundError(jobId);
+  if (msg.startsWith('WRONGTYPE')) return new OrchError(`Key for job ${jobId} is not a hash`, { code: 'ERR_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
+  if (msg.startsWith('BADREV')) return new OrchError(`Job ${jobId} has a rev field that is not an integer`, { code: 'ERR_BADREV', exitCode: ExitCode.Problems, cause: err });
+  if (msg.startsWith('QUEUE_WRONGTYPE')) return new OrchError('The pending list is not a list: refused before anything was written', { code: 'ERR_QUEUE_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
+  if (msg.startsWith('STATE')) return new StateCorruptError(stateKey, 'no valid phase, and this writer has none to fall back on', { cause: err });
+  return err;
+}
+
+/** The whole write protocol on a single node: one script, one round trip (write-job.lua). */
+export async function writeJob(client: Redis, keys: Keyspace, opts: WriteJobOptions): Promise<WriteJobResult> {
+  const flat: string[] = [];
+  for (const [f, v] of Object.entries(opts.fields)) flat.push(f, v);
+  let reply: Array<Buffer | number>;
+  try {
+    reply = await callScript<Array<Buffer | number>>(
+      client,
+      ScriptName.WriteJob,
+      [
+        keys.state,
+        keys.history,
+        keys.legacyJob(opts.jobId),
+        keys.v2Job(opts.workspaceId, opts.jobId),
+        keys.index(opts.workspaceId),
+        keys.queue,
+        opts.mode,
+        opts.fallback.phase,
+        opts.fallback.epoch,
+        opts.ttlMs ?? 0,
+        opts.workspaceId,
+        opts.jobId,
+        opts.indexScore ?? 0,
+        opts.push ? '1' : '0',
+        ...flat,
+      ],
+      true,
+    );
+  } catch (err) {
+    throw writeError(err, opts.jobId, keys.state);
   }
-  return { rev, pexpireAt: Number(reply[1]), fields };
+  const [epoch, phaseRaw, rev, pexpire, mirror, indexMissing, ...fields] = reply;
+  const phase = String(phaseRaw);
+  if (!isPhase(phase)) throw new Error(`write-job returned an unknown phase ${phase}`);
+  return {
+    epoch: Number(epoch),
+    phase,
+    snapshot: { rev: Number(rev), pexpireAt: Number(pexpire), fields: fields as Buffer[] },
+    mirror: String(mirror) as MirrorOutcome,
+    indexMissing: String(indexMissing) === '1',
+    indexWrongType: String(indexMissing) === 'wrongtype',
+  };
+}
+
+/** Create-if-absent of a mirror record (cluster creates): true when created, false when the key exists. */
+export async function mirrorCreate(client: RedisClient, key: string, snap: Snapshot): Promise<boolean> {
+  const code = await callScript<number>(client, ScriptName.MirrorCreate, [key, snap.pexpireAt > 0 ? snap.pexpireAt : 0, ...snap.fields]);
+  return code === 1;
+}
+
+/**
+ * Content digest of a flat field, value, … list: the one the Lua scripts
+ * compute (src/core/lua/includes/digest.lua).
+ */
+export function digestOf(flat: Buffer[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const f = flat[i]!;
+    parts.push(createHash('sha1').update(`${f.length}:`).update(f).update(flat[i + 1]!).digest('hex'));
+  }
+  parts.sort();
+  return createHash('sha1').update(parts.join('')).digest('hex');
+}
+
+/**
+ * Deletes a record only while it is still exactly `snap` (rev and content):
+ * how a cluster create that lost the race for a global id takes its primary back.
+ * Returns whether it was deleted.
+ */
+export async function deleteIfUnchanged(client: RedisClient, key: string, snap: Snapshot): Promise<boolean> {
+  const code = await callScript<number>(client, ScriptName.RepairCasOneKey, [key, '', '', 'delete', 'hash', rawRev(snap.fields), digestOf(snap.fields), 0, 0, '', '']);
+  return code === 1;
+}
+
+/** {@link readRecord} as a {@link Snapshot}: null when absent or not a hash. */
+export async function readSnapshot(client: RedisClient, key: string): Promise<Snapshot | null> {
+  return snapshotOf(await readRecord(client, key));
 }

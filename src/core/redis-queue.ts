@@ -1,12 +1,18 @@
 /**
- * `RedisJobQueue`: the production {@link JobQueue}. The phase (from the state
- * record, cached at most settle_ms) picks the primary and the mirror; every
- * mutation follows the write protocol of DESIGN §4:
- *   1. write-primary: update + rev increment in one script, returning the snapshot;
- *   2. apply-if-newer of that snapshot on the mirror (one key, cluster-safe);
- *   3. the v2 index entry, in the same script on one node, a ZADD on a cluster.
+ * `RedisJobQueue`: the production {@link JobQueue}. The phase picks the
+ * primary and the mirror, and every mutation follows the write protocol
+ * (docs/design.md "The write path"):
+ *  - single node: one script (write-job.lua) that reads the phase itself and
+ *    writes the primary with rev + 1, the mirror, the index entry and the
+ *    pending reference atomically: one round trip, and no stale writer;
+ *  - Redis Cluster: the primary (write-primary.lua), then the mirror with
+ *    apply-if-newer (or a create-if-absent claim of the global legacy id), the
+ *    index entry and the pending reference sent together. The state record is
+ *    in another slot, so staleness is ruled out by acknowledged epochs
+ *    (src/core/writers.ts) instead.
  */
 import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { JobExistsError, ValidationError, JobNotFoundError } from './errors.js';
 import { assertJobId, assertWorkspaceId, isJobId, isWorkspaceId } from './ids.js';
 import {
@@ -23,13 +29,27 @@ import {
   type StatusPatch,
 } from './job.js';
 import { Keyspace } from './keys.js';
+import { JobLister } from './listing.js';
 import { Layout, Phase, routeFor } from './phase.js';
 import { PhaseWatcher, type PhaseWatcherOptions } from './phase-watcher.js';
-import { applyIfNewer, ApplyOutcome, snapshotField, snapshotToHash, writePrimary, type IndexEntry, type Snapshot } from './protocol.js';
-import type { RedisClient } from './redis.js';
-import { JobLister } from './listing.js';
+import {
+  applyIfNewer,
+  ApplyOutcome,
+  deleteIfUnchanged,
+  MirrorOutcome,
+  mirrorCreate,
+  snapshotField,
+  snapshotToHash,
+  writeJob,
+  writePrimary,
+  type IndexEntry,
+  type Snapshot,
+  type WriteJobResult,
+} from './protocol.js';
+import { isCluster, type RedisClient } from './redis.js';
 import { MAX_PAGE_LIMIT, type JobQueue, type ListJobsOptions, type ListJobsResult } from './queue.js';
 import type { MigrationState } from './state.js';
+import { WriterRegistration, type WriterRegistrationOptions } from './writers.js';
 
 /** Information passed to {@link RedisJobQueueOptions.onMirrorFailure}. */
 export interface MirrorFailure {
@@ -54,6 +74,11 @@ export interface RedisJobQueueOptions {
   onMirrorFailure?: (failure: MirrorFailure) => void;
   /** SCAN COUNT of the legacy listing path (default 1000). */
   legacyScanCount?: number;
+  /**
+   * Register as a writer: a heartbeat naming the epoch this process acts on,
+   * which transitions wait for (default on; pass false for read-only use).
+   */
+  register?: boolean | WriterRegistrationOptions;
 }
 
 /** Generates a job id: time-ordered, collision-resistant, valid under the job id rule. */
@@ -61,7 +86,7 @@ export function newJobId(): string {
   return `job_${Date.now().toString(36)}_${randomBytes(6).toString('hex')}`;
 }
 
-/** Reference stored on the pending list in a phase (DESIGN §6). */
+/** Reference stored on the pending list in a phase: bare in legacy, `<ws>:<job>` from dual-write on. */
 export function queueRef(phase: Phase, workspaceId: string, jobId: string): string {
   return phase === Phase.Legacy ? jobId : `${workspaceId}:${jobId}`;
 }
@@ -79,23 +104,39 @@ export function parseQueueRef(ref: string): { workspaceId: string | null; jobId:
 export class RedisJobQueue implements JobQueue {
   readonly keys: Keyspace;
   readonly watcher: PhaseWatcher;
+  /** This process' writer entry, or null when not registered. */
+  readonly registration: WriterRegistration | null;
   private readonly now: () => Date;
   private readonly lister: JobLister;
+  private readonly cluster: boolean;
+  /** Writes in flight, by the epoch they started under (an epoch is acknowledged once older ones drain). */
+  private readonly inflight = new Map<number, number>();
+  private latestEpoch = 0;
 
   private constructor(
     readonly client: RedisClient,
     private readonly opts: RedisJobQueueOptions,
   ) {
     this.keys = opts.keys ?? new Keyspace();
-    this.watcher = new PhaseWatcher(client, this.keys, opts.phase);
+    this.cluster = isCluster(client);
+    this.watcher = new PhaseWatcher(client, this.keys, {
+      ...opts.phase,
+      onChange: (s) => {
+        opts.phase?.onChange?.(s);
+        this.sawEpoch(s.epoch);
+      },
+    });
     this.now = opts.now ?? (() => new Date());
     this.lister = new JobLister(client, this.keys, opts.legacyScanCount ?? 1000);
+    const reg = opts.register ?? true;
+    this.registration = reg === false ? null : new WriterRegistration(client, this.keys, reg === true ? {} : reg);
   }
 
-  /** Creates a queue and loads the phase (subscribing to transition events). */
+  /** Creates a queue, loads the phase (subscribing to transition events) and registers as a writer. */
   static async create(client: RedisClient, opts: RedisJobQueueOptions = {}): Promise<RedisJobQueue> {
     const q = new RedisJobQueue(client, opts);
-    await q.watcher.start();
+    const state = await q.watcher.start();
+    await q.registration?.start(state.epoch);
     return q;
   }
 
@@ -109,56 +150,146 @@ export class RedisJobQueue implements JobQueue {
     return this.watcher.refresh();
   }
 
+  private sawEpoch(epoch: number): void {
+    if (epoch <= this.latestEpoch) return;
+    this.latestEpoch = epoch;
+    this.maybeAck();
+  }
+
+  /** Acknowledges the newest epoch seen once no write started under an older one is in flight. */
+  private maybeAck(): void {
+    const reg = this.registration;
+    if (!reg) return;
+    const target = this.latestEpoch;
+    for (const [epoch, n] of this.inflight) if (epoch < target && n > 0) return;
+    void reg.ack(target).catch(() => undefined);
+  }
+
+  /**
+   * The phase to start a write under. A writer whose heartbeat is not fresh
+   * may have been declared dead by a transition that did not wait for it: it
+   * heartbeats and re-reads the phase before writing anything.
+   */
+  private async begin(): Promise<MigrationState> {
+    if (this.registration && !this.registration.fresh) {
+      await this.registration.beat();
+      return this.watcher.refresh();
+    }
+    return this.watcher.current();
+  }
+
+  private async tracked<T>(epoch: number, fn: () => Promise<T>): Promise<T> {
+    this.inflight.set(epoch, (this.inflight.get(epoch) ?? 0) + 1);
+    try {
+      return await fn();
+    } finally {
+      const n = (this.inflight.get(epoch) ?? 1) - 1;
+      if (n <= 0) this.inflight.delete(epoch);
+      else this.inflight.set(epoch, n);
+      this.maybeAck();
+    }
+  }
+
   private recordKey(layout: Layout, workspaceId: string, jobId: string): string {
     return layout === Layout.Legacy ? this.keys.legacyJob(jobId) : this.keys.v2Job(workspaceId, jobId);
   }
 
-  private indexFor(layout: Layout, workspaceId: string, jobId: string, snap: Snapshot | { createdAt: string }): IndexEntry | null {
-    if (layout !== Layout.V2) return null;
-    const raw = 'fields' in snap ? snapshotField(snap, JobField.CreatedAt) : snap.createdAt;
-    return { key: this.keys.index(workspaceId), score: createdAtScore(raw), member: jobId };
+  private indexEntry(workspaceId: string, jobId: string, createdAt: string | Buffer | undefined): IndexEntry {
+    return { key: this.keys.index(workspaceId), score: createdAtScore(createdAt), member: jobId };
   }
 
-  /** Step 2 + 3 of the protocol; a failure is reported, not thrown (the primary already holds the write). */
-  private async mirror(layout: Layout | null, workspaceId: string, jobId: string, snap: Snapshot): Promise<void> {
-    if (layout === null) return;
-    const key = this.recordKey(layout, workspaceId, jobId);
-    try {
-      const outcome = await applyIfNewer(this.client, key, snap, this.indexFor(layout, workspaceId, jobId, snap));
-      if (outcome !== ApplyOutcome.Applied && outcome !== ApplyOutcome.Skipped) {
-        // Refused (foreign type, malformed rev, another workspace's record): verify reports it.
-        this.opts.onMirrorFailure?.({ key, jobId, error: new Error(`mirror write refused: ${outcome}`) });
-      }
-    } catch (error) {
-      this.opts.onMirrorFailure?.({ key, jobId, error });
+  /** A refused or failed mirror write is reported, not thrown: the primary holds the acknowledged write. */
+  private mirrorFailed(key: string, jobId: string, error: unknown): void {
+    this.opts.onMirrorFailure?.({ key, jobId, error });
+  }
+
+  /** Bookkeeping after a single-node write: a newer epoch refreshes the cache; refusals are reported. */
+  private afterWrite(r: WriteJobResult, workspaceId: string, jobId: string): Job {
+    if (r.epoch > (this.latestEpoch || 0)) this.watcher.invalidate();
+    if (r.mirror === MirrorOutcome.Conflict || r.mirror === MirrorOutcome.WrongType) {
+      const key = r.phase === Phase.DualWrite ? this.keys.v2Job(workspaceId, jobId) : this.keys.legacyJob(jobId);
+      this.mirrorFailed(key, jobId, new Error(`mirror write refused: ${r.mirror}`));
     }
+    // Reported against the v2 record whose index entry could not be written.
+    if (r.indexWrongType) this.mirrorFailed(this.keys.v2Job(workspaceId, jobId), jobId, new Error(`index write refused: ${this.keys.index(workspaceId)} is not a sorted set`));
+    return jobFromHash(snapshotToHash(r.snapshot));
   }
 
   async enqueue(input: EnqueueInput): Promise<Job> {
     const parsed = parseInput(EnqueueInputSchema, input);
     const jobId = parsed.jobId ?? newJobId();
-    const state = await this.watcher.current();
-    const route = routeFor(state.phase);
-    if (route.primary === Layout.V2 && route.mirror === Layout.Legacy && parsed.jobId !== undefined) {
-      // Legacy keys are global: an id already taken there would collide on the mirror.
-      // (apply-if-newer refuses such a write anyway; this check gives the caller a clear error first.)
-      if ((await this.client.exists(this.keys.legacyJob(jobId))) === 1) throw new JobExistsError(jobId);
-    }
+    const state = await this.begin();
     const fields = newJobFields({ jobId, workspaceId: parsed.workspaceId, action: parsed.action, params: parsed.params, now: this.now() });
-    const snap = await writePrimary(this.client, this.recordKey(route.primary, parsed.workspaceId, jobId), {
-      mode: 'create',
-      fields,
-      ...(parsed.ttlMs === undefined ? {} : { ttlMs: parsed.ttlMs }),
-      index: this.indexFor(route.primary, parsed.workspaceId, jobId, { createdAt: fields[JobField.CreatedAt]! }),
-      jobId,
+    const score = createdAtScore(fields[JobField.CreatedAt]);
+    return this.tracked(state.epoch, async () => {
+      if (!this.cluster) {
+        const r = await writeJob(this.client as Redis, this.keys, {
+          mode: 'create',
+          workspaceId: parsed.workspaceId,
+          jobId,
+          fields,
+          ...(parsed.ttlMs === undefined ? {} : { ttlMs: parsed.ttlMs }),
+          indexScore: score,
+          push: true,
+          fallback: { phase: state.phase, epoch: state.epoch },
+        });
+        return this.afterWrite(r, parsed.workspaceId, jobId);
+      }
+      const snap = await this.clusterCreate(state.phase, parsed.workspaceId, jobId, fields, score, parsed.ttlMs);
+      return jobFromHash(snapshotToHash(snap));
     });
-    // The primary exists before its reference, so a worker never pops a dangling reference;
-    // the mirror write and the push are independent and share one round trip.
+  }
+
+  /**
+   * A create on Redis Cluster. Job ids are global while the legacy layout
+   * exists, so the legacy key decides: a legacy primary is created only if
+   * absent, and in read-new the legacy mirror is claimed create-if-absent; the
+   * loser of two workspaces racing for one id removes its primary again.
+   */
+  private async clusterCreate(phase: Phase, workspaceId: string, jobId: string, fields: Record<string, string>, score: number, ttlMs: number | undefined): Promise<Snapshot> {
+    const route = routeFor(phase);
+    const legacyKey = this.keys.legacyJob(jobId);
+    // new-only: no claim is possible without a mirror; refuse ids legacy still holds (kept keys).
+    if (route.primary === Layout.V2 && route.mirror === null && (await this.client.exists(legacyKey)) === 1) throw new JobExistsError(jobId);
+    const primaryKey = this.recordKey(route.primary, workspaceId, jobId);
+    const snap = await writePrimary(this.client, primaryKey, { mode: 'create', fields, ...(ttlMs === undefined ? {} : { ttlMs }), index: null, jobId });
+    const push = (): Promise<number> => this.client.rpush(this.keys.queue, queueRef(phase, workspaceId, jobId));
+    const index = this.indexEntry(workspaceId, jobId, fields[JobField.CreatedAt]);
+    if (route.mirror === Layout.Legacy) {
+      let claimed: boolean;
+      try {
+        claimed = await mirrorCreate(this.client, legacyKey, snap);
+      } catch (err) {
+        await deleteIfUnchanged(this.client, primaryKey, snap).catch(() => undefined);
+        throw err;
+      }
+      if (!claimed) {
+        await deleteIfUnchanged(this.client, primaryKey, snap);
+        throw new JobExistsError(jobId);
+      }
+    }
+    // The primary exists before its reference, so a worker never pops a dangling one;
+    // the mirror, the index entry and the push are independent and go out together.
     await Promise.all([
-      this.mirror(route.mirror, parsed.workspaceId, jobId, snap),
-      this.client.rpush(this.keys.queue, queueRef(state.phase, parsed.workspaceId, jobId)),
+      route.mirror === Layout.V2 ? this.clusterMirror(Layout.V2, workspaceId, jobId, snap) : Promise.resolve(),
+      route.primary === Layout.V2 ? this.client.zadd(index.key, index.score, index.member) : Promise.resolve(0),
+      push(),
     ]);
-    return jobFromHash(snapshotToHash(snap));
+    return snap;
+  }
+
+  /** Cluster step 2 for an existing record: apply-if-newer on the mirror (and its index entry). */
+  private async clusterMirror(layout: Layout | null, workspaceId: string, jobId: string, snap: Snapshot): Promise<void> {
+    if (layout === null) return;
+    const key = this.recordKey(layout, workspaceId, jobId);
+    try {
+      const index = layout === Layout.V2 ? this.indexEntry(workspaceId, jobId, snapshotField(snap, JobField.CreatedAt)) : null;
+      const outcome = await applyIfNewer(this.client, key, snap, index);
+      // Refused (foreign type, malformed rev, another workspace's record): verify reports it.
+      if (outcome !== ApplyOutcome.Applied && outcome !== ApplyOutcome.Skipped) this.mirrorFailed(key, jobId, new Error(`mirror write refused: ${outcome}`));
+    } catch (error) {
+      this.mirrorFailed(key, jobId, error);
+    }
   }
 
   async dequeue(): Promise<Job | null> {
@@ -185,9 +316,10 @@ export class RedisJobQueue implements JobQueue {
     assertJobId(jobId);
     const state = await this.watcher.current();
     const { primary } = routeFor(state.phase);
-    const type = await this.client.type(this.recordKey(primary, workspaceId, jobId));
+    const key = this.recordKey(primary, workspaceId, jobId);
+    const type = await this.client.type(key);
     if (type !== 'hash') return null;
-    const hash = await this.client.hgetall(this.recordKey(primary, workspaceId, jobId));
+    const hash = await this.client.hgetall(key);
     // Legacy keys are not scoped: the record must name the caller's workspace.
     if (hash[JobField.WorkspaceId] !== workspaceId) return null;
     return jobFromHash(hash);
@@ -197,22 +329,28 @@ export class RedisJobQueue implements JobQueue {
     assertWorkspaceId(workspaceId);
     assertJobId(jobId);
     const parsed = parseInput(StatusPatchSchema, patch);
-    const state = await this.watcher.current();
-    const route = routeFor(state.phase);
-    const key = this.recordKey(route.primary, workspaceId, jobId);
-    if (route.primary === Layout.Legacy) {
-      // workspace_id never changes, so checking it before the atomic write is race-free.
-      const owner = await this.client.hget(key, JobField.WorkspaceId);
-      if (owner !== workspaceId) throw new JobNotFoundError(jobId);
-    }
-    const snap = await writePrimary(this.client, key, {
-      mode: 'update',
-      fields: statusPatchFields(parsed, this.now()),
-      index: null,
-      jobId,
+    const state = await this.begin();
+    const fields = statusPatchFields(parsed, this.now());
+    return this.tracked(state.epoch, async () => {
+      if (!this.cluster) {
+        const r = await writeJob(this.client as Redis, this.keys, { mode: 'update', workspaceId, jobId, fields, fallback: { phase: state.phase, epoch: state.epoch } });
+        if (r.indexMissing) {
+          const e = this.indexEntry(workspaceId, jobId, snapshotField(r.snapshot, JobField.CreatedAt));
+          await this.client.zadd(e.key, e.score, e.member);
+        }
+        return this.afterWrite(r, workspaceId, jobId);
+      }
+      const route = routeFor(state.phase);
+      const key = this.recordKey(route.primary, workspaceId, jobId);
+      if (route.primary === Layout.Legacy) {
+        // workspace_id never changes, so checking it before the atomic write is race-free.
+        const owner = await this.client.hget(key, JobField.WorkspaceId);
+        if (owner !== workspaceId) throw new JobNotFoundError(jobId);
+      }
+      const snap = await writePrimary(this.client, key, { mode: 'update', fields, index: null, jobId });
+      await this.clusterMirror(route.mirror, workspaceId, jobId, snap);
+      return jobFromHash(snapshotToHash(snap));
     });
-    await this.mirror(route.mirror, workspaceId, jobId, snap);
-    return jobFromHash(snapshotToHash(snap));
   }
 
   async listJobs(workspaceId: string, opts: ListJobsOptions): Promise<ListJobsResult> {
@@ -226,6 +364,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async close(): Promise<void> {
+    await this.registration?.stop();
     await this.watcher.close();
   }
 }

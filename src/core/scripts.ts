@@ -15,25 +15,32 @@ export const ScriptName = {
   WritePrimaryIndexed: 'orchWritePrimaryIndexed',
   ReadSnapshot: 'orchReadSnapshot',
   Transition: 'orchTransition',
+  TransitionWithHistory: 'orchTransitionWithHistory',
   FencedHset: 'orchFencedHset',
   LockRenew: 'orchLockRenew',
   LockRelease: 'orchLockRelease',
   CleanupUnlink: 'orchCleanupUnlink',
+  CleanupBatch: 'orchCleanupBatch',
   QueueConvert: 'orchQueueConvert',
   ReadFieldsBatch: 'orchReadFieldsBatch',
   BackfillBatch: 'orchBackfillBatch',
   VerifyBatch: 'orchVerifyBatch',
   VerifyV2Batch: 'orchVerifyV2Batch',
   RepairCas: 'orchRepairCas',
-  RepairCasIndexed: 'orchRepairCasIndexed',
+  RepairCasOneKey: 'orchRepairCasOneKey',
+  WriteJob: 'orchWriteJob',
+  MirrorCreate: 'orchMirrorCreate',
+  WriterHeartbeat: 'orchWriterHeartbeat',
 } as const;
 export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
 
 /**
- * Registered script sources, by name: file name and key count. Key counts are
- * fixed per name (a script with an optional key is registered twice): ioredis'
- * cluster routing needs to know which arguments are keys. `numberOfKeys: null`
- * marks a single-node-only batch script whose caller passes numkeys first.
+ * Registered script sources, by name: file name and key count. A fixed count
+ * lets ioredis route the call on a cluster; `numberOfKeys: null` means the
+ * caller passes numkeys first (batch scripts, and scripts whose optional keys
+ * are named by an argument). Those are for a single node only: ioredis' cluster
+ * autopipelining takes the first argument for the key, so a script called on a
+ * cluster is registered with a fixed count (RepairCasOneKey).
  */
 const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }> = {
   [ScriptName.ApplyIfNewer]: { file: 'apply-if-newer.lua', numberOfKeys: 1 },
@@ -42,26 +49,38 @@ const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }>
   [ScriptName.WritePrimaryIndexed]: { file: 'write-primary.lua', numberOfKeys: 2 },
   [ScriptName.ReadSnapshot]: { file: 'read-snapshot.lua', numberOfKeys: 1 },
   [ScriptName.Transition]: { file: 'transition.lua', numberOfKeys: 1 },
+  [ScriptName.TransitionWithHistory]: { file: 'transition.lua', numberOfKeys: 2 },
   [ScriptName.FencedHset]: { file: 'fenced-hset.lua', numberOfKeys: 1 },
   [ScriptName.LockRenew]: { file: 'lock-renew.lua', numberOfKeys: 1 },
   [ScriptName.LockRelease]: { file: 'lock-release.lua', numberOfKeys: 1 },
   [ScriptName.CleanupUnlink]: { file: 'cleanup-unlink.lua', numberOfKeys: 1 },
+  [ScriptName.CleanupBatch]: { file: 'cleanup-batch.lua', numberOfKeys: null },
   [ScriptName.QueueConvert]: { file: 'queue-convert.lua', numberOfKeys: 1 },
   [ScriptName.ReadFieldsBatch]: { file: 'read-fields-batch.lua', numberOfKeys: null },
   [ScriptName.BackfillBatch]: { file: 'backfill-batch.lua', numberOfKeys: null },
   [ScriptName.VerifyBatch]: { file: 'verify-batch.lua', numberOfKeys: null },
   [ScriptName.VerifyV2Batch]: { file: 'verify-v2-batch.lua', numberOfKeys: null },
-  [ScriptName.RepairCas]: { file: 'repair-cas.lua', numberOfKeys: 1 },
-  [ScriptName.RepairCasIndexed]: { file: 'repair-cas.lua', numberOfKeys: 2 },
+  [ScriptName.RepairCas]: { file: 'repair-cas.lua', numberOfKeys: null },
+  [ScriptName.RepairCasOneKey]: { file: 'repair-cas.lua', numberOfKeys: 1 },
+  [ScriptName.WriteJob]: { file: 'write-job.lua', numberOfKeys: 6 },
+  [ScriptName.MirrorCreate]: { file: 'mirror-create.lua', numberOfKeys: 1 },
+  [ScriptName.WriterHeartbeat]: { file: 'writer-heartbeat.lua', numberOfKeys: 1 },
 };
 
 const sources = new Map<string, string>();
+const INCLUDE = /^--- @include "([a-z0-9/-]+)"[ \t]*$/gm;
 
-/** Source text of a script file in ./lua (cached). Exported so other modules can register extra scripts the same way. */
+/**
+ * Source text of a script file in ./lua (cached), with its
+ * `--- @include "includes/<name>"` lines replaced by that file (one level: an
+ * include does not include). Shared Lua lives once, as in BullMQ's loader.
+ * Exported so other modules can register extra scripts the same way.
+ */
 export function luaSource(file: string): string {
   let src = sources.get(file);
   if (src === undefined) {
-    src = readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8');
+    const raw = readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8');
+    src = raw.replace(INCLUDE, (_line, name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8').trimEnd());
     sources.set(file, src);
   }
   return src;

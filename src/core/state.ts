@@ -7,7 +7,7 @@ import os from 'node:os';
 import { ConfigError, EpochConflictError, FencedError, InterruptedError, isReplyError, replyMessage } from './errors.js';
 import type { Keyspace } from './keys.js';
 import { isPhase, Phase } from './phase.js';
-import type { RedisClient } from './redis.js';
+import { isCluster, type RedisClient } from './redis.js';
 import { callScript, ScriptName } from './scripts.js';
 
 /** Field names of the state hash. */
@@ -25,7 +25,12 @@ export const StateField = {
   LastCleanup: 'last_cleanup',
   LockFence: 'lock_fence',
   ShadowReadRate: 'shadow_read_rate',
+  /** +1 on every move back to legacy: forward checkpoints of an older lineage are void. */
+  Lineage: 'lineage',
 } as const;
+
+/** Checkpointed operations whose checkpoint shows that a migration exists. */
+const TRACE_OPS = ['backfill', 'reverse-backfill', 'cleanup'] as const;
 
 /** Default settle window: how long a writer may act on a cached phase. */
 export const DEFAULT_SETTLE_MS = 2000;
@@ -49,6 +54,8 @@ export interface MigrationState {
   lockFence: number;
   /** Fraction (0..1) of dual-write reads the API shadows against v2. */
   shadowReadRate: number;
+  /** Moves back to legacy so far; a forward checkpoint is valid only within one lineage. */
+  lineage: number;
   lastBackfill: Record<string, unknown> | null;
   lastVerify: Record<string, unknown> | null;
   lastCleanup: Record<string, unknown> | null;
@@ -111,17 +118,33 @@ function parseJsonField(raw: string | undefined): Record<string, unknown> | null
   }
 }
 
-function corrupt(key: string, what: string): ConfigError {
-  return new ConfigError(`State record ${key} is corrupt: ${what}`, {
-    code: 'ERR_STATE_CORRUPT',
-    suggestion: `Inspect it with HGETALL ${key}; set phase to one of legacy|dual-write|read-new|new-only and epoch to an integer (see runbooks/incident-state-record.md).`,
-  });
+/** The state record is unusable: never guessed at (docs/design.md "The state record is never guessed"). */
+export class StateCorruptError extends ConfigError {
+  constructor(key: string, what: string, opts: { cause?: unknown } = {}) {
+    super(`State record ${key} is corrupt: ${what}`, {
+      code: 'ERR_STATE_CORRUPT',
+      suggestion: `Do not guess the phase: follow runbooks/incident-state-record.md (it restores ${key} from the history stream).`,
+      ...opts,
+    });
+  }
 }
 
-/** Decodes a state hash; throws a config error (exit 2) on an unknown phase or non-numeric epoch. */
+function corrupt(key: string, what: string): StateCorruptError {
+  return new StateCorruptError(key, what);
+}
+
+/**
+ * Decodes a state hash. An empty hash, or one holding only bookkeeping fields
+ * (the lock fence) and no epoch, is the pre-migration state: legacy, epoch 0.
+ * A record that names an epoch or a change but no valid phase is corrupt
+ * (exit 2), never read as legacy.
+ */
 export function decodeState(key: string, raw: Record<string, string>): MigrationState {
-  const phaseRaw = raw[StateField.Phase] ?? Phase.Legacy;
-  if (!isPhase(phaseRaw)) throw corrupt(key, `unknown phase ${JSON.stringify(phaseRaw.slice(0, 40))}`);
+  const phaseRaw = raw[StateField.Phase];
+  const started = raw[StateField.Epoch] !== undefined || raw[StateField.ChangedAt] !== undefined;
+  if (phaseRaw === undefined && started) throw corrupt(key, 'it has an epoch or a change time but no phase field');
+  const phase = phaseRaw ?? Phase.Legacy;
+  if (!isPhase(phase)) throw corrupt(key, `unknown phase ${JSON.stringify(phase.slice(0, 40))}`);
   const epochRaw = raw[StateField.Epoch] ?? '0';
   if (!/^[0-9]{1,15}$/.test(epochRaw)) throw corrupt(key, `epoch ${JSON.stringify(epochRaw.slice(0, 40))} is not a non-negative integer`);
   const num = (f: string, dflt: number): number => {
@@ -133,7 +156,7 @@ export function decodeState(key: string, raw: Record<string, string>): Migration
   };
   const changedAt = raw[StateField.ChangedAt] === undefined ? null : num(StateField.ChangedAt, 0);
   return {
-    phase: phaseRaw,
+    phase,
     epoch: Number(epochRaw),
     changedAt,
     changedBy: raw[StateField.ChangedBy] ?? null,
@@ -143,6 +166,7 @@ export function decodeState(key: string, raw: Record<string, string>): Migration
     v2Complete: (raw[StateField.V2Complete] ?? '0') === '1',
     lockFence: num(StateField.LockFence, 0),
     shadowReadRate: Math.min(1, Math.max(0, num(StateField.ShadowReadRate, 0))),
+    lineage: num(StateField.Lineage, 0),
     lastBackfill: parseJsonField(raw[StateField.LastBackfill]),
     lastVerify: parseJsonField(raw[StateField.LastVerify]),
     lastCleanup: parseJsonField(raw[StateField.LastCleanup]),
@@ -173,9 +197,58 @@ export class StateStore {
     readonly keys: Keyspace,
   ) {}
 
-  /** Reads and decodes the record. */
+  /**
+   * Reads and decodes the record. A missing record means legacy, epoch 0 only
+   * while nothing shows that a migration exists: a missing record next to a
+   * history stream or a checkpoint (eviction, a stray DEL) is corruption.
+   */
   async read(): Promise<MigrationState> {
-    return decodeState(this.keys.state, await this.client.hgetall(this.keys.state));
+    let raw: Record<string, string>;
+    try {
+      raw = await this.client.hgetall(this.keys.state);
+    } catch (err) {
+      throw wrongTypeAsCorrupt(err, this.keys.state);
+    }
+    const state = decodeState(this.keys.state, raw);
+    if (raw[StateField.Epoch] === undefined) {
+      const traces = await this.migrationTraces();
+      if (traces.length > 0) {
+        throw corrupt(this.keys.state, `it is ${Object.keys(raw).length === 0 ? 'missing' : 'without phase and epoch'} but ${traces.join(' and ')} show a migration exists (evicted or deleted?)`);
+      }
+    }
+    return state;
+  }
+
+  /**
+   * What shows that a migration has started, checked only when the record
+   * looks pre-migration: a checkpoint, or a transition entry in the history
+   * (other entries, such as a dry run's, exist before the first transition).
+   */
+  private async migrationTraces(): Promise<string[]> {
+    const cps = TRACE_OPS.map((op) => this.keys.checkpoint(op));
+    // One EXISTS per key: on a cluster they hash to different slots.
+    const found = await Promise.all(cps.map((k) => this.client.exists(k)));
+    const traces = cps.filter((_, i) => found[i] === 1);
+    if (await this.historyHasTransition()) traces.push(`a transition in ${this.keys.history}`);
+    return traces;
+  }
+
+  /** Scans the (trimmed, so bounded) history stream for a transition entry. */
+  private async historyHasTransition(): Promise<boolean> {
+    let start = '-';
+    for (let page = 0; page < HISTORY_MAXLEN / 1000 + 1; page++) {
+      let rows: Array<[string, string[]]>;
+      try {
+        rows = await this.client.xrange(this.keys.history, start, '+', 'COUNT', 1000);
+      } catch (err) {
+        if (isReplyError(err) && replyMessage(err).startsWith('WRONGTYPE')) return false;
+        throw err;
+      }
+      for (const [, flat] of rows) if (flat[0] === 'type' && (flat[1] === 'transition' || flat[1] === 'transition-abandoned')) return true;
+      if (rows.length < 1000) return false;
+      start = `(${rows[rows.length - 1]![0]}`;
+    }
+    return false;
   }
 
   /** Server time in ms (the clock every settle window is measured against). */
@@ -185,41 +258,66 @@ export class StateStore {
   }
 
   /**
-   * Compare-and-set of the phase on its epoch (fenced by the lock), then a
-   * history entry and a PUBLISH on the events channel.
+   * Compare-and-set of the phase on its epoch (fenced by the lock), committed
+   * with its history entry and announced on the events channel. On one node
+   * the script does all three atomically. On a cluster the history stream is
+   * in another slot: its entry is appended first, and marked abandoned when
+   * the compare-and-set refuses, so no phase ever moves without an entry.
    */
   async transition(opts: TransitionOptions): Promise<TransitionResult> {
     const actor = opts.actor ?? defaultActor();
     const reason = opts.reason ?? '';
     const extra: string[] = [];
     for (const [f, v] of Object.entries(opts.extra ?? {})) extra.push(f, v);
-    let reply: [number, number];
-    try {
-      reply = await callScript<[number, number]>(this.client, ScriptName.Transition, [
-        this.keys.state,
-        opts.expectedEpoch,
-        opts.from,
-        opts.to,
-        opts.fence === null ? '' : String(opts.fence),
-        actor,
-        reason,
-        opts.settleMs ?? DEFAULT_SETTLE_MS,
-        ...extra,
-      ]);
-    } catch (err) {
-      throw mapStateScriptError(err, `${opts.from} → ${opts.to}`);
-    }
-    const [epoch, changedAt] = reply;
-    const result: TransitionResult = { from: opts.from, to: opts.to, epoch: Number(epoch), changedAt: Number(changedAt) };
-    await this.appendHistory('transition', actor, {
+    const data: Record<string, unknown> = {
       from: opts.from,
       to: opts.to,
-      epoch: result.epoch,
       reason,
       ...(opts.forcedGates && opts.forcedGates.length > 0 ? { forced: opts.forcedGates } : {}),
-    });
+    };
+    const bumpLineage = opts.to === Phase.Legacy && opts.from !== Phase.Legacy ? '1' : '0';
+    const args = (history: boolean): Array<string | number> => [
+      opts.expectedEpoch,
+      opts.from,
+      opts.to,
+      opts.fence === null ? '' : String(opts.fence),
+      actor,
+      reason,
+      opts.settleMs ?? DEFAULT_SETTLE_MS,
+      bumpLineage,
+      HISTORY_MAXLEN,
+      JSON.stringify(data),
+      history ? this.keys.events : '',
+      ...extra,
+    ];
+    const what = `${opts.from} → ${opts.to}`;
+    if (!isCluster(this.client)) {
+      let reply: [number, number, string];
+      try {
+        reply = await callScript<[number, number, string]>(this.client, ScriptName.TransitionWithHistory, [this.keys.state, this.keys.history, ...args(true)]);
+      } catch (err) {
+        throw mapStateScriptError(err, what, this.keys);
+      }
+      return { from: opts.from, to: opts.to, epoch: Number(reply[0]), changedAt: Number(reply[1]) };
+    }
+    await this.assertHistoryWritable();
+    const intent = await this.appendHistory('transition', actor, { ...data, epoch: opts.expectedEpoch + 1 });
+    let reply: [number, number, string];
+    try {
+      reply = await callScript<[number, number, string]>(this.client, ScriptName.Transition, [this.keys.state, ...args(false)]);
+    } catch (err) {
+      await this.appendHistory('transition-abandoned', actor, { entry: intent, from: opts.from, to: opts.to, epoch: opts.expectedEpoch + 1 }).catch(() => undefined);
+      throw mapStateScriptError(err, what, this.keys);
+    }
+    const result: TransitionResult = { from: opts.from, to: opts.to, epoch: Number(reply[0]), changedAt: Number(reply[1]) };
     await this.client.publish(this.keys.events, JSON.stringify({ phase: opts.to, epoch: result.epoch, changed_at: result.changedAt }));
     return result;
+  }
+
+  /** The history stream must be a stream (or absent) before a transition relies on it. */
+  private async assertHistoryWritable(): Promise<void> {
+    const kind = await this.client.type(this.keys.history);
+    if (kind !== 'none' && kind !== 'stream') throw historyWrongType(this.keys, kind);
   }
 
   /** Writes state fields on behalf of the lock holder with `fence` (refused once fenced out). */
@@ -230,7 +328,7 @@ export class StateStore {
     try {
       await callScript<number>(this.client, ScriptName.FencedHset, [this.keys.state, fence === null ? '' : String(fence), ...flat]);
     } catch (err) {
-      throw mapStateScriptError(err, 'state update');
+      throw mapStateScriptError(err, 'state update', this.keys);
     }
   }
 
@@ -284,8 +382,22 @@ export class StateStore {
   }
 }
 
+/** A history stream of the wrong type: a config error naming the key (exit 2). */
+function historyWrongType(keys: Keyspace, kind: string): ConfigError {
+  return new ConfigError(`The history stream ${keys.history} is a ${kind}, not a stream: refused before the phase moved`, {
+    code: 'ERR_HISTORY_WRONGTYPE',
+    suggestion: `Rename the key out of the way (RENAME ${keys.history} ${keys.history}:broken), then rerun; see runbooks/incident-state-record.md.`,
+  });
+}
+
+/** A WRONGTYPE reply on the state key: corruption that names the key (exit 2). */
+function wrongTypeAsCorrupt(err: unknown, key: string): unknown {
+  if (isReplyError(err) && replyMessage(err).startsWith('WRONGTYPE')) return new StateCorruptError(key, 'the key is not a hash', { cause: err });
+  return err;
+}
+
 /** Maps the scripts' error replies to the error model. */
-export function mapStateScriptError(err: unknown, what: string): unknown {
+export function mapStateScriptError(err: unknown, what: string, keys: Keyspace): unknown {
   if (!isReplyError(err)) return err;
   const msg = replyMessage(err);
   if (msg.startsWith('FENCED')) {
@@ -295,5 +407,6 @@ export function mapStateScriptError(err: unknown, what: string): unknown {
     const [, epoch, phase] = msg.split(' ');
     return new EpochConflictError(`Refused ${what}: the state record is now at epoch ${epoch ?? '?'}, phase ${phase ?? '?'}`, { cause: err });
   }
-  return err;
+  if (msg.startsWith('HISTORY_WRONGTYPE')) return historyWrongType(keys, msg.split(' ')[1] ?? '?');
+  return wrongTypeAsCorrupt(err, keys.state);
 }

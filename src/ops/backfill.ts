@@ -2,31 +2,42 @@
  * `backfill`: copies every legacy record into v2 (record + index entry), or in
  * reverse (v2 → legacy, used by rollback from new-only), on the scan engine.
  *
- * How data moves (DESIGN §4):
- *  - single node: one round trip per SCAN batch after a pipelined HMGET of
- *    workspace_id/created_at/rev; the backfill-batch script COPYs into absent
- *    targets (COPY without REPLACE keeps bytes and TTL) and ZADDs the index.
- *    Targets that exist and are older (or differ at the same rev) go through
- *    apply-if-newer, the one way data reaches an existing mirror.
- *  - Redis Cluster: source and target live in different slots, so every record
- *    is read as a snapshot (HGETALL + PEXPIRETIME as bytes) and written with
- *    apply-if-newer plus an idempotent ZADD; the cluster client autopipelines.
+ * Who wins where both layouts hold a record: the primary. When the source is
+ * the primary (forward in dual-write, reverse in read-new), a target that
+ * differs in any way becomes an exact copy of the source: copies left from
+ * before a rollback may carry the same rev as a legacy record changed since by
+ * a writer that does not bump rev. When the target is the primary (forward in
+ * read-new), an existing target is never written. A target that names another
+ * workspace is an id conflict: never touched, reported as unmigratable.
  *
- * Unmigratable records are counted and listed, never touched; the run then
- * exits 1. Resumes from the checkpoint by default.
+ * How data moves:
+ *  - single node: one read script and one copy script per SCAN batch
+ *    (backfill-batch.lua); the copy script checks the operator lock, so a run
+ *    that lost its lease changes nothing;
+ *  - Redis Cluster: source and target live in different slots. One pipeline
+ *    reads the batch (HMGET + DUMP + PEXPIRETIME); absent targets are created
+ *    with RESTORE … ABSTTL without REPLACE (create-if-absent); an existing
+ *    target the source must win over is replaced with a compare-and-swap and
+ *    the source re-read, until both agree. The lock is checked before every batch.
+ *
+ * A forward checkpoint belongs to a lineage: a move back to legacy voids it
+ * and the next forward backfill rescans everything. Unmigratable records are
+ * kept in the findings hash (so counts and listings agree across resumes),
+ * never touched; accepted ones (`orch-migrate accept`) are counted apart.
  */
 import type { Redis } from 'ioredis';
 import { ExitCode } from '../core/errors.js';
-import { JobField, parseRev } from '../core/job.js';
-import { readRecord } from './record-compare.js';
-import { Phase } from '../core/phase.js';
-import { applyIfNewer, ApplyOutcome, snapshotField, type Snapshot } from '../core/protocol.js';
+import { JobField } from '../core/job.js';
+import { Layout, routeFor, type Phase } from '../core/phase.js';
+import { digestOf, rawRev, readRecord, snapshotField, snapshotOf, type RawRecord } from '../core/protocol.js';
 import { isCluster } from '../core/redis.js';
 import { callScript, ScriptName } from '../core/scripts.js';
-import { StateField } from '../core/state.js';
-import type { Counters } from './checkpoint.js';
-import { fenceOf, type OpContext, type ProgressFn } from './context.js';
+import { StateField, type MigrationState } from '../core/state.js';
+import { loadAccepted } from './accept.js';
+import type { CheckpointMeta, Counters } from './checkpoint.js';
+import { assertLockHeld, fenceOf, lockArgs, type OpContext, type ProgressFn } from './context.js';
 import { estimateLayout } from './count.js';
+import { FindingsStore, type Finding } from './findings.js';
 import { enforceGates, gatesFor } from './gates.js';
 import {
   checkSource,
@@ -39,6 +50,7 @@ import {
   type UnmigratableRecord,
 } from './migratable.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, mapLimit, PER_KEY_CONCURRENCY, runScan, type NodeScanResult, type ScanBatch } from './scan-engine.js';
+import { waitForWriters } from './settle.js';
 import type { BackfillSummary } from './summaries.js';
 
 /** Checkpoint / operation name of a direction. */
@@ -62,11 +74,13 @@ export interface BackfillOptions {
   dryRun?: boolean;
   /** Only the masters of shard i of n. */
   shard?: { index: number; count: number } | null;
-  /** Override forceable gates (backfill has none today; kept for symmetry). */
-  force?: boolean;
+  /** Gates to override by name (backfill has no forceable gate today; kept for symmetry). */
+  force?: readonly string[];
   reason?: string;
   /** Most unmigratable records listed in the result (all are counted). Default 1000. */
   maxListed?: number;
+  /** Bound of the wait for writer acknowledgements before copying (default 10 s). */
+  ackTimeoutMs?: number;
   onProgress?: ProgressFn;
 }
 
@@ -76,6 +90,15 @@ export interface BackfillCounts {
   copied: number;
   skipped: number;
   unmigratable: number;
+}
+
+/** Who wins where both layouts hold a record and they differ. */
+export type CopyMode = 'source' | 'target';
+
+/** The copy mode of a direction in a phase: the primary wins. */
+export function copyModeFor(direction: Direction, phase: Phase): CopyMode {
+  const source = direction === 'forward' ? Layout.Legacy : Layout.V2;
+  return routeFor(phase).primary === source ? 'source' : 'target';
 }
 
 /** Result of {@link backfill} (`--json`). */
@@ -95,8 +118,12 @@ export interface BackfillResult extends BackfillCounts {
   thisRun: BackfillCounts;
   /** Records that vanished between SCAN and copy (expired or deleted); counted in skipped. */
   vanished: number;
-  /** Records copied through apply-if-newer because the target already existed but was older. */
+  /** Existing targets replaced because the source (the primary) differed from them. */
   applied: number;
+  /** Unmigratable records that were accepted with `orch-migrate accept` (not counted in unmigratable). */
+  accepted: number;
+  /** Who won where both layouts held a record. */
+  mode: CopyMode;
   unmigratableRecords: UnmigratableRecord[];
   /** More unmigratable records exist than are listed. */
   unmigratableTruncated: boolean;
@@ -114,7 +141,14 @@ function counts(c: Counters): BackfillCounts {
   return { scanned: c.scanned ?? 0, copied: c.copied ?? 0, skipped: c.skipped ?? 0, unmigratable: c.unmigratable ?? 0 };
 }
 
-/** Runs a backfill. Throws GateError (3), InterruptedError (130), RedisUnavailableError (5). */
+/** A checkpoint may be resumed only in the pass it belongs to (see the module header). */
+function resumable(direction: Direction, state: MigrationState): (meta: CheckpointMeta | null) => boolean {
+  if (direction === 'forward') return (meta) => meta !== null && (meta.lineage ?? 0) === state.lineage;
+  // A reverse pass belongs to one rollback from new-only: one epoch.
+  return (meta) => meta !== null && meta.epoch === state.epoch;
+}
+
+/** Runs a backfill. Throws GateError (3), InterruptedError (130), RedisUnavailableError (5), FencedError (4). */
 export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Promise<BackfillResult> {
   const startedAt = Date.now();
   const direction: Direction = opts.direction ?? 'forward';
@@ -123,30 +157,26 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
   const stage = direction === 'forward' ? 'backfill' : 'reverse backfill';
   const state = await ctx.state.read();
   const now = await ctx.state.serverTime();
-  const forced = enforceGates(gatesFor('backfill', { state, now }), { force: opts.force ?? false, reason: opts.reason ?? '' });
+  const forced = enforceGates(gatesFor('backfill', { state, now }), { force: opts.force ?? [], reason: opts.reason ?? '' });
 
-  // Writers may act on the previous phase until the settle window is over.
-  const settleStart = Date.now();
-  await ctx.state.waitForSettle(state, {
-    signal: ctx.signal,
-    onWait: (ms) => opts.onProgress?.({ stage, done: 0, total: null, totalIsEstimate: true, message: `waiting ${(ms / 1000).toFixed(1)}s for the settle window (writers may still act on the previous phase)` }),
+  // Writers may act on the previous phase until they acknowledge this epoch and the settle window is over.
+  const settleWaitMs = await waitForWriters(ctx, state, {
+    ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
+    onWait: (message) => opts.onProgress?.({ stage, done: 0, total: null, totalIsEstimate: true, message }),
   });
-  const settleWaitMs = Date.now() - settleStart;
 
+  const mode = copyModeFor(direction, state.phase);
+  const findings = dryRun ? null : new FindingsStore(ctx.client, ctx.keys, op);
+  const dryListed: UnmigratableRecord[] = [];
   const maxListed = opts.maxListed ?? 1000;
-  const listed: UnmigratableRecord[] = [];
-  let truncated = false;
-  const note = (r: UnmigratableRecord): void => {
-    if (listed.length < maxListed) listed.push(r);
-    else truncated = true;
-  };
+  const accepted = direction === 'forward' ? await loadAccepted(ctx.client, ctx.keys) : new Set<string>();
 
   const estimate = await estimateLayout(ctx.client, ctx.keys, direction === 'forward' ? 'legacy' : 'v2').catch(() => null);
   const shardShare = opts.shard && opts.shard.count > 1 ? 1 / opts.shard.count : 1;
   const total = estimate === null ? null : Math.round(estimate * shardShare);
   let lastReport = 0;
 
-  const mover = new BatchMover(ctx, direction, dryRun, note);
+  const mover = new BatchMover(ctx, { direction, dryRun, mode, accepted, findings, dryListed, maxListed });
   const scanStart = Date.now();
   const res = await runScan(ctx.client, ctx.keys, {
     op: dryRun ? null : op,
@@ -158,7 +188,13 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
     shard: opts.shard ?? null,
     signal: ctx.signal,
     epoch: state.epoch,
-    meta: { direction, shard: opts.shard ? `${opts.shard.index}/${opts.shard.count}` : null },
+    lineage: state.lineage,
+    resumeIf: resumable(direction, state),
+    onFreshPass: async () => {
+      await findings?.clear();
+    },
+    guard: () => assertLockHeld(ctx),
+    meta: { direction, mode, shard: opts.shard ? `${opts.shard.index}/${opts.shard.count}` : null },
     process: (batch) => mover.process(batch),
     onProgress: (p) => {
       const t = Date.now();
@@ -168,8 +204,13 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
     },
   });
   const scanMs = Math.max(1, Date.now() - scanStart);
+  // Counts of findings come from the findings hash (deduplicated across resumes), like the listing.
+  const found = findings ? await findings.summary() : summarize(dryListed, res.counters);
+  const acceptedCount = found.byReason.accepted ?? 0;
+  const unmigratable = found.total - acceptedCount;
+  const listing = findings ? (await findings.list(maxListed + acceptedCount)).filter((f) => f.reason !== 'accepted') : dryListed;
   const finishedAt = Date.now();
-  const all = counts(res.counters);
+  const all = { ...counts(res.counters), unmigratable };
   const run = counts(res.runCounters);
   const shard = opts.shard && opts.shard.count > 1 ? `${opts.shard.index}/${opts.shard.count}` : null;
   const complete = res.complete && shard === null && !dryRun;
@@ -185,8 +226,10 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
     thisRun: run,
     vanished: res.counters.vanished ?? 0,
     applied: res.counters.applied ?? 0,
-    unmigratableRecords: listed,
-    unmigratableTruncated: truncated || (listed.length < all.unmigratable && res.resumed),
+    accepted: acceptedCount,
+    mode,
+    unmigratableRecords: listing.slice(0, maxListed).map((f) => ({ key: f.key, reason: f.reason as UnmigratableReason, ...(f.detail ? { detail: f.detail } : {}) })),
+    unmigratableTruncated: unmigratable > Math.min(maxListed, listing.length),
     nodes: res.nodes,
     shard,
     epoch: state.epoch,
@@ -213,11 +256,18 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
       shard,
     };
     const fields: Record<string, string> = { [StateField.LastBackfill]: JSON.stringify(summary) };
-    // Legacy is whole again only when every v2 record made it back.
+    // Legacy is whole again only when every v2 record made it back (an id conflict keeps it incomplete).
     if (direction === 'reverse' && complete && all.unmigratable === 0) fields[StateField.LegacyComplete] = '1';
     await ctx.state.setFields(fenceOf(ctx), fields);
   }
   return result;
+}
+
+/** Counts of a dry run's in-memory findings (the counters hold the totals; the listing is bounded). */
+function summarize(listed: UnmigratableRecord[], counters: Counters): { total: number; byReason: Record<string, number> } {
+  const byReason: Record<string, number> = {};
+  for (const r of listed) byReason[r.reason] = (byReason[r.reason] ?? 0) + 1;
+  return { total: (counters.unmigratable ?? 0) + (counters.accepted ?? 0), byReason: { ...byReason, accepted: counters.accepted ?? 0 } };
 }
 
 /** Exit code of a finished backfill: 1 when records could not be migrated. */
@@ -225,7 +275,8 @@ export function backfillExitCode(r: BackfillResult): number {
   return r.unmigratable > 0 ? ExitCode.Problems : ExitCode.Ok;
 }
 
-const BACKFILL_CODES = { copied: 1, skipped: 0, apply: 2, targetWrongType: -1, targetBadRev: -2, vanished: -3, badRev: -4 } as const;
+const BACKFILL_CODES = { copied: 1, replaced: 2, skipped: 0, targetWrongType: -1, targetBadRev: -2, vanished: -3, badRev: -4, idConflict: -5 } as const;
+
 
 /**
  * Reads `fields` of many keys in one command (single node): per key its kind
@@ -269,43 +320,73 @@ export function decodeFieldsRow(buf: Buffer, nf: number): Array<string | null> {
   return row;
 }
 
+/** What a {@link BatchMover} needs besides the context. */
+interface MoverOptions {
+  direction: Direction;
+  dryRun: boolean;
+  mode: CopyMode;
+  /** Legacy keys accepted as unmigratable. */
+  accepted: ReadonlySet<string>;
+  /** Where findings go (null on a dry run). */
+  findings: FindingsStore | null;
+  /** A dry run's findings, bounded. */
+  dryListed: UnmigratableRecord[];
+  maxListed: number;
+}
+
+/** Attempts of the cluster compare-and-swap before the record is left to verify. */
+const CAS_ATTEMPTS = 5;
+
 /** Moves one SCAN batch. */
 class BatchMover {
   private readonly cluster: boolean;
 
   constructor(
     private readonly ctx: OpContext,
-    private readonly direction: Direction,
-    private readonly dryRun: boolean,
-    private readonly note: (r: UnmigratableRecord) => void,
+    private readonly o: MoverOptions,
   ) {
     this.cluster = isCluster(ctx.client);
   }
 
-  process(batch: ScanBatch): Promise<Counters> {
-    return this.cluster ? this.processPerKey(batch) : this.processBatch(batch);
+  async process(batch: ScanBatch): Promise<Counters> {
+    const c: Counters = { copied: 0, skipped: 0, unmigratable: 0, accepted: 0, vanished: 0, applied: 0 };
+    const bad: UnmigratableRecord[] = [];
+    if (this.cluster) await this.processCluster(batch, c, bad);
+    else await this.processSingle(batch, c, bad);
+    await this.record(bad, c);
+    return c;
   }
 
-  private parse(keys: string[], c: Counters): ParsedSource[] {
+  /** Findings go to the findings hash (or the dry run's list); accepted keys are counted apart. */
+  private async record(bad: UnmigratableRecord[], c: Counters): Promise<void> {
+    const items: Finding[] = [];
+    for (const r of bad) {
+      if (this.o.accepted.has(r.key)) {
+        c.accepted! += 1;
+        items.push({ key: r.key, reason: 'accepted', detail: r.reason });
+        continue;
+      }
+      c.unmigratable! += 1;
+      items.push(r);
+      if (!this.o.findings && this.o.dryListed.length < this.o.maxListed) this.o.dryListed.push(r);
+    }
+    await this.o.findings?.add(items);
+  }
+
+  private parse(keys: string[], bad: UnmigratableRecord[]): ParsedSource[] {
     const out: ParsedSource[] = [];
     for (const key of keys) {
-      const p = parseSourceKey(this.ctx.keys, this.direction, key);
-      if (isUnmigratable(p)) this.bad(p, c);
+      const p = parseSourceKey(this.ctx.keys, this.o.direction, key);
+      if (isUnmigratable(p)) bad.push(p);
       else out.push(p);
     }
     return out;
   }
 
-  private bad(r: UnmigratableRecord, c: Counters): void {
-    c.unmigratable = (c.unmigratable ?? 0) + 1;
-    this.note(r);
-  }
-
-  /** Single node: HMGET pipeline, then one batch script. */
-  private async processBatch(batch: ScanBatch): Promise<Counters> {
-    const c: Counters = { copied: 0, skipped: 0, unmigratable: 0, vanished: 0, applied: 0 };
-    const parsed = this.parse(batch.keys, c);
-    if (parsed.length === 0) return c;
+  /** Single node: one read script, then one copy script that checks the lock. */
+  private async processSingle(batch: ScanBatch, c: Counters, bad: UnmigratableRecord[]): Promise<void> {
+    const parsed = this.parse(batch.keys, bad);
+    if (parsed.length === 0) return;
     const node = batch.node;
     const rows = await readFieldsBatch(node, parsed.map((p) => p.key), [JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev]);
     const good: MigratableSource[] = [];
@@ -316,94 +397,69 @@ class BatchMover {
         c.vanished! += 1;
         return;
       }
-      if (kind !== 'hash') return this.bad({ key: p.key, reason: UnmigratableReason.WrongType, detail: kind ?? '?' }, c);
-      const checked = checkSource(this.ctx.keys, this.direction, p, ws, createdAt, rev);
-      if (isUnmigratable(checked)) this.bad(checked, c);
+      if (kind !== 'hash') return void bad.push({ key: p.key, reason: UnmigratableReason.WrongType, detail: kind ?? '?' });
+      const checked = checkSource(this.ctx.keys, this.o.direction, p, ws, createdAt, rev);
+      if (isUnmigratable(checked)) bad.push(checked);
       else good.push(checked);
     });
-    if (good.length === 0) return c;
+    if (good.length === 0) return;
 
-    const stride = this.direction === 'forward' ? 3 : 2;
-    const keyArgs: string[] = [];
-    const argv: Array<string | number> = [stride, this.dryRun ? '1' : '0'];
+    const stride = this.o.direction === 'forward' ? 3 : 2;
+    const lock = lockArgs(this.ctx);
+    const keyArgs: string[] = [lock.key];
+    const argv: Array<string | number> = [lock.value, stride, this.o.dryRun ? '1' : '0', this.o.mode];
     for (const g of good) {
       keyArgs.push(g.key, g.target);
+      argv.push(g.workspaceId);
       if (stride === 3) {
         keyArgs.push(g.index!);
         argv.push(g.score, g.jobId);
       }
     }
     const codes = await callScript<number[]>(node, ScriptName.BackfillBatch, [keyArgs.length, ...keyArgs, ...argv]);
-    const slow: MigratableSource[] = [];
-    good.forEach((g, i) => {
-      const code = Number(codes[i]);
-      if (code === BACKFILL_CODES.copied) c.copied! += 1;
-      else if (code === BACKFILL_CODES.skipped) c.skipped! += 1;
-      else if (code === BACKFILL_CODES.vanished) {
+    good.forEach((g, i) => this.count(g, Number(codes[i]), c, bad));
+  }
+
+  private count(g: MigratableSource, code: number, c: Counters, bad: UnmigratableRecord[]): void {
+    switch (code) {
+      case BACKFILL_CODES.copied:
+        c.copied! += 1;
+        return;
+      case BACKFILL_CODES.replaced:
+        c.copied! += 1;
+        c.applied! += 1;
+        return;
+      case BACKFILL_CODES.skipped:
+        c.skipped! += 1;
+        return;
+      case BACKFILL_CODES.vanished:
         c.skipped! += 1;
         c.vanished! += 1;
-      } else if (code === BACKFILL_CODES.apply) {
-        if (this.dryRun) c.skipped! += 1;
-        else slow.push(g);
-      } else if (code === BACKFILL_CODES.targetWrongType) this.bad({ key: g.key, reason: UnmigratableReason.TargetWrongType, detail: g.target }, c);
-      else if (code === BACKFILL_CODES.targetBadRev) this.bad({ key: g.key, reason: UnmigratableReason.TargetInvalidRev, detail: g.target }, c);
-      else this.bad({ key: g.key, reason: UnmigratableReason.InvalidRev }, c);
-    });
-    await Promise.all(slow.map((g) => this.applyOne(g, c)));
-    return c;
-  }
-
-  /** Reads a source snapshot atomically: null when it vanished, a type name when it is not a hash. */
-  private async snapshot(key: string): Promise<Snapshot | null | string> {
-    const raw = await readRecord(this.ctx.client, key);
-    if (raw.type === 'none') return null;
-    if (raw.type !== 'hash') return raw.type;
-    let rev = 0;
-    for (let i = 0; i + 1 < raw.fields.length; i += 2) {
-      if (raw.fields[i]!.toString() === JobField.Rev) rev = parseRev(raw.fields[i + 1]) ?? 0;
+        return;
+      case BACKFILL_CODES.targetWrongType:
+        return void bad.push({ key: g.key, reason: UnmigratableReason.TargetWrongType, detail: g.target });
+      case BACKFILL_CODES.targetBadRev:
+        return void bad.push({ key: g.key, reason: UnmigratableReason.TargetInvalidRev, detail: g.target });
+      case BACKFILL_CODES.idConflict:
+        return void bad.push({ key: g.key, reason: UnmigratableReason.IdConflict, detail: `${g.target} holds another workspace's job` });
+      case BACKFILL_CODES.badRev:
+        return void bad.push({ key: g.key, reason: UnmigratableReason.InvalidRev });
+      default:
+        throw new Error(`backfill-batch returned unexpected ${String(code)}`);
     }
-    return { rev, pexpireAt: raw.pexpireAt, fields: raw.fields };
-  }
-
-  /** apply-if-newer for one record whose target already exists. */
-  private async applyOne(g: MigratableSource, c: Counters): Promise<void> {
-    const snap = await this.snapshot(g.key);
-    if (snap === null) {
-      c.skipped! += 1;
-      c.vanished! += 1;
-      return;
-    }
-    if (typeof snap === 'string') return this.bad({ key: g.key, reason: UnmigratableReason.WrongType, detail: snap }, c);
-    // The record may have changed since the HMGET: check it again before it moves.
-    const again = checkSource(this.ctx.keys, this.direction, g, snapshotField(snap, JobField.WorkspaceId), snapshotField(snap, JobField.CreatedAt), snapshotField(snap, JobField.Rev));
-    if (isUnmigratable(again)) return this.bad(again, c);
-    await this.applySnapshot(again, snap, c);
-  }
-
-  private async applySnapshot(g: MigratableSource, snap: Snapshot, c: Counters): Promise<void> {
-    const index = g.index === null ? null : { key: g.index, score: g.score, member: g.jobId };
-    const outcome = await applyIfNewer(this.ctx.client, g.target, snap, index);
-    if (outcome === ApplyOutcome.Applied) {
-      c.copied! += 1;
-      c.applied! += 1;
-    } else if (outcome === ApplyOutcome.Skipped) c.skipped! += 1;
-    else if (outcome === ApplyOutcome.WrongType) this.bad({ key: g.key, reason: UnmigratableReason.TargetWrongType, detail: g.target }, c);
-    else if (outcome === ApplyOutcome.OwnerConflict) this.bad({ key: g.key, reason: UnmigratableReason.TargetOwnerConflict, detail: g.target }, c);
-    else this.bad({ key: g.key, reason: UnmigratableReason.TargetInvalidRev, detail: g.target }, c);
   }
 
   /**
-   * Redis Cluster: source and target live in different slots, so no script can
-   * span them. One pipeline on the source master reads HMGET + DUMP +
+   * Redis Cluster: one pipeline on the source master reads HMGET + DUMP +
    * PEXPIRETIME of the whole batch; absent targets are created with RESTORE
-   * … ABSTTL without REPLACE (create-if-absent, bytes and expiry exact), an
-   * existing target (BUSYKEY) goes through apply-if-newer. The cluster client
+   * … ABSTTL without REPLACE (create-if-absent, bytes and expiry exact); an
+   * existing target goes through {@link settleExisting}. The cluster client
    * autopipelines the writes per master.
    */
-  private async processPerKey(batch: ScanBatch): Promise<Counters> {
-    const c: Counters = { copied: 0, skipped: 0, unmigratable: 0, vanished: 0, applied: 0 };
-    const parsed = this.parse(batch.keys, c);
-    if (parsed.length === 0) return c;
+  private async processCluster(batch: ScanBatch, c: Counters, bad: UnmigratableRecord[]): Promise<void> {
+    await assertLockHeld(this.ctx);
+    const parsed = this.parse(batch.keys, bad);
+    if (parsed.length === 0) return;
     const pipe = batch.node.pipeline();
     for (const p of parsed) {
       pipe.hmget(p.key, JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev);
@@ -416,9 +472,8 @@ class BatchMover {
       const [dErr, payload] = replies[i * 3 + 1] ?? [new Error('no reply'), null];
       const [, pexpire] = replies[i * 3 + 2] ?? [null, -2];
       if (hErr) {
-        if (!/WRONGTYPE/.test(hErr.message)) throw hErr;
-        const type = await this.ctx.client.type(p.key);
-        return this.bad({ key: p.key, reason: UnmigratableReason.WrongType, detail: type }, c);
+        if (!/^WRONGTYPE/.test(hErr.message)) throw hErr;
+        return void bad.push({ key: p.key, reason: UnmigratableReason.WrongType, detail: await this.ctx.client.type(p.key) });
       }
       if (dErr) throw dErr;
       const [ws, createdAt, rev] = hVal as Array<string | null>;
@@ -427,9 +482,9 @@ class BatchMover {
         c.vanished! += 1;
         return;
       }
-      const checked = checkSource(this.ctx.keys, this.direction, p, ws, createdAt, rev);
-      if (isUnmigratable(checked)) return this.bad(checked, c);
-      if (this.dryRun) {
+      const checked = checkSource(this.ctx.keys, this.o.direction, p, ws, createdAt, rev);
+      if (isUnmigratable(checked)) return void bad.push(checked);
+      if (this.o.dryRun) {
         if ((await this.ctx.client.exists(checked.target)) === 0) c.copied! += 1;
         else c.skipped! += 1;
         return;
@@ -438,14 +493,69 @@ class BatchMover {
       try {
         if (at > 0) await this.ctx.client.restore(checked.target, at, payload as Buffer, 'ABSTTL');
         else await this.ctx.client.restore(checked.target, 0, payload as Buffer);
+        c.copied! += 1;
       } catch (err) {
-        if (!(err instanceof Error) || !/BUSYKEY/.test(err.message)) throw err;
-        // The target exists: only apply-if-newer may write over it.
-        return this.applyOne(checked, c);
+        if (!(err instanceof Error) || !/^BUSYKEY/.test(err.message)) throw err;
+        const code = await this.settleExisting(checked);
+        this.count(checked, code, c, bad);
+        if (code < 0) return;
       }
-      c.copied! += 1;
       if (checked.index !== null) await this.ctx.client.zadd(checked.index, checked.score, checked.jobId);
-      });
-    return c;
+    });
   }
+
+  /**
+   * An existing target on a cluster, where no script spans source and target.
+   * Mode 'target': it is the primary and stays. Mode 'source': replace it
+   * with a compare-and-swap against what was read, then re-read the source;
+   * a live write in between changes one of the two and the loop goes again.
+   * Returns a backfill-batch code.
+   */
+  private async settleExisting(g: MigratableSource): Promise<number> {
+    const client = this.ctx.client;
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const [target, source] = await Promise.all([readRecord(client, g.target), readRecord(client, g.key)]);
+      if (source.type === 'none') return BACKFILL_CODES.vanished;
+      if (source.type !== 'hash' || !/^[0-9]*$/.test(rawRev(source.fields))) return BACKFILL_CODES.badRev;
+      if (target.type === 'none') {
+        // Expired or deleted meanwhile: the create-if-absent path applies again.
+        const snap = snapshotOf(source)!;
+        const made = await callScript<number>(client, ScriptName.MirrorCreate, [g.target, snap.pexpireAt > 0 ? snap.pexpireAt : 0, ...snap.fields]);
+        if (made === 1) return BACKFILL_CODES.copied;
+        continue;
+      }
+      if (target.type !== 'hash') return BACKFILL_CODES.targetWrongType;
+      const owner = snapshotField({ rev: 0, pexpireAt: 0, fields: target.fields }, JobField.WorkspaceId)?.toString();
+      if (owner !== undefined && owner !== g.workspaceId) return BACKFILL_CODES.idConflict;
+      if (sameRecord(source, target)) return BACKFILL_CODES.skipped;
+      if (this.o.mode === 'target') return /^[0-9]*$/.test(rawRev(target.fields)) ? BACKFILL_CODES.skipped : BACKFILL_CODES.targetBadRev;
+      const replaced = await callScript<number>(client, ScriptName.RepairCasOneKey, [
+        g.target,
+        '',
+        '',
+        'replace',
+        'hash',
+        rawRev(target.fields),
+        digestOf(target.fields),
+        source.pexpireAt > 0 ? source.pexpireAt : 0,
+        0,
+        '',
+        g.workspaceId,
+        ...source.fields,
+      ]);
+      if (replaced === -2) return BACKFILL_CODES.idConflict;
+      if (replaced !== 1) continue;
+      // The target now holds what the source held a moment ago; if the source moved since, go again.
+      const again = await readRecord(client, g.key);
+      if (again.type === 'hash' && digestOf(again.fields) === digestOf(source.fields) && again.pexpireAt === source.pexpireAt) return BACKFILL_CODES.replaced;
+      if (again.type === 'none') return BACKFILL_CODES.replaced;
+    }
+    // Still moving after several rounds: live writes are mirroring it; verify checks it.
+    return BACKFILL_CODES.skipped;
+  }
+}
+
+/** Same content (bytes) and the same expiry. */
+function sameRecord(a: RawRecord, b: RawRecord): boolean {
+  return a.pexpireAt === b.pexpireAt && digestOf(a.fields) === digestOf(b.fields);
 }

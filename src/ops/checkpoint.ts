@@ -29,6 +29,8 @@ export interface NodeCheckpoint {
 export interface CheckpointMeta {
   startedAt: number;
   epoch: number;
+  /** State record lineage when the pass started (a forward checkpoint dies with a move back to legacy). */
+  lineage?: number;
   /** Free-form options of the run that created it (shown by status). */
   options?: Record<string, unknown>;
 }
@@ -50,7 +52,12 @@ export async function loadCheckpoint(client: RedisClient, keys: Keyspace, op: st
     try {
       const v = JSON.parse(value) as Record<string, unknown>;
       if (field === META_FIELD) {
-        meta = { startedAt: Number(v.startedAt ?? 0), epoch: Number(v.epoch ?? 0), options: (v.options as Record<string, unknown>) ?? {} };
+        meta = {
+          startedAt: Number(v.startedAt ?? 0),
+          epoch: Number(v.epoch ?? 0),
+          ...(v.lineage === undefined ? {} : { lineage: Number(v.lineage) }),
+          options: (v.options as Record<string, unknown>) ?? {},
+        };
         continue;
       }
       nodes.push({
@@ -82,9 +89,10 @@ export async function saveCheckpointMeta(client: RedisClient, keys: Keyspace, op
   await client.hset(keys.checkpoint(op), META_FIELD, JSON.stringify(meta));
 }
 
-/** Deletes a checkpoint (a `--restart`, or a finished run). */
+/** Deletes a checkpoint and its findings (a move back to legacy voids a forward pass). */
 export async function clearCheckpoint(client: RedisClient, keys: Keyspace, op: string): Promise<void> {
-  await client.del(keys.checkpoint(op));
+  // One DEL per key: on a cluster they hash to different slots.
+  await Promise.all([client.del(keys.checkpoint(op)), client.del(keys.findings(op))]);
 }
 
 /** Sums a counter across nodes. */

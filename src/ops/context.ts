@@ -40,3 +40,21 @@ export type ProgressFn = (p: Progress) => void;
 export function fenceOf(ctx: OpContext): number | null {
   return ctx.lock ? ctx.lock.fence : null;
 }
+
+/**
+ * The lock key and value a single-node data script checks before it changes
+ * anything (src/core/lua/includes/holds-lock.lua); value '' when the run holds
+ * no lock (a dry run, which writes nothing).
+ */
+export function lockArgs(ctx: OpContext): { key: string; value: string } {
+  return ctx.lock ? { key: ctx.lock.key, value: ctx.lock.value } : { key: ctx.keys.lock, value: '' };
+}
+
+/**
+ * Before each batch where no script can check the lock atomically (a cluster:
+ * the lock key lives in another slot than the data): stop with exit 4 unless
+ * this run still holds its lease.
+ */
+export async function assertLockHeld(ctx: OpContext): Promise<void> {
+  if (ctx.lock) await ctx.lock.assertHeld();
+}

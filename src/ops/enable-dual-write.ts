@@ -13,6 +13,10 @@ export interface EnableDualWriteOptions {
   /** settle_ms to record if the state record has none (default 2000). */
   settleMs?: number;
   dryRun?: boolean;
+  /** Gates to override by name (needs `reason`). */
+  force?: readonly string[];
+  /** Bound of the wait for writer acknowledgements (default 10 s). */
+  ackTimeoutMs?: number;
 }
 
 /** Result of {@link enableDualWrite}. */
@@ -26,6 +30,8 @@ export function enableDualWrite(ctx: OpContext, opts: EnableDualWriteOptions): P
     ...(opts.reason === undefined ? {} : { reason: opts.reason }),
     ...(opts.settleMs === undefined ? {} : { settleMs: opts.settleMs }),
     dryRun: opts.dryRun ?? false,
+    force: opts.force ?? [],
+    ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
     extra: () => ({ [StateField.LegacyComplete]: '1', [StateField.V2Complete]: '0' }),
   });
 }

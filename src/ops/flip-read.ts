@@ -15,8 +15,10 @@ import { runTransition, type TransitionOpResult } from './transition.js';
 /** Options of {@link flipRead}. */
 export interface FlipReadOptions {
   reason?: string;
-  /** Override a closed data gate (needs `reason`; recorded in the history). */
-  force?: boolean;
+  /** Gates to override by name (needs `reason`; recorded in the history). */
+  force?: readonly string[];
+  /** Bound of the wait for writer acknowledgements (default 10 s). */
+  ackTimeoutMs?: number;
   /** Freshness the verify gate requires (default 1h). */
   maxVerifyAgeMs?: number;
   /** Check the gates and report; change nothing. */
@@ -32,7 +34,8 @@ export function flipRead(ctx: OpContext, opts: FlipReadOptions = {}): Promise<Fl
     command: 'flip-read',
     to: () => Phase.ReadNew,
     ...(opts.reason === undefined ? {} : { reason: opts.reason }),
-    force: opts.force ?? false,
+    force: opts.force ?? [],
+    ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
     dryRun: opts.dryRun ?? false,
     gates: opts.maxVerifyAgeMs === undefined ? {} : { maxVerifyAgeMs: opts.maxVerifyAgeMs },
     extra: (_state, forced): Record<string, string> => (forced.includes('verify') ? {} : { [StateField.V2Complete]: '1' }),

@@ -1,18 +1,24 @@
 /**
- * Gates (DESIGN §5): data checks that open or refuse a transition. Each closed
- * gate says in one line why, and which command opens it. `--force --reason`
- * overrides a data gate (recorded in the history); the phase precondition of a
- * transition is never overridable, since transitions move one step at a time.
+ * Gates (docs/design.md "Gates"): data checks that open or refuse a step. Each
+ * closed gate says in one line why, and which command opens it. A data gate is
+ * overridden only by name, `--force <gate>[,<gate>…] --reason "…"`, and the
+ * override is recorded in the history; forcing one gate never forces another.
+ * The phase precondition is never overridable: transitions move one step at a time.
  */
 import { ConfigError, GateError } from '../core/errors.js';
 import { Phase, PHASE_ORDER } from '../core/phase.js';
 import type { MigrationState } from '../core/state.js';
+import { describeWriter, laggards, type WriterStatus } from '../core/writers.js';
 import { asBackfillSummary, asVerifySummary } from './summaries.js';
 
 /** Default freshness bound of the verify that opens flip-read. */
 export const DEFAULT_MAX_VERIFY_AGE_MS = 60 * 60 * 1000;
 /** Default soak in read-new before cleanup. */
 export const DEFAULT_MIN_SOAK_MS = 60 * 60 * 1000;
+
+/** Names of the gates `--force` may override, as status and the refusals print them. */
+export const FORCEABLE_GATES = ['verify', 'soak', 'legacy-complete', 'writers'] as const;
+export type ForceableGate = (typeof FORCEABLE_GATES)[number];
 
 /** One gate's state. */
 export interface GateStatus {
@@ -33,6 +39,8 @@ export interface GateInputs {
   now: number;
   maxVerifyAgeMs?: number;
   minSoakMs?: number;
+  /** Registered writers as read now (the writers gate); omitted = none registered. */
+  writers?: WriterStatus[];
 }
 
 function ago(ms: number): string {
@@ -118,26 +126,46 @@ export function legacyCompleteGate(state: MigrationState): GateStatus {
   };
 }
 
+/**
+ * Every live registered writer acts on the current epoch. Stacking a second
+ * transition on writers that have not acknowledged the first would let them
+ * lag two phases behind.
+ */
+export function writersGate(inp: GateInputs): GateStatus {
+  const lagging = laggards(inp.writers ?? [], inp.state.epoch);
+  if (lagging.length === 0) {
+    const live = (inp.writers ?? []).filter((w) => w.live).length;
+    return { name: 'writers', open: true, reason: `${live} live writer(s), all at epoch ${inp.state.epoch}`, opensWith: null, forceable: true };
+  }
+  return {
+    name: 'writers',
+    open: false,
+    reason: `${lagging.length} live writer(s) have not acknowledged epoch ${inp.state.epoch}: ${lagging.slice(0, 3).map(describeWriter).join('; ')}`,
+    opensWith: 'check those writer processes; `orch-migrate status` lists them (a dead one stops counting once its lease runs out)',
+    forceable: true,
+  };
+}
+
 /** Gates of each command, given the current state. */
 export function gatesFor(command: string, inp: GateInputs): GateStatus[] {
   const s = inp.state;
   switch (command) {
     case 'enable-dual-write':
-      return [phaseGate(s, Phase.Legacy, command)];
+      return [phaseGate(s, Phase.Legacy, command), writersGate(inp)];
     case 'backfill':
       return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew], command)];
     case 'flip-read':
-      return [phaseGate(s, Phase.DualWrite, command), verifyGate(inp)];
+      return [phaseGate(s, Phase.DualWrite, command), verifyGate(inp), writersGate(inp)];
     case 'cleanup':
       return s.phase === Phase.NewOnly
         ? [phaseGate(s, [Phase.ReadNew, Phase.NewOnly], command)]
-        : [phaseGate(s, [Phase.ReadNew, Phase.NewOnly], command), soakGate(inp), verifyGate(inp)];
+        : [phaseGate(s, [Phase.ReadNew, Phase.NewOnly], command), soakGate(inp), verifyGate(inp), writersGate(inp)];
     case 'rollback':
       if (s.phase === Phase.Legacy) {
         return [{ name: 'phase', open: false, reason: 'the phase is legacy, the start: there is nothing to roll back', opensWith: 'orch-migrate status', forceable: false }];
       }
-      if (s.phase === Phase.ReadNew) return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), legacyCompleteGate(s)];
-      return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command)];
+      if (s.phase === Phase.ReadNew) return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), legacyCompleteGate(s), writersGate(inp)];
+      return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), writersGate(inp)];
     default:
       return [];
   }
@@ -145,13 +173,34 @@ export function gatesFor(command: string, inp: GateInputs): GateStatus[] {
 
 /** Options of {@link enforceGates}. */
 export interface EnforceOptions {
-  force?: boolean;
+  /** Gate names to override (`--force a,b`). */
+  force?: readonly string[];
   reason?: string;
+}
+
+/** Parses `--force` values: a comma list of gate names; a bare `--force` or an unknown name is a usage error (exit 2). */
+export function parseForce(value: unknown): string[] {
+  const names = FORCEABLE_GATES.join(', ');
+  if (value === undefined || value === false) return [];
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new ConfigError(`--force needs the names of the gates to override: --force <gate>[,<gate>…] (gates: ${names})`, {
+      suggestion: `Name each gate you mean to override, e.g. --force verify --reason "…"; \`orch-migrate status\` shows which gates are closed.`,
+    });
+  }
+  const out: string[] = [];
+  for (const raw of value.split(',')) {
+    const n = raw.trim();
+    if (!(FORCEABLE_GATES as readonly string[]).includes(n)) {
+      throw new ConfigError(`Unknown gate ${JSON.stringify(n.slice(0, 40))} in --force (gates: ${names})`, { suggestion: `Use one or more of: ${names}.` });
+    }
+    if (!out.includes(n)) out.push(n);
+  }
+  return out;
 }
 
 /** An override must be explained: `--force` without a non-empty `--reason` is a usage error (exit 2). */
 export function assertForceReason(opts: EnforceOptions): void {
-  if (opts.force && (opts.reason ?? '').trim() === '') {
+  if ((opts.force ?? []).length > 0 && (opts.reason ?? '').trim() === '') {
     throw new ConfigError('--force needs --reason "…" so the override is explained in the history', {
       suggestion: 'Add --reason "why it is safe to override", e.g. --reason "verify ran on a replica"',
     });
@@ -160,19 +209,20 @@ export function assertForceReason(opts: EnforceOptions): void {
 
 /**
  * Throws {@link GateError} (exit 3) for the first closed gate, unless it is
- * forceable and `--force --reason` was given. Returns the names of forced gates.
+ * forceable and named in `force`. Returns the names of the gates overridden.
  */
 export function enforceGates(gates: GateStatus[], opts: EnforceOptions): string[] {
   assertForceReason(opts);
+  const named = opts.force ?? [];
   const forced: string[] = [];
   for (const g of gates) {
     if (g.open) continue;
-    if (opts.force && g.forceable) {
+    if (g.forceable && named.includes(g.name)) {
       forced.push(g.name);
       continue;
     }
     throw new GateError(g.name, `Refused: ${g.reason}.`, {
-      suggestion: g.opensWith ? `Run: ${g.opensWith}${g.forceable ? ' (or override with --force --reason "…")' : ''}` : undefined,
+      suggestion: g.opensWith ? `Run: ${g.opensWith}${g.forceable ? ` (or override this gate alone with --force ${g.name} --reason "…")` : ''}` : undefined,
     });
   }
   return forced;

@@ -1,5 +1,5 @@
 /**
- * Which source records may be migrated (DESIGN §2): the job id comes from the
+ * Which source records may be migrated (docs/design.md "Key layout"): the job id comes from the
  * key suffix, the workspace from the record, and the rev must be an integer.
  * A record that fails is unmigratable: reported, never guessed at, never
  * touched, and no key is ever built from an invalid workspace.
@@ -14,19 +14,23 @@ export const UnmigratableReason = {
   InvalidJobId: 'invalid-job-id',
   /** The v2 key is not `<p>:job:<workspace>:<job>` with valid ids. */
   InvalidKey: 'invalid-key',
-  /** A key of another type under the record pattern. */
-  WrongType: 'wrong-type',
+  /** A key of another type under the record pattern (the same name in backfill, verify and cleanup). */
+  WrongType: 'non-hash',
   MissingWorkspace: 'missing-workspace',
   InvalidWorkspace: 'invalid-workspace',
   /** A v2 record whose workspace_id field is not its key's workspace (reverse backfill). */
   WorkspaceMismatch: 'workspace-mismatch',
   InvalidRev: 'invalid-rev',
   /** The target key exists and is not a hash. */
-  TargetWrongType: 'target-wrong-type',
+  TargetWrongType: 'target-non-hash',
   /** The target record's rev is not an integer. */
   TargetInvalidRev: 'target-invalid-rev',
-  /** The target record belongs to another workspace (legacy ids are global). */
-  TargetOwnerConflict: 'target-owner-conflict',
+  /**
+   * The target names another workspace: two workspaces hold a job with this
+   * id, and legacy keys are global. Never overwritten; the layout it would
+   * complete stays marked incomplete.
+   */
+  IdConflict: 'id-conflict',
 } as const;
 export type UnmigratableReason = (typeof UnmigratableReason)[keyof typeof UnmigratableReason];
 

@@ -3,10 +3,8 @@
  * digest that repair's compare-and-swap checks). Records are maps of bytes:
  * field names and values are compared as raw bytes, never decoded.
  */
-import { createHash } from 'node:crypto';
 import { createdAtScore, JobField } from '../core/job.js';
-import type { RedisClient } from '../core/redis.js';
-import { callScript, ScriptName } from '../core/scripts.js';
+import { digestOf, type RawRecord } from '../core/protocol.js';
 
 /** Kinds of mismatch verify reports (`byKind` keys). */
 export const MismatchKind = {
@@ -14,6 +12,12 @@ export const MismatchKind = {
   Missing: 'missing',
   /** A v2 record without a legacy record (in its workspace). */
   Orphan: 'orphan',
+  /**
+   * A v2 record whose legacy key holds another workspace's job with the same
+   * id: legacy keys are global, so both cannot be complete. Never repaired
+   * (runbooks/incident-id-conflict.md).
+   */
+  IdConflict: 'id-conflict',
   /** A field with different bytes in the two layouts. */
   FieldDiff: 'field-diff',
   /** A field the legacy record has and the v2 record lacks. */
@@ -58,22 +62,7 @@ export interface RecordView {
 /** A view of an absent key. */
 export const ABSENT: RecordView = { type: 'none', fields: new Map(), pexpireAt: -2 };
 
-/** A record read atomically (type, expiry and fields from one script call). */
-export interface RawRecord {
-  type: string;
-  pexpireAt: number;
-  /** Flat field, value, ... bytes (empty unless a hash). */
-  fields: Buffer[];
-}
-
-/** Reads one key atomically with the read-snapshot script (works on a cluster). */
-export async function readRecord(client: RedisClient, key: string): Promise<RawRecord> {
-  const reply = await callScript<Buffer[]>(client, ScriptName.ReadSnapshot, [key], true);
-  if (reply.length === 0) return { type: 'none', pexpireAt: -2, fields: [] };
-  const type = reply[0]!.toString();
-  if (type !== 'hash') return { type, pexpireAt: -2, fields: [] };
-  return { type, pexpireAt: Number(reply[1]!.toString()), fields: reply.slice(2) };
-}
+export { readRecord, type RawRecord } from '../core/protocol.js';
 
 /** A {@link RecordView} of a raw record. */
 export function viewOf(raw: RawRecord): RecordView {
@@ -104,13 +93,9 @@ export function fieldText(view: RecordView, name: string): string | undefined {
  * sha1 of the sorted sha1 hex digests of `<byte length of field>:<field><value>`.
  */
 export function recordDigest(fields: Map<string, Buffer>): string {
-  const parts: string[] = [];
-  for (const [name, value] of fields) {
-    const f = Buffer.from(name, 'latin1');
-    parts.push(createHash('sha1').update(`${f.length}:`).update(f).update(value).digest('hex'));
-  }
-  parts.sort();
-  return createHash('sha1').update(parts.join('')).digest('hex');
+  const flat: Buffer[] = [];
+  for (const [name, value] of fields) flat.push(Buffer.from(name, 'latin1'), value);
+  return digestOf(flat);
 }
 
 /** Field-level differences of two hashes. */
@@ -169,10 +154,12 @@ export interface PairObservation {
 export function classifyPair(o: PairObservation, toleranceMs: number, v2IsPrimary = false): PairIssue[] {
   const issues: PairIssue[] = [];
   const legacyHere = o.legacy.type === 'hash' && fieldText(o.legacy, JobField.WorkspaceId) === o.workspaceId;
+  const legacyElsewhere = o.legacy.type === 'hash' && !legacyHere;
   const v2Hash = o.v2.type === 'hash';
   if (o.v2.type !== 'hash' && o.v2.type !== 'none') issues.push({ kind: MismatchKind.NonHash });
   if (legacyHere && !v2Hash && o.v2.type === 'none') issues.push({ kind: MismatchKind.Missing });
-  if (!legacyHere && v2Hash) issues.push({ kind: MismatchKind.Orphan });
+  if (legacyElsewhere && v2Hash) issues.push({ kind: MismatchKind.IdConflict });
+  else if (!legacyHere && v2Hash) issues.push({ kind: MismatchKind.Orphan });
   if (legacyHere && v2Hash) {
     const d = diffFields(o.legacy.fields, o.v2.fields);
     if (d.changed.length > 0) issues.push({ kind: MismatchKind.FieldDiff, fields: d.changed });

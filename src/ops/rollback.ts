@@ -21,12 +21,19 @@
  * `phaseOnly` moves the phase and skips the reverse backfill (a later
  * `rollback --execute` runs it). In read-new with legacy incomplete it asks
  * for read-new → dual-write, which the legacy-complete gate refuses (exit 3)
- * unless `--force --reason`.
+ * unless `--force legacy-complete --reason`.
+ *
+ * Back to legacy (dual-write → legacy) ends a lineage: the transition bumps
+ * the state record's lineage counter, and the forward checkpoint (with its
+ * findings) is discarded, so the next forward backfill rescans everything and
+ * makes every v2 copy equal to legacy again (v2 may have fallen behind writers
+ * that do not bump rev).
  */
 import { Phase, previousPhase } from '../core/phase.js';
 import { StateField, type MigrationState } from '../core/state.js';
+import { listWriters } from '../core/writers.js';
 import { backfill, backfillOpName, type BackfillResult } from './backfill.js';
-import { loadCheckpoint } from './checkpoint.js';
+import { clearCheckpoint } from './checkpoint.js';
 import type { OpContext, ProgressFn } from './context.js';
 import { enforceGates, gatesFor, type GateStatus } from './gates.js';
 import { runTransition } from './transition.js';
@@ -47,8 +54,10 @@ export interface RollbackOptions {
   /** Act; without it the rollback is only previewed (no lock needed). */
   execute?: boolean;
   reason?: string;
-  /** Override a closed data gate (needs `reason`; recorded in the history). */
-  force?: boolean;
+  /** Gates to override by name (needs `reason`; recorded in the history). */
+  force?: readonly string[];
+  /** Bound of the wait for writer acknowledgements (default 10 s). */
+  ackTimeoutMs?: number;
   /** Move the phase only; never run the reverse backfill. */
   phaseOnly?: boolean;
   /** Reverse backfill tuning. */
@@ -83,17 +92,20 @@ export interface RollbackResult {
 }
 
 /** Describes the plan for the current state (no I/O). */
-export function planRollback(state: MigrationState, opts: { phaseOnly?: boolean; force?: boolean }): { action: RollbackAction; to: Phase; plan: string[] } {
+export function planRollback(state: MigrationState, opts: { phaseOnly?: boolean; force?: readonly string[] }): { action: RollbackAction; to: Phase; plan: string[] } {
   const back = previousPhase(state.phase) ?? Phase.Legacy;
   switch (state.phase) {
     case Phase.DualWrite:
       return {
         action: RollbackAction.Transition,
         to: Phase.Legacy,
-        plan: ['move dual-write → legacy (instant); writers stop mirroring into v2', 'mark v2 incomplete (v2_complete=0): a later migration backfills and verifies again'],
+        plan: [
+          'move dual-write → legacy (instant); writers stop mirroring into v2',
+          'mark v2 incomplete (v2_complete=0) and end the lineage: the forward checkpoint is discarded, so a later migration backfills everything and verifies again',
+        ],
       };
     case Phase.ReadNew:
-      if (!state.legacyComplete && !opts.phaseOnly && !opts.force) {
+      if (!state.legacyComplete && !opts.phaseOnly && !(opts.force ?? []).includes('legacy-complete')) {
         return {
           action: RollbackAction.ResumeReverseBackfill,
           to: Phase.ReadNew,
@@ -125,10 +137,11 @@ export function planRollback(state: MigrationState, opts: { phaseOnly?: boolean;
   }
 }
 
-async function reverseBackfill(ctx: OpContext, opts: RollbackOptions, restart: boolean): Promise<BackfillResult> {
+/** The reverse backfill resumes its checkpoint only within the epoch it started in (backfill.ts). */
+async function reverseBackfill(ctx: OpContext, opts: RollbackOptions): Promise<BackfillResult> {
   return backfill(ctx, {
     direction: 'reverse',
-    restart,
+    ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
     ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }),
     ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
     rate: opts.rate ?? null,
@@ -141,7 +154,7 @@ export async function rollback(ctx: OpContext, opts: RollbackOptions = {}): Prom
   const execute = opts.execute === true;
   const state = await ctx.state.read();
   const now = await ctx.state.serverTime();
-  const gates = gatesFor('rollback', { state, now });
+  const gates = gatesFor('rollback', { state, now, writers: await listWriters(ctx.client, ctx.keys, now) });
   const { action, to, plan } = planRollback(state, opts);
   // The phase precondition (not in legacy) always applies.
   enforceGates(
@@ -162,10 +175,7 @@ export async function rollback(ctx: OpContext, opts: RollbackOptions = {}): Prom
     if (!execute) {
       return { ...base, epoch: state.epoch, dryRun: true, changedAt: null, forced: [], reverseBackfill: null, legacyComplete: false, next: 'orch-migrate rollback --execute' };
     }
-    // Resume from the checkpoint the interrupted run left in this epoch; one from an older
-    // rollback cycle is stale and would skip keys (a finished one starts a fresh pass anyway).
-    const cp = await loadCheckpoint(ctx.client, ctx.keys, backfillOpName('reverse'));
-    const rb = await reverseBackfill(ctx, opts, cp.meta === null || cp.meta.epoch !== state.epoch);
+    const rb = await reverseBackfill(ctx, opts);
     const after = await ctx.state.read();
     return {
       ...base,
@@ -183,7 +193,8 @@ export async function rollback(ctx: OpContext, opts: RollbackOptions = {}): Prom
     command: 'rollback',
     to: () => to,
     ...(opts.reason === undefined ? {} : { reason: opts.reason }),
-    force: opts.force ?? false,
+    force: opts.force ?? [],
+    ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
     dryRun: !execute,
     state,
     extra: (): Record<string, string> => {
@@ -193,12 +204,12 @@ export async function rollback(ctx: OpContext, opts: RollbackOptions = {}): Prom
       return {};
     },
   });
+  if (execute && to === Phase.Legacy) await clearCheckpoint(ctx.client, ctx.keys, backfillOpName('forward'));
   let reverse: BackfillResult | null = null;
   let legacyComplete = state.phase === Phase.NewOnly ? false : state.legacyComplete;
   if (execute && action === RollbackAction.TransitionAndReverseBackfill) {
     opts.onProgress?.({ stage: 'rollback', done: 0, total: null, totalIsEstimate: false, message: `moved ${state.phase} → ${to}, epoch ${tr.epoch}; writers mirror into legacy again` });
-    // A fresh pass: an old reverse checkpoint would make this one skip keys.
-    reverse = await reverseBackfill(ctx, opts, true);
+    reverse = await reverseBackfill(ctx, opts);
     legacyComplete = (await ctx.state.read()).legacyComplete;
   }
   const next = !execute

@@ -46,7 +46,7 @@ import { InterruptedError, OrchError, RedisUnavailableError } from '../core/erro
 import type { Keyspace } from '../core/keys.js';
 import { masterNodes, nodeAddress, type RedisClient } from '../core/redis.js';
 import { sleep } from '../core/state.js';
-import { loadCheckpoint, saveCheckpointMeta, saveNodeCheckpoint, type Counters, type NodeCheckpoint } from './checkpoint.js';
+import { loadCheckpoint, saveCheckpointMeta, saveNodeCheckpoint, type CheckpointMeta, type Counters, type NodeCheckpoint } from './checkpoint.js';
 
 /** Default SCAN COUNT. */
 export const DEFAULT_BATCH_SIZE = 1000;
@@ -99,6 +99,17 @@ export interface ScanEngineOptions {
   meta?: Record<string, unknown>;
   /** State epoch stored in the checkpoint's meta field. */
   epoch?: number;
+  /** State lineage stored in the checkpoint's meta field. */
+  lineage?: number;
+  /**
+   * Whether a saved checkpoint may be resumed (e.g. only within the lineage
+   * or epoch it was written in); false starts a fresh pass. Default: yes.
+   */
+  resumeIf?: (meta: CheckpointMeta | null) => boolean;
+  /** Called once before scanning when this run starts a fresh pass (not a resume), e.g. to clear findings. */
+  onFreshPass?: () => Promise<void>;
+  /** Called before every checkpoint write; throws to refuse it (a run that lost its lock must not move positions). */
+  guard?: () => Promise<void>;
   /** How often a node's checkpoint is written at most (default 1000 ms). */
   checkpointEveryMs?: number;
 }
@@ -222,7 +233,8 @@ export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEng
   const selected = selectShard(all, opts.shard);
 
   // Load positions: a node whose run_id changed is rescanned from 0.
-  const cp = opts.op !== null && !opts.restart ? await loadCheckpoint(client, keys, opts.op) : { meta: null, nodes: [] as NodeCheckpoint[] };
+  const loaded = opts.op !== null && !opts.restart ? await loadCheckpoint(client, keys, opts.op) : null;
+  const cp = loaded && (opts.resumeIf?.(loaded.meta) ?? true) ? loaded : { meta: null, nodes: [] as NodeCheckpoint[] };
   const byAddr = new Map(cp.nodes.map((n) => [n.node, n]));
   const states: NodeState[] = await Promise.all(
     selected.map(async ({ addr, node }) => {
@@ -251,10 +263,13 @@ export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEng
     });
   });
   const resumed = states.some((s) => s.resumedFrom !== null);
+  if (!resumed) await opts.onFreshPass?.();
   if (opts.op !== null) {
+    await opts.guard?.();
     await saveCheckpointMeta(client, keys, opts.op, {
       startedAt: resumed && cp.meta ? cp.meta.startedAt : Date.now(),
       epoch: opts.epoch ?? cp.meta?.epoch ?? 0,
+      ...(opts.lineage === undefined ? {} : { lineage: opts.lineage }),
       options: { match: opts.match, ...(opts.type ? { type: opts.type } : {}), ...(opts.meta ?? {}) },
     });
   }
@@ -311,7 +326,10 @@ export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEng
     const entry: NodeCheckpoint = { node: s.addr, runId: s.runId, cursor: s.cursor, done: s.done, counters: { ...s.counters }, updatedAt: Date.now() };
     s.lastSave = Date.now();
     // Chained so that positions are written in order.
-    s.saveChain = s.saveChain.then(() => saveNodeCheckpoint(client, keys, op, entry));
+    s.saveChain = s.saveChain.then(async () => {
+      await opts.guard?.();
+      await saveNodeCheckpoint(client, keys, op, entry);
+    });
     return s.saveChain;
   };
 

@@ -4,6 +4,7 @@
  * history, and the next command to run.
  */
 import { LeaseLock, type LockInfo } from '../core/lock.js';
+import { listWriters, type WriterStatus } from '../core/writers.js';
 import { Phase, phaseDiagram } from '../core/phase.js';
 import type { HistoryEntry, MigrationState } from '../core/state.js';
 import { loadCheckpoint, sumCounter } from './checkpoint.js';
@@ -54,6 +55,10 @@ export interface StatusResult {
   /** Gates of each command, by command name. */
   gates: Record<string, { open: boolean; gates: GateStatus[] }>;
   history: HistoryEntry[];
+  /** Registered writers (queue-core processes) and the epoch each acts on. */
+  writers: WriterStatus[];
+  /** Legacy keys accepted as unmigratable (`orch-migrate accept`). */
+  accepted: number;
   /** The command to run next, with why. */
   next: { command: string; why: string };
   serverTime: number;
@@ -64,12 +69,13 @@ const CHECKPOINT_OPS = ['backfill', 'reverse-backfill', 'cleanup'] as const;
 
 /** Reads the whole picture. Read-only: takes no lock. */
 export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promise<StatusResult> {
-  const [state, now, lock, history, counts, ...cps] = await Promise.all([
+  const [state, now, lock, history, counts, accepted, ...cps] = await Promise.all([
     ctx.state.read(),
     ctx.state.serverTime(),
     LeaseLock.inspect(ctx.client, ctx.keys),
     ctx.state.history(opts.historyCount ?? 5),
     countKeys(ctx.client, ctx.keys, { exact: opts.exact ?? false, signal: ctx.signal }),
+    ctx.client.hlen(ctx.keys.accepted),
     ...CHECKPOINT_OPS.map((op) => loadCheckpoint(ctx.client, ctx.keys, op)),
   ]);
   const checkpoints: CheckpointProgress[] = [];
@@ -85,7 +91,8 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
       updatedAt: cp.nodes.reduce<number | null>((acc, n) => (acc === null || n.updatedAt > acc ? n.updatedAt : acc), null),
     });
   });
-  const inputs = { state, now, maxVerifyAgeMs: opts.maxVerifyAgeMs, minSoakMs: opts.minSoakMs };
+  const writers = await listWriters(ctx.client, ctx.keys, now);
+  const inputs = { state, now, writers, maxVerifyAgeMs: opts.maxVerifyAgeMs, minSoakMs: opts.minSoakMs };
   const gates: StatusResult['gates'] = {};
   for (const cmd of GATED_COMMANDS) {
     const g = gatesFor(cmd, inputs);
@@ -112,6 +119,8 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
     checkpoints,
     gates,
     history,
+    writers,
+    accepted,
     next: nextStep(state, gates, lock, lastBackfill, now, checkpoints),
     serverTime: now,
   };

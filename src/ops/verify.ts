@@ -26,10 +26,11 @@ import { Layout, Phase, routeFor } from '../core/phase.js';
 import { isCluster } from '../core/redis.js';
 import { redactRecord } from '../core/redact.js';
 import { callScript, ScriptName } from '../core/scripts.js';
-import { sleep, StateField } from '../core/state.js';
+import { sleep, StateField, type MigrationState } from '../core/state.js';
 import { readFieldsBatch } from './backfill.js';
 import type { Counters } from './checkpoint.js';
-import { fenceOf, type OpContext, type ProgressFn } from './context.js';
+import { loadAccepted } from './accept.js';
+import { assertLockHeld, fenceOf, lockArgs, type OpContext, type ProgressFn } from './context.js';
 import { countKeys } from './count.js';
 import { enforceGates, phaseGate } from './gates.js';
 import {
@@ -113,6 +114,8 @@ export interface VerifyResult {
   remaining: number;
   /** Suspects beyond --max-suspects, counted without re-checks. */
   unconfirmed: number;
+  /** Unmigratable keys accepted with `orch-migrate accept`: excluded from mismatches, reported here. */
+  accepted: number;
   scope: 'full' | 'partial';
   epoch: number;
   phase: Phase;
@@ -129,6 +132,8 @@ interface SideState {
   rev: string;
   digest: string;
   pexpireAt: number;
+  /** The record's workspace_id ('' when absent): a legacy record of another workspace is another tenant's job. */
+  owner: string;
 }
 
 interface PairSuspect {
@@ -162,6 +167,7 @@ function sideOf(view: RecordView): SideState {
     rev: view.fields.get(JobField.Rev)?.toString('latin1') ?? '',
     digest: view.type === 'hash' ? recordDigest(view.fields) : '',
     pexpireAt: view.pexpireAt,
+    owner: fieldText(view, JobField.WorkspaceId) ?? '',
   };
 }
 
@@ -184,7 +190,14 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
   const v2IsPrimary = routeFor(state.phase).primary === Layout.V2;
   const suspects = new Map<string, Suspect>();
   const unconfirmedByKind: Counters = {};
+  const acceptedKeys = await loadAccepted(ctx.client, keys);
+  const acceptedSeen = new Set<string>();
   const addSuspect = (id: string, s: Suspect): void => {
+    // A key accepted as unmigratable is reported as accepted, never as a mismatch; a new bad key still counts.
+    if (s.t === 'key' && acceptedKeys.has(s.key)) {
+      acceptedSeen.add(s.key);
+      return;
+    }
     if (suspects.has(id) || suspects.size < maxSuspects) {
       suspects.set(id, s);
       return;
@@ -496,7 +509,7 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
   let remaining = mismatches;
   if (opts.repair && mismatches > 0) {
     const primary = routeFor(state.phase).primary;
-    const repairer = new Repairer(ctx, primary, cluster);
+    const repairer = new Repairer(ctx, state, primary, cluster);
     const ids = [...suspects.entries()].filter(([, s]) => s.t !== 'key').map(([id]) => id);
     const limit = pLimit(Math.max(8, concurrency * 8));
     await Promise.all(
@@ -589,6 +602,7 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
     repaired,
     remaining,
     unconfirmed,
+    accepted: acceptedSeen.size,
     scope,
     epoch: state.epoch,
     phase: state.phase,
@@ -638,17 +652,37 @@ export function verifyExitCode(r: VerifyResult): number {
   return r.ok ? ExitCode.Ok : ExitCode.Problems;
 }
 
-/** Compare-and-swap repairs from the primary. */
+/**
+ * Compare-and-swap repairs from the primary. What it never does: overwrite or
+ * delete a record that is the primary copy of its own workspace's job. Where
+ * two workspaces hold one job id (an id conflict) nothing is repaired; an
+ * orphan mirror is deleted only when the primary layout proves the job absent
+ * (the primary key is absent and that layout is marked complete).
+ */
 class Repairer {
   constructor(
     private readonly ctx: OpContext,
+    private readonly state: MigrationState,
     private readonly primary: Layout,
     private readonly cluster: boolean,
   ) {}
 
-  /** Fixes one pair: the mirror becomes the primary's snapshot (or goes, when the primary is gone); the index follows. */
+  /** repair-cas.lua on the mirror: the lock is checked inside on one node, before the call on a cluster. */
+  private async cas(mirrorKey: string, indexKey: string | null, args: Array<string | number | Buffer>): Promise<number> {
+    const lock = lockArgs(this.ctx);
+    if (this.cluster) {
+      await assertLockHeld(this.ctx);
+      return callScript<number>(this.ctx.client, ScriptName.RepairCasOneKey, [mirrorKey, '', '', ...args]);
+    }
+    const roles = `${indexKey ? 'i' : ''}l`;
+    const extra = indexKey ? [indexKey, lock.key] : [lock.key];
+    return callScript<number>(this.ctx.client, ScriptName.RepairCas, [1 + extra.length, mirrorKey, ...extra, roles, lock.value, ...args]);
+  }
+
+  /** Fixes one pair: the mirror becomes the primary's snapshot (or goes, when the primary proves the job absent); the index follows. */
   async pair(s: PairSuspect): Promise<boolean> {
     const keys = this.ctx.keys;
+    if (s.issues.some((i) => i.kind === MismatchKind.IdConflict)) return false;
     const legacyKey = keys.legacyJob(s.jobId);
     const v2Key = keys.v2Job(s.ws, s.jobId);
     const indexKey = keys.index(s.ws);
@@ -661,43 +695,31 @@ class Repairer {
     let ok = true;
     if (recordIssue) {
       if (seen.type !== 'hash' && seen.type !== 'none') return false;
+      // A legacy mirror naming another workspace is that tenant's job: never overwritten.
+      if (!mirrorIsV2 && seen.type === 'hash' && seen.owner !== s.ws) return false;
       const raw = await readRecord(this.ctx.client, primaryKey);
-      let primaryView = viewOf(raw);
-      // A legacy primary in another workspace does not back this pair.
-      if (primaryView.type === 'hash' && mirrorIsV2 && fieldText(primaryView, JobField.WorkspaceId) !== s.ws) primaryView = { type: 'none', fields: new Map(), pexpireAt: -2 };
+      const primaryView = viewOf(raw);
       if (primaryView.type !== 'hash' && primaryView.type !== 'none') return false;
-      const inline = mirrorIsV2 && !this.cluster;
+      // A legacy primary naming another workspace does not prove this job absent: an id conflict.
+      if (primaryView.type === 'hash' && fieldText(primaryView, JobField.WorkspaceId) !== s.ws) return false;
+      const inlineIndex = mirrorIsV2 && !this.cluster ? indexKey : null;
       const expected = [seen.type === 'none' ? 'absent' : 'hash', seen.rev, seen.digest];
       let code: number;
       if (primaryView.type === 'none') {
         if (seen.type === 'none') return true;
-        code = await callScript<number>(this.ctx.client, inline ? ScriptName.RepairCasIndexed : ScriptName.RepairCas, [
-          mirrorKey,
-          ...(inline ? [indexKey] : []),
-          'delete',
-          ...expected,
-          0,
-          0,
-          s.jobId,
-        ]);
+        const complete = this.primary === Layout.Legacy ? this.state.legacyComplete : this.state.v2Complete;
+        if (!complete) return false;
+        code = await this.cas(mirrorKey, inlineIndex, ['delete', ...expected, 0, 0, s.jobId, '']);
         if (code === 1 && mirrorIsV2 && this.cluster) await this.ctx.client.zrem(indexKey, s.jobId);
       } else {
         const score = createdAtScore(primaryView.fields.get(JobField.CreatedAt));
-        code = await callScript<number>(this.ctx.client, inline ? ScriptName.RepairCasIndexed : ScriptName.RepairCas, [
-          mirrorKey,
-          ...(inline ? [indexKey] : []),
-          'replace',
-          ...expected,
-          raw.pexpireAt > 0 ? raw.pexpireAt : 0,
-          score,
-          s.jobId,
-          ...raw.fields,
-        ]);
+        code = await this.cas(mirrorKey, inlineIndex, ['replace', ...expected, raw.pexpireAt > 0 ? raw.pexpireAt : 0, score, s.jobId, s.ws, ...raw.fields]);
         if (code === 1 && mirrorIsV2 && this.cluster) await this.ctx.client.zadd(indexKey, score, s.jobId);
       }
       ok = code === 1;
     }
     if (indexIssue && ok) {
+      if (this.cluster) await assertLockHeld(this.ctx);
       // The index follows the v2 record as it is now (created_at never changes).
       const v2 = viewOf(await readRecord(this.ctx.client, v2Key));
       if (v2.type === 'hash') await this.ctx.client.zadd(indexKey, createdAtScore(v2.fields.get(JobField.CreatedAt)), s.jobId);
@@ -708,6 +730,7 @@ class Repairer {
   /** Removes an index entry whose v2 record is (still) gone. */
   async dangling(s: DanglingSuspect): Promise<boolean> {
     const keys = this.ctx.keys;
+    await assertLockHeld(this.ctx);
     // The record is back (e.g. repaired just now): the entry is no longer dangling.
     if (isJobId(s.member) && (await this.ctx.client.exists(keys.v2Job(s.ws, s.member))) === 1) return true;
     await this.ctx.client.zrem(keys.index(s.ws), s.member);

@@ -150,9 +150,9 @@ describe.each(TOPOLOGIES)('backfill + verify on %s', (topology) => {
       await seedLegacy(client, keys, 50, { ttlEvery: 1000 });
       const head = `${prefix}:jobs:`;
       const bad: Record<string, string> = {
-        [`${head}a-list`]: 'wrong-type',
-        [`${head}a-string`]: 'wrong-type',
-        [`${head}a-set`]: 'wrong-type',
+        [`${head}a-list`]: 'non-hash',
+        [`${head}a-string`]: 'non-hash',
+        [`${head}a-set`]: 'non-hash',
         [`${head}bad-ws`]: 'invalid-workspace',
         [`${head}no-ws`]: 'missing-workspace',
         [`${head}bad-rev`]: 'invalid-rev',
@@ -266,8 +266,8 @@ describe.each(TOPOLOGIES)('repair compare-and-swap on %s', (topology) => {
     const prefix = uniquePrefix(`bfcas${topology}`);
     const keys = new Keyspace(prefix);
     const mirror = keys.v2Job('acme', 'j1');
-    const cas = (mode: 'replace' | 'delete', seen: { type: string; rev: string; digest: string }, fields: string[] = []): Promise<number> =>
-      callScript<number>(client, ScriptName.RepairCas, [mirror, mode, seen.type === 'none' ? 'absent' : 'hash', seen.rev, seen.digest, 0, 0, 'j1', ...fields]);
+    const cas = (mode: 'replace' | 'delete', seen: { type: string; rev: string; digest: string }, fields: string[] = [], owner = ''): Promise<number> =>
+      callScript<number>(client, ScriptName.RepairCasOneKey, [mirror, '', '', mode, seen.type === 'none' ? 'absent' : 'hash', seen.rev, seen.digest, 0, 0, 'j1', owner, ...fields]);
     const observe = async (): Promise<{ type: string; rev: string; digest: string }> => {
       const r = await recordBytes(client, mirror);
       return { type: r.type, rev: r.fields.get('rev')?.toString('latin1') ?? '', digest: r.type === 'hash' ? recordDigest(r.fields) : '' };
@@ -281,6 +281,9 @@ describe.each(TOPOLOGIES)('repair compare-and-swap on %s', (topology) => {
       expect(await client.hget(mirror, 'status')).toBe('newer');
       expect(await cas('delete', seen)).toBe(0);
       expect(await client.exists(mirror)).toBe(1);
+      // A record naming another workspace is another tenant's job: never replaced, even when unchanged.
+      expect(await cas('replace', await observe(), ['job_id', 'j1', 'workspace_id', 'other', 'rev', '9'], 'other')).toBe(-2);
+      expect(await client.hget(mirror, 'status')).toBe('newer');
       // Still as seen: replaced with the whole snapshot (fields not in it are gone).
       const now = await observe();
       expect(await cas('replace', now, ['job_id', 'j1', 'status', 'primary', 'rev', '3'])).toBe(1);

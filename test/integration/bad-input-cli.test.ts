@@ -93,7 +93,9 @@ describe('bad input: operator input', () => {
       { argv: ['--redis-url', withPw, '--prefix', 'a*', 'status'], mentions: /prefix/ },
       { argv: ['--redis-url', withPw, '--prefix', 'ai:jobs', 'status'], mentions: /prefix/ },
       // --force without a reason, on a mutating command.
-      { argv: [...t, 'flip-read', '--force'], mentions: /--reason/ },
+      { argv: [...t, 'flip-read', '--force'], mentions: /--force <gate>.*verify, soak, legacy-complete, writers/ },
+      { argv: [...t, 'flip-read', '--force', 'verify'], mentions: /--reason/ },
+      { argv: [...t, 'flip-read', '--force', 'verfiy', '--reason', 'typo'], mentions: /Unknown gate "verfiy"/ },
     ];
     const runs = await runAll(cases.map((c) => c.argv));
     runs.forEach((r, i) => {
@@ -142,8 +144,8 @@ describe('bad input: operator input', () => {
       ['enable-dual-write', '--reason', 'x'],
       ['backfill'],
       ['verify', '--rounds', '1'],
-      ['flip-read', '--force', '--reason', 'x'],
-      ['cleanup', '--execute', '--force', '--reason', 'x'],
+      ['flip-read', '--force', 'verify', '--reason', 'x'],
+      ['cleanup', '--execute', '--force', 'soak,verify', '--reason', 'x'],
       ['rollback'],
     ];
     const some = [['status'], ['backfill'], ['rollback', '--execute', '--reason', 'x']];
@@ -165,7 +167,7 @@ describe('bad input: operator input', () => {
           const what = `${JSON.stringify(edit)} ${subcommands[i]!.join(' ')}`;
           expect(r.code, `${what}: ${r.stderr}`).toBe(2);
           expect(expectOneErrorLine(r), what).toMatch(/state record .* is corrupt/i);
-          expect(r.stderr, what).toContain(`HGETALL ${keys.state}`);
+          expect(r.stderr, what).toContain('runbooks/incident-state-record.md');
           expect(r.json, what).toMatchObject({ ok: false, exitCode: 2, error: { code: 'ERR_STATE_CORRUPT' } });
         });
         // Nothing changed: not the record an operator is looking at, not the data, and no lock left behind.

@@ -122,8 +122,8 @@ describe.each(TOPOLOGIES)('bad input: records on %s', (topology: Topology) => {
     expect(v.code, v.stderr).toBe(1);
     expect(v.json).toMatchObject({ ok: false, mismatches: bad.length + 1, byKind: { unmigratable: bad.length + 1 } });
 
-    expect((await runCli([...args, 'flip-read', '--force', '--reason', 'bad-input test'])).code).toBe(0);
-    const cl = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--force', '--reason', 'bad-input test']);
+    expect((await runCli([...args, 'flip-read', '--force', 'verify', '--reason', 'bad-input test'])).code).toBe(0);
+    const cl = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'bad-input test']);
     expect(cl.code, cl.stderr).toBe(1);
     expect(cl.json).toMatchObject({
       complete: true,
@@ -211,8 +211,8 @@ describe.each(TOPOLOGIES)('bad input: records on %s', (topology: Topology) => {
     expect(j.copied).toBe(seeded.length);
     expect(j.unmigratable).toBe(types.length + 1);
     const listed = new Map(j.unmigratableRecords.map((r) => [r.key, r]));
-    for (const [i, t] of types.entries()) expect(listed.get(legacyForeign[i]!)).toMatchObject({ reason: 'wrong-type', detail: t });
-    expect(listed.get(clash)?.reason).toBe('target-wrong-type');
+    for (const [i, t] of types.entries()) expect(listed.get(legacyForeign[i]!)).toMatchObject({ reason: 'non-hash', detail: t });
+    expect(listed.get(clash)?.reason).toBe('target-non-hash');
 
     const v = await runCli([...args, '--json', 'verify', '--round-delay', '50ms']);
     expect(v.code, v.stderr).toBe(1);
@@ -221,10 +221,10 @@ describe.each(TOPOLOGIES)('bad input: records on %s', (topology: Topology) => {
     for (const k of [...legacyForeign, ...v2Foreign]) expect(reported.has(k), k).toBe(true);
     expect(vj.byKind['non-hash']).toBeGreaterThanOrEqual(types.length * 2);
 
-    expect((await runCli([...args, 'flip-read', '--force', '--reason', 'bad-input test'])).code).toBe(0);
-    const cl = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--force', '--reason', 'bad-input test']);
+    expect((await runCli([...args, 'flip-read', '--force', 'verify', '--reason', 'bad-input test'])).code).toBe(0);
+    const cl = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'bad-input test']);
     expect(cl.code, cl.stderr).toBe(1);
-    expect(cl.json).toMatchObject({ deleted: seeded.length, kept: types.length + 1, keptByReason: { 'foreign-type': types.length, 'v2-foreign-type': 1 } });
+    expect(cl.json).toMatchObject({ deleted: seeded.length, kept: types.length + 1, keptByReason: { 'non-hash': types.length, 'v2-non-hash': 1 } });
     expect(await fingerprint(client, planted)).toEqual(before);
     await expectLedger(client, keys, ledger, { legacy: 'absent', v2: 'present' });
   });

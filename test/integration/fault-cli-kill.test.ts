@@ -31,11 +31,11 @@ describe('fault: the CLI is killed with kill -9 mid-cleanup', () => {
     try {
       const ledger = await seedDualWrite(client, keys, N);
       expect((await runCli([...args, 'backfill'])).code).toBe(0);
-      expect((await runCli([...args, 'flip-read', '--force', '--reason', 'fault test: the ledger check proves the copy'])).code).toBe(0);
+      expect((await runCli([...args, 'flip-read', '--force', 'verify', '--reason', 'fault test: the ledger check proves the copy'])).code).toBe(0);
 
       let victim: ChildProcess | undefined;
       const first = await runCliUntil(
-        [...args, '--lock-ttl', '2000', 'cleanup', '--execute', '--min-soak', '0s', '--force', '--reason', 'fault test', ...SLOW],
+        [...args, '--lock-ttl', '2000', 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'fault test', ...SLOW],
         { client, keys, op: 'cleanup', min: 300 },
         async (child) => {
           victim = child;

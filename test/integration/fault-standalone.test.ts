@@ -105,7 +105,7 @@ describe.skipIf(skipReason !== undefined)('fault: Redis dies or freezes under a 
     const args = target(server.url, keys.prefix);
     const ledger = await seedDualWrite(client, keys, N);
     expect((await runCli([...args, 'backfill'])).code).toBe(0);
-    const flip = await runCli([...args, 'flip-read', '--force', '--reason', 'fault test: the ledger check proves the copy']);
+    const flip = await runCli([...args, 'flip-read', '--force', 'verify', '--reason', 'fault test: the ledger check proves the copy']);
     expect(flip.code, flip.stderr).toBe(0);
     // Legacy records v2 never got (written behind the protocol's back): cleanup must keep them.
     const extras = Array.from({ length: 5 }, (_, i) => keys.legacyJob(`extra-${i}`));
@@ -113,7 +113,7 @@ describe.skipIf(skipReason !== undefined)('fault: Redis dies or freezes under a 
     const extrasBefore = await fingerprint(client, extras);
 
     const first = await runCliUntil(
-      [...args, '--json', '--lock-ttl', '1000', 'cleanup', '--execute', '--min-soak', '0s', '--force', '--reason', 'fault test', ...SLOW],
+      [...args, '--json', '--lock-ttl', '1000', 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'fault test', ...SLOW],
       { client, keys, op: 'cleanup', min: 300 },
       () => server.kill('SIGKILL'),
       children,

@@ -80,7 +80,7 @@ describe.each(TOPOLOGIES)('cleanup safety on %s', (topology) => {
     await client.zadd(keys.index('ws9'), 1, 'orphan1');
     await client.pexpire(keys.v2Job('ws9', 'orphan1'), 3_600_000);
 
-    const flip = await runCli([...args, 'flip-read', '--force', '--reason', 'test: no verify needed here']);
+    const flip = await runCli([...args, 'flip-read', '--force', 'verify', '--reason', 'test: no verify needed here']);
     expect(flip.code, flip.stderr).toBe(0);
 
     const v2Keys = [...(await scanAll(client, `${prefix}:job:*`)), ...(await scanAll(client, `${prefix}:job-index:*`))];
@@ -102,7 +102,7 @@ describe.each(TOPOLOGIES)('cleanup safety on %s', (topology) => {
     expect((await new StateStore(client, keys).read()).phase).toBe('read-new');
 
     const report = path.join(tmp, 'kept.ndjson');
-    const run = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--force', '--reason', 'test: verify skipped', '--report', report]);
+    const run = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'test: verify skipped', '--report', report]);
     expect(run.code, run.stderr).toBe(1); // completed, but kept keys are problems to look at
     expect(run.json).toMatchObject({
       dryRun: false,
@@ -113,7 +113,7 @@ describe.each(TOPOLOGIES)('cleanup safety on %s', (topology) => {
       complete: true,
       keptByReason: {
         'invalid-job-id': 1,
-        'foreign-type': 1,
+        'non-hash': 1,
         'invalid-workspace': 1,
         'missing-workspace': 1,
         'v2-missing': 1,
@@ -171,9 +171,9 @@ describe('cleanup resumes after an interruption', () => {
   it('SIGINT keeps the checkpoint (exit 130); cleanup --execute in new-only resumes without a transition', async () => {
     expect((await runCli([...args, 'enable-dual-write', '--settle-ms', '100'])).code).toBe(0);
     expect((await runCli([...args, 'backfill'])).code).toBe(0);
-    expect((await runCli([...args, 'flip-read', '--force', '--reason', 'test'])).code).toBe(0);
+    expect((await runCli([...args, 'flip-read', '--force', 'verify', '--reason', 'test'])).code).toBe(0);
     let child: ChildProcess | undefined;
-    const slow = runCli([...args, 'cleanup', '--execute', '--min-soak', '0s', '--force', '--reason', 'test', '--rate', '100', '--batch-size', '10'], {
+    const slow = runCli([...args, 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'test', '--rate', '100', '--batch-size', '10'], {
       onSpawn: (c) => (child = c),
     });
     // Let it delete some keys, then interrupt.
@@ -249,8 +249,8 @@ describe.skipIf(!sharedClusterAvailable())('rollback after cleanup on a cluster'
     const snapshot = new Map(await Promise.all(legacyBefore.map(async (k) => [k, await client.hgetall(k)] as const)));
     expect((await runCli([...args, 'enable-dual-write', '--settle-ms', '100'])).code).toBe(0);
     expect((await runCli([...args, 'backfill'])).code).toBe(0);
-    expect((await runCli([...args, 'flip-read', '--force', '--reason', 'test'])).code).toBe(0);
-    const clean = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--force', '--reason', 'test']);
+    expect((await runCli([...args, 'flip-read', '--force', 'verify', '--reason', 'test'])).code).toBe(0);
+    const clean = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'test']);
     expect(clean.json).toMatchObject({ deleted: 200, kept: 0 });
     expect(await scanAll(client, keys.legacyPattern)).toEqual([]);
 

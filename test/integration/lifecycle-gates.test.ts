@@ -48,7 +48,7 @@ describe('gates (CLI)', () => {
       fix: '  fix: Run: orch-migrate enable-dual-write',
     });
     // The phase gate cannot be forced.
-    expect((await cli(['flip-read', '--force', '--reason', 'x'])).code).toBe(3);
+    expect((await cli(['flip-read', '--force', 'verify', '--reason', 'x'])).code).toBe(3);
 
     expect((await cli(['enable-dual-write', '--settle-ms', '100'])).code).toBe(0);
     expect((await cli(['backfill'])).code).toBe(0);
@@ -56,7 +56,7 @@ describe('gates (CLI)', () => {
     expect(noVerify.code).toBe(3);
     expect(refusal(noVerify)).toEqual({
       line: 'error: Refused: no verify has run.',
-      fix: '  fix: Run: orch-migrate verify (or override with --force --reason "…")',
+      fix: '  fix: Run: orch-migrate verify (or override this gate alone with --force verify --reason "…")',
     });
 
     expect((await cli(['verify'])).code).toBe(0);
@@ -89,18 +89,18 @@ describe('gates (CLI)', () => {
     const early = await cli(['cleanup', '--execute']);
     expect(early.code).toBe(3);
     expect(refusal(early).line).toMatch(/^error: Refused: in read-new for \d+s; soak needs 60m \(60m to go\)\.$/);
-    expect(refusal(early).fix).toMatch(/--min-soak.*--force --reason/);
+    expect(refusal(early).fix).toMatch(/--min-soak.*--force soak --reason/);
     expect(await scanAll(client, keys.legacyPattern)).toEqual(legacyBefore);
     const st = await new StateStore(client, keys).read();
     expect(st).toMatchObject({ phase: 'read-new', epoch: 2, legacyComplete: true });
     expect(await LeaseLock.inspect(client, keys)).toBeNull();
     expect(st.lastCleanup).toBeNull();
 
-    const noReason = await cli(['cleanup', '--execute', '--force']);
+    const noReason = await cli(['cleanup', '--execute', '--force', 'soak']);
     expect(noReason.code).toBe(2);
     expect(await scanAll(client, keys.legacyPattern)).toEqual(legacyBefore);
 
-    const forced = await cli(['cleanup', '--execute', '--force', '--reason', 'CHG-8 soak waived by the incident commander']);
+    const forced = await cli(['cleanup', '--execute', '--force', 'soak,verify', '--reason', 'CHG-8 soak waived by the incident commander']);
     expect(forced.code, forced.stderr).toBe(0);
     expect(forced.json).toMatchObject({ dryRun: false, deleted: 120, kept: 0, phase: 'new-only', forced: ['soak'] });
     expect(await scanAll(client, keys.legacyPattern)).toEqual([]);

@@ -95,9 +95,9 @@ describe('lease lock (CLI)', () => {
     await new Promise((r) => setTimeout(r, 3200));
 
     for (const argv of [
-      ['flip-read', '--force', '--reason', 'x'],
+      ['flip-read', '--force', 'verify', '--reason', 'x'],
       ['rollback', '--execute'],
-      ['cleanup', '--execute', '--force', '--reason', 'x'],
+      ['cleanup', '--execute', '--force', 'soak,verify', '--reason', 'x'],
       ['backfill'],
     ]) {
       const second = await runCli([...args, '--json', ...argv]);

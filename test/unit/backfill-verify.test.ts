@@ -67,8 +67,8 @@ describe('record comparison', () => {
     expect(pair(view(base), view(base))).toEqual([]);
     expect(pair(view(base), ABSENT)).toEqual([MismatchKind.Missing]);
     expect(pair(ABSENT, view(base))).toEqual([MismatchKind.Orphan]);
-    // A legacy record of another workspace does not back this v2 record.
-    expect(pair(view({ ...base, workspace_id: 'other' }), view(base))).toEqual([MismatchKind.Orphan]);
+    // A legacy record of another workspace does not back this v2 record: two tenants hold one id.
+    expect(pair(view({ ...base, workspace_id: 'other' }), view(base))).toEqual([MismatchKind.IdConflict]);
     expect(pair(view(base), view({ ...base, status: 'failed' }))).toEqual([MismatchKind.FieldDiff]);
     const { status: _s, ...noStatus } = base;
     expect(pair(view(base), view(noStatus))).toEqual([MismatchKind.MissingField]);

@@ -140,7 +140,7 @@ describe('state record decoding', () => {
     })();
     expect(e).toBeInstanceOf(ConfigError);
     expect(e!.exitCode).toBe(2);
-    expect(e!.suggestion).toMatch(/HGETALL ai:migration:jobs/);
+    expect(e!.suggestion).toMatch(/runbooks\/incident-state-record\.md/);
   });
   it('ignores unparseable summaries rather than crashing', () => {
     expect(decodeState('s', { last_verify: '{not json' }).lastVerify).toBeNull();

@@ -30,7 +30,7 @@ describe('flip-read gates', () => {
   it('refuses outside dual-write with a non-forceable phase gate naming the command that gets there', () => {
     const g = closedGate('flip-read', state({}));
     expect(g).toMatchObject({ name: 'phase', forceable: false, opensWith: 'orch-migrate enable-dual-write' });
-    expect(() => enforceGates(gatesFor('flip-read', { state: state({}), now: NOW }), { force: true, reason: 'x' })).toThrow(GateError);
+    expect(() => enforceGates(gatesFor('flip-read', { state: state({}), now: NOW }), { force: ['verify', 'soak', 'legacy-complete', 'writers'], reason: 'x' })).toThrow(GateError);
   });
 
   it('needs a verify, in this epoch, full, clean, after the last backfill, and fresh', () => {
@@ -47,11 +47,13 @@ describe('flip-read gates', () => {
     expect(closedGate('flip-read', state({ ...base, last_verify: cleanVerify(3, NOW - 1000), last_backfill: backfillAt(3, NOW - 5000) }))).toBeNull();
   });
 
-  it('--force needs --reason, and then overrides data gates only', () => {
+  it('--force needs --reason, and then overrides exactly the named data gates', () => {
     const s = state({ phase: 'dual-write', epoch: '3' });
     const gates = gatesFor('flip-read', { state: s, now: NOW });
-    expect(() => enforceGates(gates, { force: true })).toThrow(ConfigError);
-    expect(enforceGates(gates, { force: true, reason: 'verified elsewhere' })).toEqual(['verify']);
+    expect(() => enforceGates(gates, { force: ['verify'] })).toThrow(ConfigError);
+    expect(enforceGates(gates, { force: ['verify'], reason: 'verified elsewhere' })).toEqual(['verify']);
+    // Naming another gate does not force this one.
+    expect(() => enforceGates(gates, { force: ['soak'], reason: 'wrong gate' })).toThrow(GateError);
     try {
       enforceGates(gates, {});
       expect.unreachable();

@@ -1,7 +1,7 @@
 /** `orch-migrate backfill`. */
 import type { Command } from 'commander';
 import { backfill, backfillExitCode, type BackfillResult } from '../../ops/backfill.js';
-import { intOption, rateOption, shardOption } from '../options.js';
+import { intOption, rateOption, shardOption, FORCE_HELP } from '../options.js';
 import { fmtInt, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
@@ -71,7 +71,7 @@ export function registerBackfill(program: Command, setExit: (code: number) => vo
     .option('--restart', 'ignore the checkpoint and start over from cursor 0')
     .option('--dry-run', 'classify every record and count what would be copied; write nothing')
     .option('--shard <i/n>', 'only scan shard i of n of the masters (several processes split a cluster)', shardOption)
-    .option('--force', 'override forceable gates (needs --reason)')
+    .option('--force [gates]', FORCE_HELP)
     .option('--reason <text>', 'why (recorded in the history)')
     .addHelpText(
       'after',
@@ -92,7 +92,7 @@ Examples:
         await runCommand(cmd, {
           name: 'backfill',
           mutating: true,
-          execute: ({ ctx, opts, progress }) =>
+          execute: ({ ctx, opts, progress, force, globals }) =>
             backfill(ctx, {
               direction: 'forward',
               batchSize: typeof opts.batchSize === 'number' ? opts.batchSize : 1000,
@@ -101,7 +101,8 @@ Examples:
               restart: opts.restart === true,
               dryRun: opts.dryRun === true,
               shard: (opts.shard as { index: number; count: number } | undefined) ?? null,
-              force: opts.force === true,
+              force,
+              ackTimeoutMs: globals.ackTimeout,
               ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
               onProgress: progress.update,
             }),

@@ -1,9 +1,8 @@
 /** `orch-migrate cleanup`. */
-import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Command } from 'commander';
 import { ExitCode } from '../../core/errors.js';
-import { cleanup, type CleanupResult, type KeptKey } from '../../ops/cleanup.js';
-import { durationOption, intOption, rateOption } from '../options.js';
+import { cleanup, type CleanupResult } from '../../ops/cleanup.js';
+import { durationOption, intOption, rateOption, FORCE_HELP } from '../options.js';
 import { fmtInt, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
@@ -80,9 +79,9 @@ export function registerCleanup(program: Command, setExit: (code: number) => voi
     .option('--batch-size <n>', 'SCAN COUNT: keys per batch', intOption(1, 100_000), 1000)
     .option('--concurrency <n>', 'batches in flight at once', intOption(1, 64), 4)
     .option('--restart', 'ignore the cleanup checkpoint and scan from the start')
-    .option('--report <file>', 'write every kept key as NDJSON {key, reason, detail} to this file')
+    .option('--report <file>', 'write every kept key as NDJSON {key, reason, detail}; after a resume it lists what earlier runs kept too')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
-    .option('--force', 'override the soak/verify gates (needs --reason; recorded in the history)')
+    .option('--force [gates]', FORCE_HELP)
     .addHelpText(
       'after',
       `
@@ -102,32 +101,27 @@ Examples:
     )
     .action(async (_o, cmd: Command) => {
       const o = cmd.opts();
-      let report: WriteStream | null = null;
-      const onKept = (k: KeptKey): void => {
-        if (typeof o.report !== 'string') return;
-        report ??= createWriteStream(o.report, { flags: 'w' });
-        report.write(`${JSON.stringify(k)}\n`);
-      };
       const code = await runCommand(cmd, {
         name: 'cleanup',
         mutating: o.execute === true,
-        execute: ({ ctx, opts, progress }) =>
+        execute: ({ ctx, opts, progress, force, globals }) =>
           cleanup(ctx, {
             execute: opts.execute === true,
             ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
-            force: opts.force === true,
+            force,
+              ackTimeoutMs: globals.ackTimeout,
             ...(typeof opts.minSoak === 'number' ? { minSoakMs: opts.minSoak } : {}),
             ...(typeof opts.maxVerifyAge === 'number' ? { maxVerifyAgeMs: opts.maxVerifyAge } : {}),
             rate: typeof opts.rate === 'number' ? opts.rate : null,
             ...(typeof opts.batchSize === 'number' ? { batchSize: opts.batchSize } : {}),
             ...(typeof opts.concurrency === 'number' ? { concurrency: opts.concurrency } : {}),
             restart: opts.restart === true,
+            reportPath: typeof opts.report === 'string' ? opts.report : null,
             onProgress: progress.update,
-            onKept,
           }),
         render,
         toJson,
-        exitCode: (r) => (r.kept > 0 ? ExitCode.Problems : ExitCode.Ok),
+        exitCode: (r) => (r.kept - r.accepted > 0 ? ExitCode.Problems : ExitCode.Ok),
         historySummary: (r) => ({
           dryRun: r.dryRun,
           phase: r.phase,
@@ -141,8 +135,6 @@ Examples:
           forced: r.forced,
         }),
       });
-      const stream = report as WriteStream | null;
-      if (stream) await new Promise<void>((resolve) => stream.end(resolve));
       setExit(code);
     });
 }

@@ -1,7 +1,7 @@
 /** `orch-migrate enable-dual-write`. */
 import type { Command } from 'commander';
 import { enableDualWrite } from '../../ops/enable-dual-write.js';
-import { intOption } from '../options.js';
+import { intOption, FORCE_HELP } from '../options.js';
 import { runCommand } from '../runner.js';
 import { renderTransition, transitionJson } from './transitions.js';
 
@@ -13,6 +13,7 @@ export function registerEnableDualWrite(program: Command, setExit: (code: number
     .option('--reason <text>', 'why (recorded in the state record and the history)')
     .option('--settle-ms <ms>', 'settle window recorded on the first transition: how long a writer may act on a cached phase', intOption(100, 600_000))
     .option('--dry-run', 'check the gates and show what would change; change nothing')
+    .option('--force [gates]', FORCE_HELP)
     .addHelpText(
       'after',
       `
@@ -28,11 +29,13 @@ Examples:
           name: 'enable-dual-write',
           // A dry run only reads: it must not block (or be blocked by) a running operator.
           mutating: (cmd.opts() as { dryRun?: boolean }).dryRun !== true,
-          execute: ({ ctx, opts }) =>
+          execute: ({ ctx, opts, force, globals }) =>
             enableDualWrite(ctx, {
               ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
               ...(typeof opts.settleMs === 'number' ? { settleMs: opts.settleMs } : {}),
               dryRun: opts.dryRun === true,
+              force,
+              ackTimeoutMs: globals.ackTimeout,
             }),
           render: renderTransition,
           toJson: transitionJson,

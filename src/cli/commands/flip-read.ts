@@ -1,7 +1,7 @@
 /** `orch-migrate flip-read`. */
 import type { Command } from 'commander';
 import { flipRead } from '../../ops/flip-read.js';
-import { durationOption } from '../options.js';
+import { durationOption, FORCE_HELP } from '../options.js';
 import { runCommand } from '../runner.js';
 import { renderTransition, transitionJson } from './transitions.js';
 
@@ -12,7 +12,7 @@ export function registerFlipRead(program: Command, setExit: (code: number) => vo
     .description('dual-write → read-new: reads move to v2 (writers keep mirroring into legacy). Gated on a clean, fresh verify')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
     .option('--max-verify-age <duration>', 'how old the clean verify may be, e.g. 30m, 1h', durationOption, 3_600_000)
-    .option('--force', 'override a closed data gate (needs --reason; recorded in the history)')
+    .option('--force [gates]', FORCE_HELP)
     .option('--dry-run', 'check the gates and show what would change; change nothing (takes no lock)')
     .addHelpText(
       'after',
@@ -32,10 +32,11 @@ Examples:
         await runCommand(cmd, {
           name: 'flip-read',
           mutating: o.dryRun !== true,
-          execute: ({ ctx, opts }) =>
+          execute: ({ ctx, opts, force, globals }) =>
             flipRead(ctx, {
               ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
-              force: opts.force === true,
+              force,
+              ackTimeoutMs: globals.ackTimeout,
               dryRun: opts.dryRun === true,
               ...(typeof opts.maxVerifyAge === 'number' ? { maxVerifyAgeMs: opts.maxVerifyAge } : {}),
             }),

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ExitCode } from '../../core/errors.js';
 import { rollback, RollbackAction, type RollbackResult } from '../../ops/rollback.js';
-import { intOption, rateOption } from '../options.js';
+import { intOption, rateOption, FORCE_HELP } from '../options.js';
 import { fmtInt, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
@@ -56,7 +56,7 @@ export function registerRollback(program: Command, setExit: (code: number) => vo
     .description('One step back (new-only → read-new → dual-write → legacy). A preview unless --execute')
     .option('--execute', 'act (takes the lock); without it, show the plan and change nothing')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
-    .option('--force', 'override the legacy-complete gate (needs --reason; recorded in the history)')
+    .option('--force [gates]', FORCE_HELP)
     .option('--phase-only', 'from new-only: move the phase but skip the reverse backfill (a later rollback --execute runs it)')
     .option('--rate <keys/s>', 'throttle the reverse backfill', rateOption)
     .option('--batch-size <n>', 'reverse backfill SCAN COUNT', intOption(1, 100_000), 1000)
@@ -84,11 +84,12 @@ Examples:
         await runCommand(cmd, {
           name: 'rollback',
           mutating: o.execute === true,
-          execute: ({ ctx, opts, progress }) =>
+          execute: ({ ctx, opts, progress, force, globals }) =>
             rollback(ctx, {
               execute: opts.execute === true,
               ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
-              force: opts.force === true,
+              force,
+              ackTimeoutMs: globals.ackTimeout,
               phaseOnly: opts.phaseOnly === true,
               rate: typeof opts.rate === 'number' ? opts.rate : null,
               ...(typeof opts.batchSize === 'number' ? { batchSize: opts.batchSize } : {}),

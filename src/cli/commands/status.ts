@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { getStatus, type StatusResult } from '../../ops/status.js';
 import { durationOption } from '../options.js';
-import { fmtAgo, fmtInt, type Output } from '../output.js';
+import { fmtAgo, fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
 function render(r: StatusResult, out: Output): void {
@@ -24,6 +24,11 @@ function render(r: StatusResult, out: Output): void {
     const reasons = Object.entries(cl.keptByReason).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmtInt(n)}`).join(', ');
     lines.push(['cleanup', `last run ${cl.complete ? 'complete' : c.yellow('incomplete')}, ${fmtInt(cl.deleted)} deleted, ${fmtInt(cl.kept)} kept${reasons ? ` (${reasons})` : ''}, ${fmtAgo(r.serverTime - cl.finishedAt)} (epoch ${cl.epoch})`]);
   }
+  const live = r.writers.filter((w) => w.live);
+  const lagging = live.filter((w) => w.epoch < r.epoch);
+  lines.push(['writers', live.length === 0 ? 'none registered (writers that do not register are covered by the settle window only)' : `${live.length} live, ${lagging.length === 0 ? c.green(`all at epoch ${r.epoch}`) : c.yellow(`${lagging.length} not yet at epoch ${r.epoch}`)}`]);
+  for (const w of live.slice(0, 10)) lines.push(['writer', `${safe(w.name || 'writer')} pid ${w.pid}@${safe(w.host)} epoch ${w.epoch}${w.epoch < r.epoch ? c.yellow(' (lagging)') : ''}, heartbeat ${fmtAgo(w.ageMs)}`]);
+  if (r.accepted > 0) lines.push(['accepted', `${fmtInt(r.accepted)} legacy key(s) accepted as unmigratable (orch-migrate accept --list)`]);
   lines.push(['lock', r.lock ? c.yellow(`held by ${r.lock.user}@${r.lock.host} pid ${r.lock.pid} running \`${r.lock.command}\` since ${new Date(r.lock.since).toISOString()}, lease ${Math.ceil(r.lock.remainingMs / 1000)}s`) : 'free']);
   for (const [cmd, g] of Object.entries(r.gates)) {
     const first = g.gates.find((x) => !x.open);

@@ -170,7 +170,7 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
       { title: 'Phase 2: reads move to v2 (gated on that clean verify)', args: ['flip-read', '--reason', 'demo: verify clean'], expected: [0] },
       { title: 'Soak, and verify again in the new epoch', args: ['verify', '--rounds', '2', '--round-delay', '300ms'], expected: [0] },
       { title: 'Cleanup is a dry run by default', args: ['cleanup', '--min-soak', '0s'], expected: [0] },
-      { title: 'Phase 3: delete legacy keys proven in v2', args: ['cleanup', '--execute', '--min-soak', '0s'], expected: [0] },
+      { title: 'Phase 3: delete legacy keys proven in v2', args: ['cleanup', '--execute', '--min-soak', '0s', '--reason', 'demo: no soak on a throwaway server'], expected: [0] },
       { title: 'Status after cleanup', args: ['status'], expected: [0] },
       { title: 'Rollback previews by default', args: ['rollback'], expected: [0] },
       { title: 'Roll back past cleanup: legacy is rebuilt from v2', args: ['rollback', '--execute', '--reason', 'demo: rollback drill'], expected: [0] },

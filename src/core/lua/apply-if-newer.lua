@@ -26,16 +26,7 @@
 local newRev = tonumber(ARGV[1])
 local FIRST = 5
 
--- Order-independent digest: sha1 of the sorted per-pair sha1s. Sorting hex
--- strings keeps it independent of the server's collation locale.
-local function digest(list, first)
-  local parts = {}
-  for i = first, #list, 2 do
-    parts[#parts + 1] = redis.sha1hex(string.len(list[i]) .. ':' .. list[i] .. list[i + 1])
-  end
-  table.sort(parts)
-  return redis.sha1hex(table.concat(parts))
-end
+--- @include "includes/digest"
 
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'none' then

@@ -1,44 +1,63 @@
 --[[
-  backfill-batch: one round trip for a whole SCAN batch on a single node
-  (DESIGN §4 "fast path"). For each item it either
-    - COPYs the source to the absent target (COPY without REPLACE: an atomic
-      create-if-absent that keeps the value bytes and the TTL), or
-    - decides that the target already holds this record or a newer one, or
-    - hands the item back to the caller, which moves it with apply-if-newer
-      (src/core/protocol.ts): an existing target is never written here.
-  The index entry is ZADDed whenever the target holds the record afterwards
-  (idempotent, like apply-if-newer does), one ZADD per index key per batch.
-  Values are never decoded.
+  backfill-batch: one round trip for a whole SCAN batch on a single node,
+  forward (legacy → v2, with the index) or reverse (v2 → legacy). For each
+  item it either creates the absent target with COPY (an atomic
+  create-if-absent that keeps the value bytes and the TTL), or decides what an
+  existing target gets, by who is the primary:
+    mode 'source': the source is the primary (forward in dual-write, reverse
+      in read-new). Where the target differs from it in any way, content or
+      expiry, whatever its rev, COPY … REPLACE makes it an exact copy. Copies
+      left from before a rollback can hold the same rev as a legacy record
+      changed by a writer that does not bump rev: the primary wins. Reading
+      the source and writing the target in one script leaves no window for a
+      live write to fall between them.
+    mode 'target': the target is the primary (forward in read-new): an
+      existing target is never written.
+  A target that names another workspace is never touched (legacy keys are
+  global: that is another tenant's job with the same id). Nothing is written
+  unless the run still holds the operator lock.
 
-  KEYS     per item: source record, target record[, target index]
-  ARGV[1]  stride: 2 (no index, reverse backfill) or 3 (with index)
-  ARGV[2]  '1' = dry run: write nothing, only classify
-  ARGV[3..] per item with stride 3: index score, index member (job id)
+  KEYS[1]  the operator lock
+  KEYS     then per item: source record, target record[, target index]
+  ARGV[1]  lock value ('' = unlocked: only a dry run)
+  ARGV[2]  stride: 2 (no index) or 3 (with index)
+  ARGV[3]  '1' = dry run: write nothing, only classify
+  ARGV[4]  mode: 'source' or 'target'
+  ARGV     then per item: workspace id[, index score, index member (job id)]
 
   Returns  one code per item:
-            1  copied (dry run: would copy)
-            0  skipped: the target holds the same content or a higher rev
-            2  the target is older or differs at the same rev: caller applies
-               apply-if-newer
+            1  copied into an absent target (dry run: would be)
+            2  replaced a target that differed (mode 'source'; dry run: would be)
+            0  skipped: the target already equals the source (or, in mode
+               'target', exists)
            -1  the target exists and is not a hash (never touched)
-           -2  the target's rev is not an integer (never touched)
+           -2  the target's rev is not an integer (mode 'target': never touched)
            -3  the source vanished (expired or deleted since SCAN)
            -4  the source's rev is not an integer
+           -5  the target names another workspace: an id conflict (never touched)
+  Errors   'FENCED lock' when the run no longer holds the lock
 ]]
-local stride = tonumber(ARGV[1])
-local dry = ARGV[2] == '1'
-local n = #KEYS / stride
+--- @include "includes/holds-lock"
+
+if not holdsLock(KEYS[1], ARGV[1]) then return redis.error_reply('FENCED lock') end
+local stride = tonumber(ARGV[2])
+local dry = ARGV[3] == '1'
+local sourceWins = ARGV[4] == 'source'
+-- Per item: the workspace, then with the index its score and member.
+local argStride = 1
+if stride == 3 then argStride = 3 end
+local n = (#KEYS - 1) / stride
 local out = {}
 local pending = {}
 local order = {}
 
-local function revOf(key)
+local function validRev(key)
   local raw = redis.call('HGET', key, 'rev')
-  if not raw then return 0 end
-  return tonumber(raw)
+  return not raw or string.match(raw, '^%d+$') ~= nil
 end
 
-local function sameContent(a, b)
+local function sameRecord(a, b)
+  if redis.call('PEXPIRETIME', a) ~= redis.call('PEXPIRETIME', b) then return false end
   -- Equal DUMP payloads are equal content (COPY keeps encoding and order).
   if redis.call('DUMP', a) == redis.call('DUMP', b) then return true end
   local fa = redis.call('HGETALL', a)
@@ -53,51 +72,47 @@ local function sameContent(a, b)
 end
 
 for i = 1, n do
-  local base = (i - 1) * stride
+  local base = 1 + (i - 1) * stride
   local src, dst = KEYS[base + 1], KEYS[base + 2]
   local idx = nil
   if stride == 3 then idx = KEYS[base + 3] end
+  local a = 4 + (i - 1) * argStride
+  local ws = ARGV[a + 1]
   local code
-  -- COPY without REPLACE is the create-if-absent; it answers 0 when the
-  -- target exists or the source is gone, and only then do we look closer.
   local copied = 0
-  if not dry then copied = redis.call('COPY', src, dst) end
+  if not dry and redis.call('EXISTS', src) == 1 and validRev(src) then copied = redis.call('COPY', src, dst) end
   if copied == 1 then
     code = 1
+  elseif redis.call('EXISTS', src) == 0 then
+    code = -3
+  elseif not validRev(src) then
+    code = -4
   elseif redis.call('EXISTS', dst) == 0 then
-    if redis.call('EXISTS', src) == 0 then code = -3 else code = 1 end
+    code = 1
+  elseif redis.call('TYPE', dst)['ok'] ~= 'hash' then
+    code = -1
   else
-    local kind = redis.call('TYPE', dst)['ok']
-    if kind ~= 'hash' then
-      code = -1
-    elseif redis.call('EXISTS', src) == 0 then
-      code = -3
+    local owner = redis.call('HGET', dst, 'workspace_id')
+    if owner and owner ~= ws then
+      code = -5
+    elseif sameRecord(src, dst) then
+      code = 0
+    elseif not sourceWins then
+      if validRev(dst) then code = 0 else code = -2 end
     else
-      local dstRev = revOf(dst)
-      local srcRev = revOf(src)
-      if dstRev == nil then
-        code = -2
-      elseif srcRev == nil then
-        code = -4
-      elseif dstRev > srcRev then
-        code = 0
-      elseif dstRev == srcRev and sameContent(src, dst) then
-        code = 0
-      else
-        code = 2
-      end
+      if not dry then redis.call('COPY', src, dst, 'REPLACE') end
+      code = 2
     end
   end
-  if idx and not dry and (code == 1 or code == 0) then
-    local j = (i - 1) * 2 + 3
+  if idx and not dry and code >= 0 then
     local list = pending[idx]
     if not list then
       list = {}
       pending[idx] = list
       order[#order + 1] = idx
     end
-    list[#list + 1] = ARGV[j]
-    list[#list + 1] = ARGV[j + 1]
+    list[#list + 1] = ARGV[a + 2]
+    list[#list + 1] = ARGV[a + 3]
   end
   out[i] = code
 end

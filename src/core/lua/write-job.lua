@@ -1,0 +1,160 @@
+--[[
+  write-job: the whole write protocol in one atomic step on a single node
+  (docs/design.md "The write path"). It reads the phase from the state record
+  itself, so a writer whose cached phase is stale (a GC pause, a held
+  connection) can neither write the old primary nor re-create a legacy key
+  after cleanup: the script routes by the phase in force when it runs.
+
+  Routing (primary is written first with rev + 1, the mirror becomes an exact
+  copy of the new primary snapshot):
+    legacy      primary legacy   no mirror
+    dual-write  primary legacy   mirror v2 (+ index)
+    read-new    primary v2 (+ index)   mirror legacy
+    new-only    primary v2 (+ index)   no mirror
+
+  Job ids are global while the legacy layout exists: a create is refused when
+  the legacy key exists, whoever owns it, in every phase, atomically with the
+  create (no check-then-act race between two workspaces).
+
+  When the state record is unusable (a phase that is not one of the four, or
+  a record missing while the history stream exists: eviction), the script
+  does not guess: it acts on the caller's last valid phase (ARGV[2..3]).
+
+  KEYS[1]  migration state hash
+  KEYS[2]  history stream (only its existence is read)
+  KEYS[3]  legacy record  <p>:jobs:<job_id>
+  KEYS[4]  v2 record      <p>:job:<workspace_id>:<job_id>
+  KEYS[5]  v2 index       <p>:job-index:<workspace_id>
+  KEYS[6]  pending list   <p>:queue
+  ARGV[1]  'create' or 'update'
+  ARGV[2]  fallback phase (the caller's last valid phase)
+  ARGV[3]  fallback epoch
+  ARGV[4]  create: relative expiry in ms, 0 = persistent
+  ARGV[5]  workspace id
+  ARGV[6]  job id
+  ARGV[7]  create: index score (created_at in ms)
+  ARGV[8]  create: '1' = push a reference onto the pending list
+  ARGV[9..] field, value, ... to set (never 'rev')
+
+  Returns  { epoch, phase, rev, pexpiretime, mirror, index, field, value, ... }
+           mirror: 'none' (no mirror in this phase), 'applied',
+                   'conflict' (a legacy mirror that names another workspace),
+                   'wrongtype' (the mirror key is not a hash)
+           index:  '0' fine, '1' when v2 holds the record but the index lacks it
+                   (an update of a record never indexed: the caller adds it),
+                   'wrongtype' when the index key is not a sorted set (left
+                   alone, reported like a refused mirror)
+  Errors   'EXISTS', 'NOTFOUND', 'WRONGTYPE', 'BADREV' (the primary's rev is not
+           an integer), 'QUEUE_WRONGTYPE' (the pending list is not a list),
+           'STATE' (no usable phase at all). Every check that can refuse runs
+           before the first write: a script is not rolled back by a later error.
+]]
+local PHASES = { legacy = true, ['dual-write'] = true, ['read-new'] = true, ['new-only'] = true }
+local st = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
+local phase, epoch
+if st[1] and PHASES[st[1]] and st[2] and tonumber(st[2]) then
+  phase, epoch = st[1], tonumber(st[2])
+elseif not st[2] and (st[1] == 'legacy' or (not st[1] and redis.call('EXISTS', KEYS[2]) == 0)) then
+  phase, epoch = 'legacy', 0
+elseif PHASES[ARGV[2]] then
+  phase, epoch = ARGV[2], tonumber(ARGV[3]) or 0
+else
+  return redis.error_reply('STATE')
+end
+
+local legacyKey, v2Key, indexKey = KEYS[3], KEYS[4], KEYS[5]
+local primary, mirror = legacyKey, nil
+if phase == 'dual-write' then
+  mirror = v2Key
+elseif phase == 'read-new' then
+  primary, mirror = v2Key, legacyKey
+elseif phase == 'new-only' then
+  primary = v2Key
+end
+local ws = ARGV[5]
+
+local kind = redis.call('TYPE', primary)['ok']
+if ARGV[1] == 'create' then
+  if kind ~= 'none' or redis.call('EXISTS', legacyKey) == 1 then return redis.error_reply('EXISTS') end
+else
+  if kind == 'none' then return redis.error_reply('NOTFOUND') end
+  if kind ~= 'hash' then return redis.error_reply('WRONGTYPE') end
+  -- A legacy key is not scoped: another workspace's job there is "not found" to this one.
+  if primary == legacyKey and redis.call('HGET', primary, 'workspace_id') ~= ws then return redis.error_reply('NOTFOUND') end
+  local raw = redis.call('HGET', primary, 'rev')
+  if raw and not string.match(raw, '^%d+$') then return redis.error_reply('BADREV') end
+end
+
+if ARGV[8] == '1' then
+  local qkind = redis.call('TYPE', KEYS[6])['ok']
+  if qkind ~= 'none' and qkind ~= 'list' then return redis.error_reply('QUEUE_WRONGTYPE') end
+end
+local ikind = redis.call('TYPE', indexKey)['ok']
+local indexUsable = ikind == 'none' or ikind == 'zset'
+
+-- 1. The primary, with rev + 1.
+local CHUNK = 1000
+local i = 9
+while i <= #ARGV do
+  local last = math.min(i + CHUNK - 1, #ARGV)
+  redis.call('HSET', primary, unpack(ARGV, i, last))
+  i = last + 1
+end
+local rev = redis.call('HINCRBY', primary, 'rev', 1)
+if ARGV[1] == 'create' then
+  local ttl = tonumber(ARGV[4])
+  if ttl and ttl > 0 then redis.call('PEXPIRE', primary, ttl) end
+end
+local pexpire = redis.call('PEXPIRETIME', primary)
+local snap = redis.call('HGETALL', primary)
+
+-- 2. The mirror becomes an exact copy of the snapshot.
+local outcome = 'none'
+if mirror then
+  local mkind = redis.call('TYPE', mirror)['ok']
+  if mkind == 'none' then
+    outcome = 'applied'
+  elseif mkind ~= 'hash' then
+    outcome = 'wrongtype'
+  elseif mirror == legacyKey and redis.call('HGET', mirror, 'workspace_id') ~= ws then
+    outcome = 'conflict'
+  else
+    -- Whatever it held (an older rev, or a stale copy left from before a
+    -- rollback), the mirror now equals the primary: nothing can interleave here.
+    redis.call('DEL', mirror)
+    outcome = 'applied'
+  end
+  if outcome == 'applied' then
+    local j = 1
+    while j <= #snap do
+      local last = math.min(j + CHUNK - 1, #snap)
+      redis.call('HSET', mirror, unpack(snap, j, last))
+      j = last + 1
+    end
+    if pexpire > 0 then redis.call('PEXPIREAT', mirror, pexpire) end
+  end
+end
+
+-- 3. The index follows the v2 record.
+local v2Written = primary == v2Key or outcome == 'applied'
+local indexMissing = '0'
+if v2Written and not indexUsable then
+  indexMissing = 'wrongtype'
+elseif v2Written then
+  if ARGV[1] == 'create' then
+    redis.call('ZADD', indexKey, ARGV[7], ARGV[6])
+  elseif not redis.call('ZSCORE', indexKey, ARGV[6]) then
+    indexMissing = '1'
+  end
+end
+
+-- 4. The pending reference, after the record exists (a worker never pops a dangling one).
+if ARGV[8] == '1' then
+  local ref = ARGV[6]
+  if phase ~= 'legacy' then ref = ws .. ':' .. ARGV[6] end
+  redis.call('RPUSH', KEYS[6], ref)
+end
+
+local out = { epoch, phase, rev, pexpire, outcome, indexMissing }
+for j = 1, #snap do out[#out + 1] = snap[j] end
+return out
