@@ -5,7 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode } from '../core/errors.js';
-import { durationOption, intOption } from './options.js';
+import { DEFAULT_ACK_TIMEOUT_MS } from '../core/writers.js';
+import { DEFAULT_LOCK_TTL_MS } from '../core/lock.js';
+import { DEFAULT_REDIS_URL } from '../core/redis.js';
+import { dflt, fmtDuration } from './options.js';
 import { registerEnableDualWrite } from './commands/enable-dual-write.js';
 import { registerStatus } from './commands/status.js';
 import { registerDemo } from './commands/demo.js';
@@ -35,24 +38,24 @@ export function buildProgram(setExit: (code: number) => void): Command {
         'Phases: legacy → dual-write → read-new → new-only. Every step is gated, locked, audited and reversible.',
     )
     .version(version(), '-V, --version')
-    .addOption(new Option('--redis-url <url>', 'Redis URL; the password is never printed').env('REDIS_URL').default('redis://127.0.0.1:6379'))
+    .addOption(new Option('--redis-url <url>', `Redis URL; the password is never printed ${dflt(DEFAULT_REDIS_URL)}`).env('REDIS_URL'))
     .option('--cluster', 'the URL is a startup node of a Redis Cluster; scan every master')
-    .option('--json', 'print exactly one JSON object on stdout (human text stays on stderr)')
-    .addOption(new Option('--prefix <prefix>', 'key prefix of the job store').env('ORCH_PREFIX').default('ai'))
-    .addOption(new Option('--timeout <ms>', 'fail a Redis command that gets no answer within this long').argParser(intOption(100, 600_000)).default(15000))
-    .addOption(new Option('--lock-ttl <ms>', 'lease of the operator lock; a killed run stops blocking after this').env('ORCH_LOCK_TTL_MS').argParser(intOption(1000, 3_600_000)).default(30000))
+    .option('--json', 'print exactly one JSON object on stdout (progress and errors stay on stderr)')
+    .addOption(new Option('--prefix <prefix>', `key prefix of the job store ${dflt('ai')}`).env('ORCH_PREFIX'))
+    .addOption(new Option('--timeout <ms>', `fail a Redis command that gets no answer within this many ms ${dflt('15000')}`))
+    .addOption(new Option('--lock-ttl <ms>', `lease of the operator lock in ms; a killed run stops blocking after this ${dflt(DEFAULT_LOCK_TTL_MS)}`).env('ORCH_LOCK_TTL_MS'))
     .addOption(new Option('--actor <name>', 'who is acting, for the audit trail (default: OS user@host)').env('ORCH_ACTOR'))
     .addOption(
-      new Option('--ack-timeout <duration>', 'how long a step waits for every registered writer to acknowledge a new phase (exit 3 naming the laggards after it)')
-        .env('ORCH_ACK_TIMEOUT')
-        .argParser(durationOption)
-        .default(10_000, '10s'),
+      new Option('--ack-timeout <duration>', `how long a step waits for every registered writer to acknowledge a new phase (exit 3 naming the laggards after it) ${dflt(fmtDuration(DEFAULT_ACK_TIMEOUT_MS))}`).env(
+        'ORCH_ACK_TIMEOUT',
+      ),
     )
     .showHelpAfterError('(run with --help for usage)')
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({
-      writeOut: (s) => process.stderr.write(s),
+      // --help and --version are the result a user asked for: stdout, so they pipe into less/grep.
+      writeOut: (s) => process.stdout.write(s),
       writeErr: (s) => process.stderr.write(s),
       // Commander echoes the offending value: keep its message on one line whatever the value holds.
       outputError: (s, write) => write(`${oneLine(s)}\n`),
@@ -60,7 +63,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .addHelpText(
       'after',
       `
-Exit codes: 0 ok · 1 problems found · 2 usage/config error · 3 gate refused · 4 lock held · 5 Redis unreachable · 130 interrupted
+Exit codes: 0 ok · 1 problems found · 2 usage/config error · 3 gate refused · 4 lock held or lost · 5 Redis unreachable · 6 stopped by a guard · 130 interrupted
 
 Runbook order:
   orch-migrate status
@@ -84,6 +87,11 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram((c) => {
     code = c;
   });
+  // A bare `orch-migrate` is a usage error: show the help where errors go, exit 2.
+  if (argv.slice(2).length === 0) {
+    process.stderr.write(program.helpInformation());
+    return ExitCode.Usage;
+  }
   try {
     await program.parseAsync(argv);
     return code;

@@ -1,12 +1,17 @@
 /**
- * Where output goes: with `--json`, exactly one JSON object on stdout; human
- * text, colours and progress on stderr. Colours honour NO_COLOR and a non-TTY.
+ * Where output goes: the command's result on stdout (human text, or exactly
+ * one JSON object with `--json`), so `status | grep gate` works; progress,
+ * logs, warnings and errors on stderr. Colours honour NO_COLOR and a non-TTY,
+ * per stream.
  */
 import { Chalk, type ChalkInstance } from 'chalk';
 
 /** Output sink of one CLI invocation. */
 export class Output {
+  /** Colours for the result (stdout). */
   readonly color: ChalkInstance;
+  /** Colours for stderr (errors, warnings, progress). */
+  readonly errColor: ChalkInstance;
   private printed = false;
 
   constructor(
@@ -15,7 +20,8 @@ export class Output {
     private readonly stdout: NodeJS.WriteStream = process.stdout,
   ) {
     const noColor = process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '';
-    this.color = new Chalk({ level: noColor || !stderr.isTTY ? 0 : 1 });
+    this.color = new Chalk({ level: noColor || !stdout.isTTY ? 0 : 1 });
+    this.errColor = new Chalk({ level: noColor || !stderr.isTTY ? 0 : 1 });
   }
 
   /** True when stderr is an interactive terminal (progress bars only there). */
@@ -38,7 +44,7 @@ export class Output {
 
   /** A warning line on stderr. */
   warn(text: string): void {
-    this.stderr.write(`${this.color.yellow('warning:')} ${text}\n`);
+    this.stderr.write(`${this.errColor.yellow('warning:')} ${text}\n`);
   }
 
   /** The one JSON result on stdout (only in --json mode; only once). */

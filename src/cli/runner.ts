@@ -4,37 +4,38 @@
  * this module and main.ts are the only places that know about exit codes.
  */
 import type { Command } from 'commander';
+import type { ZodType } from 'zod';
 import { ExitCode, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
 import { Keyspace } from '../core/keys.js';
 import { LeaseLock } from '../core/lock.js';
 import { asUnavailable, closeRedis, connectRedis, parseRedisUrl, redactUrl, type RedisClient } from '../core/redis.js';
 import { defaultActor, StateStore } from '../core/state.js';
 import type { OpContext } from '../ops/context.js';
-import { assertForceReason, parseForce } from '../ops/gates.js';
-import { GlobalOptionsSchema, type GlobalOptions } from './options.js';
-import { Output } from './output.js';
+import { assertForceReason } from '../ops/gates.js';
+import { GlobalOptionsSchema, parseFlags, type GlobalOptions } from './options.js';
+import { Output, safe } from './output.js';
 import { createProgress, type ProgressReporter } from './progress.js';
 
 /** Everything a command body receives. */
-export interface CommandIO {
+export interface CommandIO<O> {
   ctx: OpContext;
   out: Output;
   progress: ProgressReporter;
   globals: GlobalOptions;
-  /** The command's own options (commander camelCase). */
-  opts: Record<string, unknown>;
-  /** Gates named by `--force` (validated). */
-  force: string[];
+  /** The command's own options, parsed by its schema (defaults applied). */
+  opts: O;
 }
 
 /** Definition of a subcommand's run. */
-export interface CommandSpec<R> {
+export interface CommandSpec<R, O> {
   /** Name shown in the lock and the history. */
   name: string;
+  /** The command's options: one schema holds their types and defaults. */
+  options: ZodType<O>;
   /** Takes the lease lock (every command that writes). */
-  mutating: boolean;
-  execute(io: CommandIO): Promise<R>;
-  /** Human rendering on stderr. */
+  mutating: boolean | ((opts: O) => boolean);
+  execute(io: CommandIO<O>): Promise<R>;
+  /** Human rendering of the result (stdout, through out.print). */
   render(result: R, out: Output): void;
   /** Exit code of a completed run (default 0). */
   exitCode?(result: R): number;
@@ -44,25 +45,16 @@ export interface CommandSpec<R> {
   historySummary?(result: R): Record<string, unknown>;
 }
 
-/** Parses the global options of a command (zod → config error). */
+/** Parses the global options of a command (a bad value is a usage error naming the flag). */
 export function globalOptions(cmd: Command): GlobalOptions {
-  const raw = cmd.optsWithGlobals();
-  return GlobalOptionsSchema.parse({
-    redisUrl: raw.redisUrl ?? process.env.REDIS_URL ?? undefined,
-    cluster: raw.cluster ?? false,
-    json: raw.json ?? false,
-    prefix: raw.prefix ?? process.env.ORCH_PREFIX ?? 'ai',
-    timeout: raw.timeout,
-    lockTtl: raw.lockTtl,
-    actor: raw.actor,
-    ackTimeout: raw.ackTimeout,
-  });
+  return parseFlags(GlobalOptionsSchema, cmd.optsWithGlobals());
 }
 
 /** Prints an error: one line plus the fix on stderr, and the JSON error object on stdout with --json. */
 export function reportError(err: OrchError, out: Output): void {
-  out.line(`${out.color.red('error:')} ${err.message}`);
-  if (err.suggestion) out.line(`${out.color.dim('  fix:')} ${err.suggestion}`);
+  // Messages can quote untrusted input (a key name, a value): one line each, escaped.
+  out.line(`${out.errColor.red('error:')} ${safe(err.message)}`);
+  if (err.suggestion) out.line(`${out.errColor.dim('  fix:')} ${safe(err.suggestion)}`);
   out.result({ ok: false, exitCode: err.exitCode, error: { code: err.code, message: err.message, suggestion: err.suggestion ?? null } });
 }
 
@@ -109,13 +101,14 @@ export function commandLine(name: string, argv: string[] = process.argv.slice(2)
 }
 
 /** Runs a command spec; resolves with the process exit code. Never throws. */
-export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise<number> {
+export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): Promise<number> {
   let out = new Output(false);
   let client: RedisClient | null = null;
   let lock: LeaseLock | null = null;
   let address = '?';
   let state: StateStore | null = null;
   let actor = defaultActor();
+  let mutating = false;
   const controller = new AbortController();
   const untrap = trapSignals(controller, () => {
     out.line('second interrupt: exiting now; the lock lease expires by itself');
@@ -123,12 +116,13 @@ export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise
   });
   const progress = { current: null as ProgressReporter | null };
   try {
+    out = new Output(cmd.optsWithGlobals().json === true);
     const globals = globalOptions(cmd);
-    out = new Output(globals.json);
-    const own = cmd.opts();
-    // Checked before connecting: a refused override must not take (or wait for) the lock.
-    const force = parseForce(own.force);
-    assertForceReason({ force, reason: typeof own.reason === 'string' ? own.reason : '' });
+    // Checked before connecting: bad flags, and a refused override, must not take (or wait for) the lock.
+    const opts = parseFlags(spec.options, cmd.opts());
+    const own = opts as { force?: string[]; reason?: string | null };
+    assertForceReason({ force: own.force ?? [], reason: own.reason ?? '' });
+    mutating = typeof spec.mutating === 'function' ? spec.mutating(opts) : spec.mutating;
     actor = globals.actor ?? actor;
     address = parseRedisUrl(globals.redisUrl).address;
     const keys = new Keyspace(globals.prefix);
@@ -140,17 +134,17 @@ export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise
       connectionName: `orch-migrate:${spec.name}`,
     });
     state = new StateStore(client, keys);
-    if (spec.mutating) {
+    if (mutating) {
       // A state record edited into nonsense is a config error (exit 2) before anything is written:
       // taking the lock would bump lock_fence inside the very record the operator is repairing.
       await state.read();
-      lock = await LeaseLock.acquire(client, keys, { command: commandLine(spec.name), ttlMs: globals.lockTtl });
+      lock = await LeaseLock.acquire(client, keys, { command: commandLine(spec.name), ttlMs: globals.lockTtl, actor });
       // Losing the lease stops the run like an interrupt does.
       lock.signal.addEventListener('abort', () => controller.abort(lock?.signal.reason), { once: true });
     }
     progress.current = createProgress(out);
     const ctx: OpContext = { client, keys, state, actor, signal: controller.signal, lock };
-    const result = await spec.execute({ ctx, out, progress: progress.current, globals, opts: cmd.opts(), force });
+    const result = await spec.execute({ ctx, out, progress: progress.current, globals, opts });
     progress.current.stop();
     const code = spec.exitCode?.(result) ?? ExitCode.Ok;
     spec.render(result, out);
@@ -161,7 +155,7 @@ export async function runCommand<R>(cmd: Command, spec: CommandSpec<R>): Promise
     progress.current?.stop();
     const err = toOrchError(asUnavailable(raw, address));
     reportError(err, out);
-    if (spec.mutating && state && !(err instanceof RedisUnavailableError)) {
+    if (mutating && state && !(err instanceof RedisUnavailableError)) {
       // Refusals and failures are part of the audit trail too.
       await state.appendHistory(spec.name, actor, { exitCode: err.exitCode, error: err.code, message: err.message }).catch(() => undefined);
     }

@@ -16,6 +16,8 @@ export const ExitCode = {
   Gate: 3,
   Locked: 4,
   Unavailable: 5,
+  /** Stopped by a guard (memory, latency, replica lag) past its critical level; checkpoint kept. */
+  Guard: 6,
   Interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -85,6 +87,10 @@ export interface LockHolder {
   pid: number;
   command: string;
   since: number;
+  /** Who is acting (`--actor`/ORCH_ACTOR; defaults to user@host), as the history records it. */
+  actor: string;
+  /** The lease the holder renews; a lock left far below it was not renewed (the holder may be dead). */
+  ttlMs: number;
 }
 
 /** The lease lock is held by another run. Exit 4. */

@@ -22,8 +22,10 @@ export const DEFAULT_LOCK_TTL_MS = 30_000;
 export interface LeaseLockOptions {
   /** Lease length in ms (default 30 s). */
   ttlMs?: number;
-  /** The command being run, shown to a second operator. */
+  /** The command being run, shown to a second operator (credentials already removed). */
   command: string;
+  /** Who is acting (`--actor`/ORCH_ACTOR), as the history records it. */
+  actor?: string;
 }
 
 /** What the lock key holds, plus its remaining lease. */
@@ -34,7 +36,8 @@ export interface LockInfo extends LockHolder {
 
 function describeHolder(h: LockInfo): string {
   const ago = Math.max(0, Math.round((Date.now() - h.since) / 1000));
-  return `${h.user}@${h.host} (pid ${h.pid}, \`${h.command}\`) since ${new Date(h.since).toISOString()} (${ago}s ago)`;
+  const who = h.actor && h.actor !== `${h.user}@${h.host}` ? `${h.actor} (${h.user}@${h.host}` : `${h.user}@${h.host} (`;
+  return `${who}${who.endsWith('(') ? '' : ', '}pid ${h.pid}, \`${h.command}\`) since ${new Date(h.since).toISOString()} (${ago}s ago)`;
 }
 
 /** A held lease. Use {@link withLock} rather than managing it by hand. */
@@ -90,10 +93,12 @@ export class LeaseLock {
         pid: Number(h.pid ?? 0),
         command: String(h.command ?? '?'),
         since: Number(h.since ?? 0),
+        actor: typeof h.actor === 'string' ? h.actor : `${String(h.user ?? '?')}@${String(h.host ?? '?')}`,
+        ttlMs: Number(h.ttlMs ?? 0),
         remainingMs: Math.max(0, pttl),
       };
     } catch {
-      return { user: '?', host: '?', pid: 0, command: '?', since: 0, remainingMs: Math.max(0, pttl) };
+      return { user: '?', host: '?', pid: 0, command: '?', since: 0, actor: '?', ttlMs: 0, remainingMs: Math.max(0, pttl) };
     }
   }
 
@@ -112,6 +117,8 @@ export class LeaseLock {
       pid: process.pid,
       command: opts.command,
       since: Date.now(),
+      actor: opts.actor ?? `${user}@${os.hostname()}`,
+      ttlMs,
       token: randomBytes(16).toString('hex'),
     };
     const value = JSON.stringify(holder);

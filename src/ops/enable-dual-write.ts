@@ -26,6 +26,7 @@ export type EnableDualWriteResult = TransitionOpResult;
 export function enableDualWrite(ctx: OpContext, opts: EnableDualWriteOptions): Promise<EnableDualWriteResult> {
   return runTransition(ctx, {
     command: 'enable-dual-write',
+    idempotent: true,
     to: () => Phase.DualWrite,
     ...(opts.reason === undefined ? {} : { reason: opts.reason }),
     ...(opts.settleMs === undefined ? {} : { settleMs: opts.settleMs }),

@@ -32,6 +32,7 @@ export type FlipReadResult = TransitionOpResult;
 export function flipRead(ctx: OpContext, opts: FlipReadOptions = {}): Promise<FlipReadResult> {
   return runTransition(ctx, {
     command: 'flip-read',
+    idempotent: true,
     to: () => Phase.ReadNew,
     ...(opts.reason === undefined ? {} : { reason: opts.reason }),
     force: opts.force ?? [],

@@ -32,6 +32,8 @@ export interface TransitionOpOptions {
   settleMs?: number;
   /** A state read just before (saves a round trip; the CAS still guards it). */
   state?: MigrationState;
+  /** Already in the target phase → exit 0 with a note, not a gate refusal (the forward transition commands). */
+  idempotent?: boolean;
 }
 
 /** Result of a transition (`--json`: from, to, epoch, dryRun). */
@@ -47,18 +49,38 @@ export interface TransitionOpResult {
   forced: string[];
   gates: GateStatus[];
   settleMs: number;
+  /** The phase already was the target: nothing changed (exit 0, idempotent). */
+  already: boolean;
+  /** Things the operator should know (an option that was ignored, …). */
+  notes: string[];
+  /** The command to run next, when there is an obvious one. */
+  next: string | null;
 }
+
+/** The step after a phase is reached, for an idempotent rerun. */
+const NEXT_AFTER: Partial<Record<Phase, string>> = {
+  'dual-write': 'orch-migrate backfill',
+  'read-new': 'orch-migrate verify, then orch-migrate cleanup (a dry run)',
+};
 
 /** Runs one transition. Throws GateError (exit 3) when a gate refuses. */
 export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): Promise<TransitionOpResult> {
   const state = opts.state ?? (await ctx.state.read());
+  const notes: string[] = [];
+  if (opts.settleMs !== undefined && state.raw[StateField.SettleMs] !== undefined && opts.settleMs !== state.settleMs) {
+    notes.push(`--settle-ms ${opts.settleMs} was ignored: the state record keeps settle_ms ${state.settleMs} (the first transition sets it)`);
+  }
+  // Running a step again once it is done is not an error: say so, and what comes next.
+  if (opts.idempotent && opts.to(state) === state.phase) {
+    return { from: state.phase, to: state.phase, epoch: state.epoch, dryRun: opts.dryRun ?? false, changedAt: null, forced: [], gates: [], settleMs: state.settleMs, already: true, notes, next: NEXT_AFTER[state.phase] ?? null };
+  }
   const now = await ctx.state.serverTime();
   const writers = await listWriters(ctx.client, ctx.keys, now);
   const gates = gatesFor(opts.command, { state, now, writers, ...opts.gates });
   const forced = enforceGates(gates, { force: opts.force ?? [], reason: opts.reason ?? '' });
   const to = opts.to(state);
   if (opts.dryRun) {
-    return { from: state.phase, to, epoch: state.epoch, dryRun: true, changedAt: null, forced, gates, settleMs: state.settleMs };
+    return { from: state.phase, to, epoch: state.epoch, dryRun: true, changedAt: null, forced, gates, settleMs: state.settleMs, already: false, notes, next: null };
   }
   const res = await ctx.state.transition({
     from: state.phase,
@@ -77,7 +99,7 @@ export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): 
   if (!forced.includes('writers')) await awaitAcks(ctx, state.phase, to, res.epoch, opts.ackTimeoutMs);
   // The first transition records opts.settleMs when the record had none.
   const settleMs = state.raw[StateField.SettleMs] === undefined && opts.settleMs !== undefined ? opts.settleMs : state.settleMs;
-  return { from: state.phase, to, epoch: res.epoch, dryRun: false, changedAt: res.changedAt, forced, gates, settleMs };
+  return { from: state.phase, to, epoch: res.epoch, dryRun: false, changedAt: res.changedAt, forced, gates, settleMs, already: false, notes, next: NEXT_AFTER[to] ?? null };
 }
 
 /**

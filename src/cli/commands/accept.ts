@@ -1,12 +1,22 @@
 /** `orch-migrate accept`. */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { z } from 'zod';
 import { ConfigError } from '../../core/errors.js';
 import { accept, listAccepted, type AcceptedEntry, type AcceptResult } from '../../ops/accept.js';
+import { orNull, switchFlag, textFlag } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
 const LISTED_ON_TERMINAL = 50;
+
+/** Options of `accept`. */
+const AcceptFlagsSchema = z.object({
+  fromFile: orNull(z.string().min(1)),
+  reason: orNull(textFlag()),
+  revoke: switchFlag,
+  list: switchFlag,
+});
 
 function render(r: AcceptResult, out: Output): void {
   const c = out.color;
@@ -25,9 +35,9 @@ function renderList(entries: AcceptedEntry[], out: Output): void {
 }
 
 /** Keys from the arguments and `--from-file` (one per line; blank lines and `#` comments ignored). */
-function keysFrom(args: string[], file: unknown): string[] {
+function keysFrom(args: string[], file: string | null): string[] {
   const out = [...args];
-  if (typeof file === 'string') {
+  if (file !== null) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -67,11 +77,11 @@ Examples:
   $ orch-migrate accept --list`,
     )
     .action(async (args: string[], _o, cmd: Command) => {
-      const o = cmd.opts();
-      if (o.list === true) {
+      if (cmd.opts().list === true) {
         setExit(
           await runCommand(cmd, {
             name: 'accept',
+            options: AcceptFlagsSchema,
             mutating: false,
             execute: ({ ctx }) => listAccepted(ctx.client, ctx.keys),
             render: renderList,
@@ -83,11 +93,11 @@ Examples:
       setExit(
         await runCommand(cmd, {
           name: 'accept',
+          options: AcceptFlagsSchema,
           mutating: true,
-          execute: ({ ctx, opts }) =>
-            accept(ctx, { keys: keysFrom(args, opts.fromFile), reason: typeof opts.reason === 'string' ? opts.reason : '', revoke: opts.revoke === true }),
+          execute: ({ ctx, opts }) => accept(ctx, { keys: keysFrom(args, opts.fromFile), reason: opts.reason ?? '', revoke: opts.revoke }),
           render,
-          historySummary: (r) => ({ revoke: r.revoke, changed: r.changed.length, keys: r.changed.slice(0, 100), total: r.total, reason: typeof o.reason === 'string' ? o.reason : '' }),
+          historySummary: (r) => ({ revoke: r.revoke, changed: r.changed.length, keys: r.changed.slice(0, 100), total: r.total }),
         }),
       );
     });

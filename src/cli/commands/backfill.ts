@@ -1,29 +1,43 @@
 /** `orch-migrate backfill`. */
 import type { Command } from 'commander';
+import { z } from 'zod';
 import { backfill, backfillExitCode, type BackfillResult } from '../../ops/backfill.js';
-import { intOption, rateOption, shardOption, FORCE_HELP } from '../options.js';
-import { fmtInt, type Output } from '../output.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
+import { dflt, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, shardFlag, switchFlag, textFlag, withDefault } from '../options.js';
+import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
+
+/** Options of `backfill`. */
+const BackfillFlagsSchema = z.object({
+  batchSize: withDefault(intFlag(1, 100_000), DEFAULT_BATCH_SIZE),
+  concurrency: withDefault(intFlag(1, 64), DEFAULT_CONCURRENCY),
+  rate: orNull(rateFlag()),
+  restart: switchFlag,
+  dryRun: switchFlag,
+  shard: orNull(shardFlag()),
+  force: forceFlag,
+  reason: orNull(textFlag()),
+});
 
 const LISTED_ON_TERMINAL = 20;
 
 function render(r: BackfillResult, out: Output): void {
   const c = out.color;
   const head = r.dryRun ? c.yellow('dry run:') : r.complete ? c.green('backfill complete:') : c.yellow('backfill finished (partial):');
-  out.line(
+  out.print(
     `${head} ${fmtInt(r.scanned)} scanned, ${fmtInt(r.copied)} ${r.dryRun ? 'would be copied' : 'copied'}, ${fmtInt(r.skipped)} skipped, ` +
-      `${r.unmigratable > 0 ? c.red(`${fmtInt(r.unmigratable)} unmigratable`) : '0 unmigratable'} in ${(r.durationMs / 1000).toFixed(1)}s (${fmtInt(r.keysPerSecond)} keys/s)`,
+      `${r.unmigratable > 0 ? c.red(`${fmtInt(r.unmigratable)} unmigratable`) : '0 unmigratable'}${r.accepted > 0 ? `, ${fmtInt(r.accepted)} accepted` : ''} in ${(r.durationMs / 1000).toFixed(1)}s (${fmtInt(r.keysPerSecond)} keys/s)`,
   );
-  if (r.resumed) out.line(`resumed from the checkpoint: this run scanned ${fmtInt(r.thisRun.scanned)} and copied ${fmtInt(r.thisRun.copied)}`);
-  for (const n of r.nodes.filter((x) => x.rescanned)) out.line(c.yellow(`node ${n.node} restarted or failed over since the checkpoint (new run_id): rescanned from 0`));
-  if (r.shard) out.line(`shard ${r.shard}: ${r.nodes.length} master(s): ${r.nodes.map((n) => n.node).join(', ') || 'none'}`);
+  if (r.resumed) out.print(`resumed from the checkpoint: this run scanned ${fmtInt(r.thisRun.scanned)} and copied ${fmtInt(r.thisRun.copied)}`);
+  for (const n of r.nodes.filter((x) => x.rescanned)) out.print(c.yellow(`node ${n.node} restarted or failed over since the checkpoint (new run_id): rescanned from 0`));
+  if (r.shard) out.print(`shard ${r.shard}: ${r.nodes.length} master(s): ${r.nodes.map((n) => n.node).join(', ') || 'none'}`);
   if (r.unmigratable > 0) {
-    out.line(c.red(`unmigratable records (never touched; fix them at the source, then rerun):`));
-    for (const u of r.unmigratableRecords.slice(0, LISTED_ON_TERMINAL)) out.line(`  ${u.key}  ${u.reason}${u.detail ? ` ${u.detail}` : ''}`);
+    out.print(c.red(`unmigratable records (never touched; fix them at the source, or accept known junk: runbooks/incident-unmigratable.md):`));
+    for (const u of r.unmigratableRecords.slice(0, LISTED_ON_TERMINAL)) out.print(`  ${safe(u.key)}  ${u.reason}${u.detail ? ` ${safe(u.detail)}` : ''}`);
     const more = r.unmigratable - Math.min(LISTED_ON_TERMINAL, r.unmigratableRecords.length);
-    if (more > 0) out.line(`  … and ${fmtInt(more)} more (--json lists up to 1000)`);
+    if (more > 0) out.print(`  … and ${fmtInt(more)} more (--json lists up to 1000)`);
   }
-  if (!r.dryRun && r.complete && r.unmigratable === 0) out.line(`next: ${c.cyan('orch-migrate verify')}`);
+  if (!r.dryRun && r.complete && r.unmigratable === 0) out.print(`next: ${c.cyan('orch-migrate verify')}`);
 }
 
 /** The run's summary: the contract's --json fields, and what the history records. */
@@ -51,6 +65,8 @@ function toJson(r: BackfillResult): Record<string, unknown> {
     thisRun: r.thisRun,
     vanished: r.vanished,
     applied: r.applied,
+    accepted: r.accepted,
+    mode: r.mode,
     epoch: r.epoch,
     settleWaitMs: r.settleWaitMs,
     nodes: r.nodes.map((n) => ({ node: n.node, done: n.done, resumedFrom: n.resumedFrom, rescanned: n.rescanned, scanned: n.counters.scanned ?? 0 })),
@@ -65,12 +81,12 @@ export function registerBackfill(program: Command, setExit: (code: number) => vo
   program
     .command('backfill')
     .description('Copy every legacy job into the v2 layout (records and index), resumably, with apply-if-newer or the COPY fast path')
-    .option('--batch-size <n>', 'SCAN COUNT: keys per batch', intOption(1, 100_000), 1000)
-    .option('--concurrency <n>', 'batches in flight at once', intOption(1, 64), 4)
-    .option('--rate <keys/s>', 'throttle to this many keys per second (all masters together)', rateOption)
+    .option('--batch-size <n>', `SCAN COUNT: keys per batch ${dflt(DEFAULT_BATCH_SIZE)}`)
+    .option('--concurrency <n>', `batches in flight at once ${dflt(DEFAULT_CONCURRENCY)}`)
+    .option('--rate <keys/s>', 'throttle to this many keys per second (all masters together; default: no limit)')
     .option('--restart', 'ignore the checkpoint and start over from cursor 0')
     .option('--dry-run', 'classify every record and count what would be copied; write nothing')
-    .option('--shard <i/n>', 'only scan shard i of n of the masters (several processes split a cluster)', shardOption)
+    .option('--shard <i/n>', 'only scan shard i of n of the masters (several processes split a cluster)')
     .option('--force [gates]', FORCE_HELP)
     .option('--reason <text>', 'why (recorded in the history)')
     .addHelpText(
@@ -91,19 +107,20 @@ Examples:
       setExit(
         await runCommand(cmd, {
           name: 'backfill',
+          options: BackfillFlagsSchema,
           mutating: true,
-          execute: ({ ctx, opts, progress, force, globals }) =>
+          execute: ({ ctx, opts, progress, globals }) =>
             backfill(ctx, {
               direction: 'forward',
-              batchSize: typeof opts.batchSize === 'number' ? opts.batchSize : 1000,
-              concurrency: typeof opts.concurrency === 'number' ? opts.concurrency : 4,
-              rate: typeof opts.rate === 'number' ? opts.rate : null,
-              restart: opts.restart === true,
-              dryRun: opts.dryRun === true,
-              shard: (opts.shard as { index: number; count: number } | undefined) ?? null,
-              force,
+              batchSize: opts.batchSize,
+              concurrency: opts.concurrency,
+              rate: opts.rate,
+              restart: opts.restart,
+              dryRun: opts.dryRun,
+              shard: opts.shard,
+              force: opts.force,
+              ...(opts.reason === null ? {} : { reason: opts.reason }),
               ackTimeoutMs: globals.ackTimeout,
-              ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
               onProgress: progress.update,
             }),
           render,

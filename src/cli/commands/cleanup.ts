@@ -1,42 +1,59 @@
 /** `orch-migrate cleanup`. */
 import type { Command } from 'commander';
+import { z } from 'zod';
 import { ExitCode } from '../../core/errors.js';
 import { cleanup, type CleanupResult } from '../../ops/cleanup.js';
-import { durationOption, intOption, rateOption, FORCE_HELP } from '../options.js';
-import { fmtInt, type Output } from '../output.js';
+import { DEFAULT_MAX_VERIFY_AGE_MS, DEFAULT_MIN_SOAK_MS } from '../../ops/gates.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
+import { dflt, durationFlag, fmtDuration, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault } from '../options.js';
+import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
 const SAMPLES_ON_TERMINAL = 10;
 
+/** Options of `cleanup`. */
+const CleanupFlagsSchema = z.object({
+  execute: switchFlag,
+  minSoak: orNull(durationFlag()),
+  maxVerifyAge: withDefault(durationFlag(), DEFAULT_MAX_VERIFY_AGE_MS),
+  rate: orNull(rateFlag()),
+  batchSize: withDefault(intFlag(1, 100_000), DEFAULT_BATCH_SIZE),
+  concurrency: withDefault(intFlag(1, 64), DEFAULT_CONCURRENCY),
+  restart: switchFlag,
+  report: orNull(z.string().min(1)),
+  reason: orNull(textFlag()),
+  force: forceFlag,
+});
+
 function render(r: CleanupResult, out: Output): void {
   const c = out.color;
-  if (r.transitioned) out.line(`${c.green('moved')} read-new → new-only, epoch ${r.epoch}; waited ${(r.settleWaitMs / 1000).toFixed(1)}s for the settle window`);
+  if (r.transitioned) out.print(`${c.green('moved')} read-new → new-only, epoch ${r.epoch}; waited ${(r.settleWaitMs / 1000).toFixed(1)}s for the writers to follow`);
   const q = r.queue;
   if (q.bare > 0 || q.unresolved > 0) {
-    out.line(
+    out.print(
       `pending list: ${fmtInt(q.converted)} bare reference(s) ${r.dryRun ? 'would be ' : ''}converted to <workspace_id>:<job_id>` +
-        `${q.unresolved > 0 ? c.yellow(`, ${fmtInt(q.unresolved)} unresolvable (left as they are: ${q.unresolvedSamples.join(', ')})`) : ''}`,
+        `${q.unresolved > 0 ? c.yellow(`, ${fmtInt(q.unresolved)} unresolvable (left as they are: ${q.unresolvedSamples.map(safe).join(', ')})`) : ''}`,
     );
   }
   const reasons = Object.entries(r.keptByReason)
     .map(([k, n]) => `${k} ${fmtInt(n)}`)
     .join(', ');
   if (r.dryRun) {
-    out.line(`${c.yellow('dry run:')} ${fmtInt(r.scanned)} legacy key(s) scanned: ${fmtInt(r.deleted)} would be deleted, ${fmtInt(r.kept)} would be kept${reasons ? ` (${reasons})` : ''}. Nothing changed.`);
+    out.print(`${c.yellow('dry run:')} ${fmtInt(r.scanned)} legacy key(s) scanned: ${fmtInt(r.deleted)} would be deleted, ${fmtInt(r.kept)} would be kept${reasons ? ` (${reasons})` : ''}. Nothing changed.`);
   } else {
     const head = r.complete ? c.green('cleanup complete:') : c.yellow('cleanup incomplete:');
-    out.line(`${head} ${fmtInt(r.scanned)} legacy key(s) scanned, ${fmtInt(r.deleted)} deleted, ${fmtInt(r.kept)} kept${reasons ? ` (${reasons})` : ''}${r.resumed ? ' (resumed; totals include earlier runs)' : ''} in ${(r.durationMs / 1000).toFixed(1)}s`);
+    out.print(`${head} ${fmtInt(r.scanned)} legacy key(s) scanned, ${fmtInt(r.deleted)} deleted, ${fmtInt(r.kept)} kept${reasons ? ` (${reasons})` : ''}${r.resumed ? ' (resumed; totals include earlier runs)' : ''} in ${(r.durationMs / 1000).toFixed(1)}s`);
   }
   if (r.kept > 0) {
-    out.line(c.yellow('kept (never deleted; see runbooks/incident-unmigratable.md, --report <file> lists them all):'));
-    for (const k of r.keptSamples.slice(0, SAMPLES_ON_TERMINAL)) out.line(`  ${k.key}  ${k.reason}${k.detail ? ` ${k.detail}` : ''}`);
+    out.print(c.yellow(`kept (never deleted${r.accepted > 0 ? `; ${fmtInt(r.accepted)} of them accepted as unmigratable` : ''}; see runbooks/incident-unmigratable.md, --report <file> lists them all):`));
+    for (const k of r.keptSamples.slice(0, SAMPLES_ON_TERMINAL)) out.print(`  ${safe(k.key)}  ${k.reason}${k.detail ? ` ${safe(k.detail)}` : ''}`);
   }
-  if (r.forced.length > 0) out.line(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
+  if (r.forced.length > 0) out.print(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
   if (r.dryRun) {
-    if (r.blockedBy) out.line(`${c.red('--execute would be refused now:')} ${r.blockedBy.reason}${r.blockedBy.opensWith ? ` (${r.blockedBy.opensWith})` : ''}`);
-    else out.line(`next: ${c.cyan('orch-migrate cleanup --execute')}  ${c.dim(`# moves ${r.phase === 'read-new' ? 'read-new → new-only, waits out the settle window, then ' : ''}deletes`)}`);
+    if (r.blockedBy) out.print(`${c.red('--execute would be refused now:')} ${safe(r.blockedBy.reason)}${r.blockedBy.opensWith ? ` (${r.blockedBy.opensWith})` : ''}`);
+    else out.print(`next: ${c.cyan('orch-migrate cleanup --execute')}  ${c.dim(`# moves ${r.phase === 'read-new' ? 'read-new → new-only, waits out the settle window, then ' : ''}deletes`)}`);
   } else if (!r.complete) {
-    out.line(`next: ${c.cyan('orch-migrate cleanup --execute')}  ${c.dim('# resumes from the checkpoint')}`);
+    out.print(`next: ${c.cyan('orch-migrate cleanup --execute')}  ${c.dim('# resumes from the checkpoint')}`);
   }
 }
 
@@ -55,6 +72,7 @@ function toJson(r: CleanupResult): Record<string, unknown> {
     resumed: r.resumed,
     scanned: r.scanned,
     gone: r.gone,
+    accepted: r.accepted,
     keptByReason: r.keptByReason,
     keptSamples: r.keptSamples,
     queue: r.queue,
@@ -73,11 +91,11 @@ export function registerCleanup(program: Command, setExit: (code: number) => voi
     .command('cleanup')
     .description('read-new → new-only, then delete the legacy keys that v2 holds at the same or a higher rev. A dry run unless --execute')
     .option('--execute', 'act: move to new-only (from read-new), convert the pending list, delete (takes the lock)')
-    .option('--min-soak <duration>', 'minimum time in read-new before cleanup, e.g. 30m, 1h, 2d', durationOption, 3_600_000)
-    .option('--max-verify-age <duration>', 'how old the clean verify may be', durationOption, 3_600_000)
-    .option('--rate <keys/s>', 'throttle the scan and its UNLINK batches to this many keys per second', rateOption)
-    .option('--batch-size <n>', 'SCAN COUNT: keys per batch', intOption(1, 100_000), 1000)
-    .option('--concurrency <n>', 'batches in flight at once', intOption(1, 64), 4)
+    .option('--min-soak <duration>', `minimum time in read-new before cleanup, e.g. 30m, 1h, 2d; shorter than the default needs --reason ${dflt(fmtDuration(DEFAULT_MIN_SOAK_MS))}`)
+    .option('--max-verify-age <duration>', `how old the clean verify may be ${dflt(fmtDuration(DEFAULT_MAX_VERIFY_AGE_MS))}`)
+    .option('--rate <keys/s>', 'throttle the scan and its UNLINK batches to this many keys per second (default: no limit)')
+    .option('--batch-size <n>', `SCAN COUNT: keys per batch ${dflt(DEFAULT_BATCH_SIZE)}`)
+    .option('--concurrency <n>', `batches in flight at once ${dflt(DEFAULT_CONCURRENCY)}`)
     .option('--restart', 'ignore the cleanup checkpoint and scan from the start')
     .option('--report <file>', 'write every kept key as NDJSON {key, reason, detail}; after a resume it lists what earlier runs kept too')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
@@ -92,7 +110,8 @@ cleanup --execute resumes deleting from its checkpoint without a transition.
 
 A legacy key is deleted only if v2 holds the record at the same or a higher rev; keys
 of other types, unmigratable records and records v2 lacks are kept and reported
-(exit 1 when any is kept). Only ${'`<prefix>:jobs:*`'} is ever scanned; v2 keys are never touched.
+(exit 1 when any is kept, unless every kept key was accepted with orch-migrate accept).
+Only ${'`<prefix>:jobs:*`'} is ever scanned; v2 keys are never touched.
 
 Examples:
   $ orch-migrate cleanup                                   # dry run
@@ -100,23 +119,23 @@ Examples:
   $ orch-migrate cleanup --execute --report kept.ndjson    # after an interruption: resumes`,
     )
     .action(async (_o, cmd: Command) => {
-      const o = cmd.opts();
       const code = await runCommand(cmd, {
         name: 'cleanup',
-        mutating: o.execute === true,
-        execute: ({ ctx, opts, progress, force, globals }) =>
+        options: CleanupFlagsSchema,
+        mutating: (o) => o.execute,
+        execute: ({ ctx, opts, progress, globals }) =>
           cleanup(ctx, {
-            execute: opts.execute === true,
-            ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
-            force,
-              ackTimeoutMs: globals.ackTimeout,
-            ...(typeof opts.minSoak === 'number' ? { minSoakMs: opts.minSoak } : {}),
-            ...(typeof opts.maxVerifyAge === 'number' ? { maxVerifyAgeMs: opts.maxVerifyAge } : {}),
-            rate: typeof opts.rate === 'number' ? opts.rate : null,
-            ...(typeof opts.batchSize === 'number' ? { batchSize: opts.batchSize } : {}),
-            ...(typeof opts.concurrency === 'number' ? { concurrency: opts.concurrency } : {}),
-            restart: opts.restart === true,
-            reportPath: typeof opts.report === 'string' ? opts.report : null,
+            execute: opts.execute,
+            ...(opts.reason === null ? {} : { reason: opts.reason }),
+            force: opts.force,
+            ackTimeoutMs: globals.ackTimeout,
+            ...(opts.minSoak === null ? {} : { minSoakMs: opts.minSoak }),
+            maxVerifyAgeMs: opts.maxVerifyAge,
+            rate: opts.rate,
+            batchSize: opts.batchSize,
+            concurrency: opts.concurrency,
+            restart: opts.restart,
+            reportPath: opts.report,
             onProgress: progress.update,
           }),
         render,
@@ -129,6 +148,7 @@ Examples:
           scanned: r.scanned,
           deleted: r.deleted,
           kept: r.kept,
+          accepted: r.accepted,
           keptByReason: r.keptByReason,
           queueConverted: r.queue.converted,
           queueUnresolved: r.queue.unresolved,

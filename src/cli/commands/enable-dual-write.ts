@@ -1,9 +1,18 @@
 /** `orch-migrate enable-dual-write`. */
 import type { Command } from 'commander';
+import { z } from 'zod';
 import { enableDualWrite } from '../../ops/enable-dual-write.js';
-import { intOption, FORCE_HELP } from '../options.js';
+import { FORCE_HELP, forceFlag, intFlag, orNull, switchFlag, textFlag } from '../options.js';
 import { runCommand } from '../runner.js';
-import { renderTransition, transitionJson } from './transitions.js';
+import { renderTransition, transitionHistory, transitionJson } from './transitions.js';
+
+/** Options of `enable-dual-write`. */
+const EnableDualWriteFlagsSchema = z.object({
+  reason: orNull(textFlag()),
+  settleMs: orNull(intFlag(100, 600_000)),
+  dryRun: switchFlag,
+  force: forceFlag,
+});
 
 /** Registers `enable-dual-write`. */
 export function registerEnableDualWrite(program: Command, setExit: (code: number) => void): void {
@@ -11,7 +20,7 @@ export function registerEnableDualWrite(program: Command, setExit: (code: number
     .command('enable-dual-write')
     .description('legacy → dual-write: writers start mirroring every write into the v2 layout')
     .option('--reason <text>', 'why (recorded in the state record and the history)')
-    .option('--settle-ms <ms>', 'settle window recorded on the first transition: how long a writer may act on a cached phase', intOption(100, 600_000))
+    .option('--settle-ms <ms>', 'settle window recorded on the first transition: how long a writer may act on a cached phase (default: 2000)')
     .option('--dry-run', 'check the gates and show what would change; change nothing')
     .option('--force [gates]', FORCE_HELP)
     .addHelpText(
@@ -27,19 +36,20 @@ Examples:
       setExit(
         await runCommand(cmd, {
           name: 'enable-dual-write',
+          options: EnableDualWriteFlagsSchema,
           // A dry run only reads: it must not block (or be blocked by) a running operator.
-          mutating: (cmd.opts() as { dryRun?: boolean }).dryRun !== true,
-          execute: ({ ctx, opts, force, globals }) =>
+          mutating: (o) => !o.dryRun,
+          execute: ({ ctx, opts, globals }) =>
             enableDualWrite(ctx, {
-              ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
-              ...(typeof opts.settleMs === 'number' ? { settleMs: opts.settleMs } : {}),
-              dryRun: opts.dryRun === true,
-              force,
+              ...(opts.reason === null ? {} : { reason: opts.reason }),
+              ...(opts.settleMs === null ? {} : { settleMs: opts.settleMs }),
+              dryRun: opts.dryRun,
+              force: opts.force,
               ackTimeoutMs: globals.ackTimeout,
             }),
           render: renderTransition,
           toJson: transitionJson,
-          historySummary: (r) => ({ from: r.from, to: r.to, epoch: r.epoch, dryRun: r.dryRun }),
+          historySummary: transitionHistory,
         }),
       );
     });

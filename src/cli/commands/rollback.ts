@@ -1,31 +1,44 @@
 /** `orch-migrate rollback`. */
 import type { Command } from 'commander';
+import { z } from 'zod';
 import { ExitCode } from '../../core/errors.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
 import { rollback, RollbackAction, type RollbackResult } from '../../ops/rollback.js';
-import { intOption, rateOption, FORCE_HELP } from '../options.js';
-import { fmtInt, type Output } from '../output.js';
+import { dflt, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault } from '../options.js';
+import { fmtInt, safe, type Output } from '../output.js';
+
+/** Options of `rollback`. */
+const RollbackFlagsSchema = z.object({
+  execute: switchFlag,
+  reason: orNull(textFlag()),
+  force: forceFlag,
+  phaseOnly: switchFlag,
+  rate: orNull(rateFlag()),
+  batchSize: withDefault(intFlag(1, 100_000), DEFAULT_BATCH_SIZE),
+  concurrency: withDefault(intFlag(1, 64), DEFAULT_CONCURRENCY),
+});
 import { runCommand } from '../runner.js';
 
 function render(r: RollbackResult, out: Output): void {
   const c = out.color;
   if (r.dryRun) {
-    out.line(`${c.yellow('preview:')} rollback from ${r.from} would ${r.action === RollbackAction.ResumeReverseBackfill ? 'resume the reverse backfill (no phase move)' : `move ${r.from} → ${r.to}`}; nothing changed. Add --execute to act.`);
-    r.plan.forEach((step, i) => out.line(`  ${i + 1}. ${step}`));
-    for (const g of r.gates.filter((x) => !x.open)) out.line(`  gate ${g.name}: ${c.yellow('closed')} — ${g.reason}`);
+    out.print(`${c.yellow('preview:')} rollback from ${r.from} would ${r.action === RollbackAction.ResumeReverseBackfill ? 'resume the reverse backfill (no phase move)' : `move ${r.from} → ${r.to}`}; nothing changed. Add --execute to act.`);
+    r.plan.forEach((step, i) => out.print(`  ${i + 1}. ${step}`));
+    for (const g of r.gates.filter((x) => !x.open)) out.print(`  gate ${g.name}: ${c.yellow('closed')} — ${safe(g.reason)}`);
     return;
   }
-  if (r.action !== RollbackAction.ResumeReverseBackfill) out.line(`${c.green('moved')} ${r.from} → ${r.to}, epoch ${r.epoch}. Writers follow within the ${r.settleMs} ms settle window.`);
+  if (r.action !== RollbackAction.ResumeReverseBackfill) out.print(`${c.green('moved')} ${r.from} → ${r.to}, epoch ${r.epoch}. Writers follow within the ${r.settleMs} ms settle window.`);
   const b = r.reverseBackfill;
   if (b) {
-    out.line(
+    out.print(
       `${b.complete ? c.green('reverse backfill complete:') : c.yellow('reverse backfill incomplete:')} ${fmtInt(b.scanned)} v2 record(s) scanned, ` +
         `${fmtInt(b.copied)} copied to legacy, ${fmtInt(b.skipped)} already there, ${b.unmigratable > 0 ? c.red(`${fmtInt(b.unmigratable)} unmigratable`) : '0 unmigratable'}` +
         `${b.resumed ? ' (resumed)' : ''} in ${(b.durationMs / 1000).toFixed(1)}s`,
     );
-    for (const u of b.unmigratableRecords.slice(0, 10)) out.line(`  ${u.key}  ${u.reason}${u.detail ? ` ${u.detail}` : ''}`);
+    for (const u of b.unmigratableRecords.slice(0, 10)) out.print(`  ${safe(u.key)}  ${u.reason}${u.detail ? ` ${safe(u.detail)}` : ''}`);
   }
-  if (r.forced.length > 0) out.line(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
-  out.line(`legacy layout ${r.legacyComplete ? 'complete' : c.yellow('incomplete')}; next: ${c.cyan(r.next)}`);
+  if (r.forced.length > 0) out.print(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
+  out.print(`legacy layout ${r.legacyComplete ? 'complete' : c.yellow('incomplete')}; next: ${c.cyan(r.next)}`);
 }
 
 /** The `--json` object: the contract fields first. */
@@ -58,9 +71,9 @@ export function registerRollback(program: Command, setExit: (code: number) => vo
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
     .option('--force [gates]', FORCE_HELP)
     .option('--phase-only', 'from new-only: move the phase but skip the reverse backfill (a later rollback --execute runs it)')
-    .option('--rate <keys/s>', 'throttle the reverse backfill', rateOption)
-    .option('--batch-size <n>', 'reverse backfill SCAN COUNT', intOption(1, 100_000), 1000)
-    .option('--concurrency <n>', 'reverse backfill batches in flight', intOption(1, 64), 4)
+    .option('--rate <keys/s>', 'throttle the reverse backfill (default: no limit)')
+    .option('--batch-size <n>', `reverse backfill SCAN COUNT ${dflt(DEFAULT_BATCH_SIZE)}`)
+    .option('--concurrency <n>', `reverse backfill batches in flight ${dflt(DEFAULT_CONCURRENCY)}`)
     .addHelpText(
       'after',
       `
@@ -79,21 +92,21 @@ Examples:
   $ orch-migrate rollback --execute --reason "INC-77 elevated error rate on v2 reads"`,
     )
     .action(async (_o, cmd: Command) => {
-      const o = cmd.opts();
       setExit(
         await runCommand(cmd, {
           name: 'rollback',
-          mutating: o.execute === true,
-          execute: ({ ctx, opts, progress, force, globals }) =>
+          options: RollbackFlagsSchema,
+          mutating: (o) => o.execute,
+          execute: ({ ctx, opts, progress, globals }) =>
             rollback(ctx, {
-              execute: opts.execute === true,
-              ...(typeof opts.reason === 'string' ? { reason: opts.reason } : {}),
-              force,
+              execute: opts.execute,
+              ...(opts.reason === null ? {} : { reason: opts.reason }),
+              force: opts.force,
               ackTimeoutMs: globals.ackTimeout,
-              phaseOnly: opts.phaseOnly === true,
-              rate: typeof opts.rate === 'number' ? opts.rate : null,
-              ...(typeof opts.batchSize === 'number' ? { batchSize: opts.batchSize } : {}),
-              ...(typeof opts.concurrency === 'number' ? { concurrency: opts.concurrency } : {}),
+              phaseOnly: opts.phaseOnly,
+              rate: opts.rate,
+              batchSize: opts.batchSize,
+              concurrency: opts.concurrency,
               onProgress: progress.update,
             }),
           render,

@@ -1,15 +1,26 @@
 /** `orch-migrate status`. */
 import type { Command } from 'commander';
+import { z } from 'zod';
 import { getStatus, type StatusResult } from '../../ops/status.js';
-import { durationOption } from '../options.js';
+import { durationFlag, intFlag, orNull, switchFlag, withDefault } from '../options.js';
 import { fmtAgo, fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
+
+const DEFAULT_HISTORY = 5;
+
+/** Options of `status`. */
+const StatusFlagsSchema = z.object({
+  exact: switchFlag,
+  history: withDefault(intFlag(1, 100), DEFAULT_HISTORY),
+  maxVerifyAge: orNull(durationFlag()),
+  minSoak: orNull(durationFlag()),
+});
 
 function render(r: StatusResult, out: Output): void {
   const c = out.color;
   const lines: Array<[string, string]> = [];
   lines.push(['phase', `${r.diagram}   ${c.dim(`epoch ${r.epoch}`)}`]);
-  lines.push(['changed', r.changedAt === null ? 'never (no state record: phase legacy, epoch 0)' : `${fmtAgo(r.sinceChangeMs)} by ${r.changedBy ?? '?'}${r.reason ? ` — "${r.reason}"` : ''}`]);
+  lines.push(['changed', r.changedAt === null ? 'never (no state record: phase legacy, epoch 0)' : `${fmtAgo(r.sinceChangeMs)} by ${safe(r.changedBy ?? '?')}${r.reason ? ` — "${safe(r.reason)}"` : ''}`]);
   lines.push(['layouts', `legacy ${r.legacyComplete ? 'complete' : c.yellow('incomplete')}, v2 ${r.v2Complete ? 'complete' : 'not proven complete'}; settle window ${r.settleMs} ms`]);
   lines.push(['keys', `legacy ${r.counts.estimated ? '≈' : ''}${fmtInt(r.counts.legacy)}, v2 ${r.counts.estimated ? '≈' : ''}${fmtInt(r.counts.v2)}${r.counts.estimated ? c.dim(' (estimated; --exact to count)') : ''}`]);
   for (const cp of r.checkpoints) {
@@ -29,7 +40,7 @@ function render(r: StatusResult, out: Output): void {
   lines.push(['writers', live.length === 0 ? 'none registered (writers that do not register are covered by the settle window only)' : `${live.length} live, ${lagging.length === 0 ? c.green(`all at epoch ${r.epoch}`) : c.yellow(`${lagging.length} not yet at epoch ${r.epoch}`)}`]);
   for (const w of live.slice(0, 10)) lines.push(['writer', `${safe(w.name || 'writer')} pid ${w.pid}@${safe(w.host)} epoch ${w.epoch}${w.epoch < r.epoch ? c.yellow(' (lagging)') : ''}, heartbeat ${fmtAgo(w.ageMs)}`]);
   if (r.accepted > 0) lines.push(['accepted', `${fmtInt(r.accepted)} legacy key(s) accepted as unmigratable (orch-migrate accept --list)`]);
-  lines.push(['lock', r.lock ? c.yellow(`held by ${r.lock.user}@${r.lock.host} pid ${r.lock.pid} running \`${r.lock.command}\` since ${new Date(r.lock.since).toISOString()}, lease ${Math.ceil(r.lock.remainingMs / 1000)}s`) : 'free']);
+  lines.push(['lock', r.lock ? c.yellow(lockLine(r)) : 'free']);
   for (const [cmd, g] of Object.entries(r.gates)) {
     const first = g.gates.find((x) => !x.open);
     lines.push([`gate`, `${cmd.padEnd(18)} ${g.open ? c.green('open') : `${c.red('closed')} — ${first?.reason ?? ''}`}`]);
@@ -46,10 +57,25 @@ function render(r: StatusResult, out: Output): void {
         .join(', ');
       what = `${d.exitCode === undefined ? '' : `exit ${String(d.exitCode)}`}${counts ? ` (${counts})` : ''}${d.message ? ` ${String(d.message)}` : ''}${d.dryRun === true ? ' (dry run)' : ''}`.trim();
     }
-    lines.push(['history', `${new Date(h.at).toISOString()} ${h.type} ${what} by ${h.by}`]);
+    lines.push(['history', `${new Date(h.at).toISOString()} ${safe(h.type)} ${safe(what)} by ${safe(h.by)}`]);
   }
-  for (const [k, val] of lines) out.line(`${c.bold(k.padEnd(9))} ${val}`);
-  out.line(`${c.bold('next'.padEnd(9))} ${c.cyan(r.next.command)}  ${c.dim(`# ${r.next.why}`)}`);
+  for (const [k, val] of lines) out.print(`${c.bold(k.padEnd(9))} ${val}`);
+  out.print(`${c.bold('next'.padEnd(9))} ${c.cyan(r.next.command)}  ${c.dim(`# ${safe(r.next.why)}`)}`);
+}
+
+/**
+ * The lock line. A holder renews at a third of its lease, so a lease left
+ * well below its length was not renewed: the holder is probably dead, and the
+ * line says when the lock frees itself instead of "wait for it".
+ */
+function lockLine(r: StatusResult): string {
+  const l = r.lock!;
+  const who = `${safe(l.actor)}${l.actor !== `${l.user}@${l.host}` ? ` (${safe(l.user)}@${safe(l.host)})` : ''} pid ${l.pid}`;
+  const head = `held by ${who} running \`${safe(l.command)}\` since ${new Date(l.since).toISOString()}`;
+  const stale = l.ttlMs > 0 && l.remainingMs < l.ttlMs / 2;
+  return stale
+    ? `${head}; not renewed for ${Math.round((l.ttlMs - l.remainingMs) / 1000)}s: the holder is probably dead, the lock frees itself in ${Math.ceil(l.remainingMs / 1000)}s`
+    : `${head}, lease ${Math.ceil(l.remainingMs / 1000)}s`;
 }
 
 /** Registers `status`. */
@@ -58,9 +84,9 @@ export function registerStatus(program: Command, setExit: (code: number) => void
     .command('status')
     .description('Show the phase, key counts, backfill/verify progress, gates, lock, recent history and the next command to run')
     .option('--exact', 'count keys with SCAN instead of sampling (slower on big keyspaces)')
-    .option('--history <n>', 'history entries to show', (v) => Number.parseInt(v, 10), 5)
-    .option('--max-verify-age <duration>', 'freshness the flip-read gate requires of a verify', durationOption)
-    .option('--min-soak <duration>', 'soak the cleanup gate requires in read-new', durationOption)
+    .option('--history <n>', `history entries to show, 1-100 (default: ${DEFAULT_HISTORY})`)
+    .option('--max-verify-age <duration>', 'freshness the flip-read gate requires of a verify (default: 1h)')
+    .option('--min-soak <duration>', 'soak the cleanup gate requires in read-new (default: 1h)')
     .addHelpText(
       'after',
       `
@@ -72,13 +98,14 @@ Examples:
       setExit(
         await runCommand(cmd, {
           name: 'status',
+          options: StatusFlagsSchema,
           mutating: false,
           execute: ({ ctx, opts }) =>
             getStatus(ctx, {
-              exact: opts.exact === true,
-              historyCount: typeof opts.history === 'number' && opts.history > 0 ? Math.min(opts.history, 100) : 5,
-              ...(typeof opts.maxVerifyAge === 'number' ? { maxVerifyAgeMs: opts.maxVerifyAge } : {}),
-              ...(typeof opts.minSoak === 'number' ? { minSoakMs: opts.minSoak } : {}),
+              exact: opts.exact,
+              historyCount: opts.history,
+              ...(opts.maxVerifyAge === null ? {} : { maxVerifyAgeMs: opts.maxVerifyAge }),
+              ...(opts.minSoak === null ? {} : { minSoakMs: opts.minSoak }),
             }),
           render,
         }),

@@ -1,35 +1,70 @@
 /** `orch-migrate verify`. */
-import { InvalidArgumentError, type Command } from 'commander';
-import { isWorkspaceId } from '../../core/ids.js';
-import { verify, verifyExitCode, type VerifyResult } from '../../ops/verify.js';
-import { durationOption, fractionOption, intOption } from '../options.js';
-import { fmtInt, type Output } from '../output.js';
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { MismatchKind } from '../../ops/record-compare.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
+import { DEFAULT_MAX_SUSPECTS, DEFAULT_ROUND_DELAY_MS, DEFAULT_ROUNDS, DEFAULT_TTL_TOLERANCE_MS, verify, verifyExitCode, type VerifyResult } from '../../ops/verify.js';
+import { dflt, durationFlag, fmtDuration, fractionFlag, intFlag, orNull, switchFlag, withDefault, workspaceFlag } from '../options.js';
+import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
 const LISTED_ON_TERMINAL = 20;
 
-function workspaceOption(value: string): string {
-  if (!isWorkspaceId(value)) throw new InvalidArgumentError(`expected a workspace id (a-z, 0-9, "_" or "-", at most 32), got ${JSON.stringify(String(value).slice(0, 40))}`);
-  return value;
-}
+/** Options of `verify`. */
+const VerifyFlagsSchema = z.object({
+  rounds: withDefault(intFlag(1, 20), DEFAULT_ROUNDS),
+  roundDelay: withDefault(durationFlag(), DEFAULT_ROUND_DELAY_MS),
+  ttlTolerance: withDefault(intFlag(0, 86_400_000), DEFAULT_TTL_TOLERANCE_MS),
+  workspace: orNull(workspaceFlag()),
+  sample: orNull(fractionFlag()),
+  report: orNull(z.string().min(1)),
+  repair: switchFlag,
+  batchSize: withDefault(intFlag(1, 100_000), DEFAULT_BATCH_SIZE),
+  concurrency: withDefault(intFlag(1, 64), DEFAULT_CONCURRENCY),
+  maxSuspects: withDefault(intFlag(1, 10_000_000), DEFAULT_MAX_SUSPECTS),
+});
+
+/** Kinds that are bad source records, not a divergence between the layouts: the fix is at the source, or `accept`. */
+const SOURCE_KINDS = new Set<string>([MismatchKind.Unmigratable, MismatchKind.NonHash]);
 
 function render(r: VerifyResult, out: Output): void {
   const c = out.color;
   const scope = r.scope === 'full' ? 'full' : c.yellow('partial (--workspace/--sample: does not open gates)');
-  out.line(`verify ${scope}: ${fmtInt(r.scanned)} records and ${fmtInt(r.indexEntries)} index entries checked in ${r.rounds} round(s), ${(r.durationMs / 1000).toFixed(1)}s`);
-  out.line(`suspects after each round: ${r.suspectsPerRound.map(fmtInt).join(' → ')} (differences that resolve between rounds were live writes)`);
+  out.print(`verify ${scope}: ${fmtInt(r.scanned)} records and ${fmtInt(r.indexEntries)} index entries checked in ${r.rounds} round(s), ${(r.durationMs / 1000).toFixed(1)}s`);
+  out.print(`suspects after each round: ${r.suspectsPerRound.map(fmtInt).join(' → ')} (differences that resolve between rounds were live writes)`);
   if (r.mismatches === 0) {
-    out.line(c.green('clean: both layouts agree field by field, expiries match, every v2 record is indexed.'));
+    out.print(c.green('clean: both layouts agree field by field, expiries match, every v2 record is indexed.'));
+    if (r.accepted > 0) out.print(`${fmtInt(r.accepted)} accepted unmigratable key(s) left out (orch-migrate accept --list)`);
     return;
   }
-  out.line(c.red(`${fmtInt(r.mismatches)} persistent mismatch(es):`) + ' ' + Object.entries(r.byKind).map(([k, n]) => `${k} ${fmtInt(n)}`).join(', '));
+  out.print(c.red(`${fmtInt(r.mismatches)} persistent mismatch(es):`) + ' ' + Object.entries(r.byKind).map(([k, n]) => `${k} ${fmtInt(n)}`).join(', '));
   for (const m of r.listed.slice(0, LISTED_ON_TERMINAL)) {
-    out.line(`  ${m.kind.padEnd(14)} ${m.key}${m.fields ? `  fields: ${m.fields.join(', ')}` : ''}${m.detail ? `  (${m.detail})` : ''}${m.repaired === true ? c.green('  repaired') : ''}`);
+    out.print(`  ${m.kind.padEnd(14)} ${safe(m.key)}${m.fields ? `  fields: ${m.fields.map(safe).join(', ')}` : ''}${m.detail ? `  (${safe(m.detail)})` : ''}${m.repaired === true ? c.green('  repaired') : ''}`);
   }
-  if (r.mismatches > LISTED_ON_TERMINAL) out.line(`  … see ${r.reportPath ?? '--report <file.ndjson>'} for all of them (values redacted)`);
-  if (r.unconfirmed > 0) out.line(c.yellow(`${fmtInt(r.unconfirmed)} suspect(s) beyond --max-suspects were counted without re-checks`));
-  if (r.repaired > 0 || r.remaining !== r.mismatches) out.line(`repaired ${fmtInt(r.repaired)} with compare-and-swap; ${r.remaining === 0 ? c.green('nothing remains') : c.red(`${fmtInt(r.remaining)} remain`)}`);
-  else out.line(`fix: ${c.cyan('orch-migrate verify --repair')} copies the primary over the mirror where the mirror is still what verify saw`);
+  if (r.mismatches > LISTED_ON_TERMINAL) out.print(`  … see ${r.reportPath ?? '--report <file.ndjson>'} for all of them (values redacted)`);
+  if (r.unconfirmed > 0) out.print(c.yellow(`${fmtInt(r.unconfirmed)} suspect(s) beyond --max-suspects were counted without re-checks`));
+  if (r.repaired > 0 || r.remaining !== r.mismatches) out.print(`repaired ${fmtInt(r.repaired)} with compare-and-swap; ${r.remaining === 0 ? c.green('nothing remains') : c.red(`${fmtInt(r.remaining)} remain`)}`);
+  for (const line of fixesFor(r)) out.print(line);
+}
+
+/**
+ * What fixes what is left: bad source records are fixed at the source or
+ * accepted (repair cannot touch them), id conflicts are a decision for the
+ * owners, and only the rest is what `--repair` copies over.
+ */
+export function fixesFor(r: Pick<VerifyResult, 'byKind' | 'remaining' | 'repaired'>): string[] {
+  if (r.remaining === 0) return [];
+  const kinds = Object.keys(r.byKind).filter((k) => (r.byKind[k] ?? 0) > 0);
+  const lines: string[] = [];
+  if (kinds.some((k) => SOURCE_KINDS.has(k))) {
+    lines.push('fix: unmigratable or non-hash keys: fix them at the source, or `orch-migrate accept <key>… --reason "…"` the known junk (runbooks/incident-unmigratable.md)');
+  }
+  if (kinds.includes(MismatchKind.IdConflict)) lines.push('fix: id conflicts need a decision by the owners; nothing repairs them (runbooks/incident-id-conflict.md)');
+  const repairable = kinds.filter((k) => !SOURCE_KINDS.has(k) && k !== MismatchKind.IdConflict);
+  if (repairable.length > 0 && r.repaired === 0) {
+    lines.push('fix: `orch-migrate verify --repair` copies the primary over the mirror where the mirror is still what verify saw (runbooks/incident-verify-mismatches.md)');
+  }
+  return lines;
 }
 
 function toJson(r: VerifyResult): Record<string, unknown> {
@@ -45,6 +80,7 @@ function toJson(r: VerifyResult): Record<string, unknown> {
     repaired: r.repaired,
     remaining: r.remaining,
     unconfirmed: r.unconfirmed,
+    accepted: r.accepted,
     scope: r.scope,
     epoch: r.epoch,
     phase: r.phase,
@@ -58,16 +94,16 @@ export function registerVerify(program: Command, setExit: (code: number) => void
   program
     .command('verify')
     .description('Diff both layouts field by field in both directions (records, expiries, index); only differences that persist across rounds count')
-    .option('--rounds <n>', 'rounds: a full scan, then re-checks of the suspects', intOption(1, 20), 3)
-    .option('--round-delay <duration>', 'pause between rounds (e.g. 500ms, 2s)', durationOption, 1000)
-    .option('--ttl-tolerance <ms>', 'largest expiry difference that is not a mismatch', intOption(0, 86_400_000), 1000)
-    .option('--workspace <id>', 'only this workspace (partial: does not open gates)', workspaceOption)
-    .option('--sample <fraction>', 'check only this fraction of keys, 0 < f ≤ 1 (partial)', fractionOption)
+    .option('--rounds <n>', `rounds: a full scan, then re-checks of the suspects ${dflt(DEFAULT_ROUNDS)}`)
+    .option('--round-delay <duration>', `pause between rounds (e.g. 500ms, 2s) ${dflt(fmtDuration(DEFAULT_ROUND_DELAY_MS))}`)
+    .option('--ttl-tolerance <ms>', `largest expiry difference in ms that is not a mismatch ${dflt(DEFAULT_TTL_TOLERANCE_MS)}`)
+    .option('--workspace <id>', 'only this workspace (partial: does not open gates)')
+    .option('--sample <fraction>', 'check only this fraction of keys, 0 < f ≤ 1 (partial)')
     .option('--report <file.ndjson>', 'write one line per persistent mismatch (field names, values redacted)')
     .option('--repair', 'fix persistent mismatches from the primary with compare-and-swap (never overwrites a newer write)')
-    .option('--batch-size <n>', 'SCAN COUNT: keys per batch', intOption(1, 100_000), 1000)
-    .option('--concurrency <n>', 'batches in flight at once', intOption(1, 64), 4)
-    .option('--max-suspects <n>', 'suspects re-checked individually; more are counted as unconfirmed', intOption(1, 10_000_000), 200_000)
+    .option('--batch-size <n>', `SCAN COUNT: keys per batch ${dflt(DEFAULT_BATCH_SIZE)}`)
+    .option('--concurrency <n>', `batches in flight at once ${dflt(DEFAULT_CONCURRENCY)}`)
+    .option('--max-suspects <n>', `suspects re-checked individually; more are counted as unconfirmed ${dflt(DEFAULT_MAX_SUSPECTS)}`)
     .addHelpText(
       'after',
       `
@@ -84,20 +120,21 @@ Examples:
       setExit(
         await runCommand(cmd, {
           name: 'verify',
+          options: VerifyFlagsSchema,
           // It writes last_verify (and --repair writes data), so it holds the lock.
           mutating: true,
           execute: ({ ctx, opts, progress }) =>
             verify(ctx, {
-              rounds: typeof opts.rounds === 'number' ? opts.rounds : 3,
-              roundDelayMs: typeof opts.roundDelay === 'number' ? opts.roundDelay : 1000,
-              ttlToleranceMs: typeof opts.ttlTolerance === 'number' ? opts.ttlTolerance : 1000,
-              workspace: typeof opts.workspace === 'string' ? opts.workspace : null,
-              sample: typeof opts.sample === 'number' ? opts.sample : null,
-              reportPath: typeof opts.report === 'string' ? opts.report : null,
-              repair: opts.repair === true,
-              batchSize: typeof opts.batchSize === 'number' ? opts.batchSize : 1000,
-              concurrency: typeof opts.concurrency === 'number' ? opts.concurrency : 4,
-              maxSuspects: typeof opts.maxSuspects === 'number' ? opts.maxSuspects : 200_000,
+              rounds: opts.rounds,
+              roundDelayMs: opts.roundDelay,
+              ttlToleranceMs: opts.ttlTolerance,
+              workspace: opts.workspace,
+              sample: opts.sample,
+              reportPath: opts.report,
+              repair: opts.repair,
+              batchSize: opts.batchSize,
+              concurrency: opts.concurrency,
+              maxSuspects: opts.maxSuspects,
               onProgress: progress.update,
             }),
           render,
