@@ -9,6 +9,7 @@ import { intOption } from './options.js';
 import { registerEnableDualWrite } from './commands/enable-dual-write.js';
 import { registerStatus } from './commands/status.js';
 import { registerDemo } from './commands/demo.js';
+import { registerCompletion } from './commands/completion.js';
 import { extraCommands } from './commands/index.js';
 
 /** Control characters (newlines included) escaped, so one message is one line. */
@@ -69,6 +70,7 @@ Runbook order:
   registerEnableDualWrite(program, setExit);
   for (const register of extraCommands) register(program, setExit);
   registerDemo(program, setExit);
+  registerCompletion(program);
   return program;
 }
 
