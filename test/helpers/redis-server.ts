@@ -28,10 +28,10 @@ import {
   LOOPBACK,
   parseInfo,
   redisServerBin,
-  sleep,
   startRedisProcess,
   type RedisProcess,
 } from '../../src/cli/demo/redis-process.js';
+import { sleep } from '../../src/core/state.js';
 
 export { findFreeClusterPort, findFreePort, LOOPBACK, parseInfo };
 

@@ -27,6 +27,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { sleep } from '../../core/state.js';
 
 /** Every server listens here only. */
 export const LOOPBACK = '127.0.0.1';
@@ -61,8 +62,6 @@ export function binaryRuns(bin: string): boolean {
   }
   return ok;
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------
 // Ports
