@@ -12,6 +12,7 @@ import { dflt, fmtDuration } from './options.js';
 import { registerEnableDualWrite } from './commands/enable-dual-write.js';
 import { registerStatus } from './commands/status.js';
 import { registerDemo } from './commands/demo.js';
+import { registerCompletion } from './commands/completion.js';
 import { extraCommands } from './commands/index.js';
 
 /** Control characters (newlines included) escaped, so one message is one line. */
@@ -78,6 +79,7 @@ Runbook order:
   registerEnableDualWrite(program, setExit);
   for (const register of extraCommands) register(program, setExit);
   registerDemo(program, setExit);
+  registerCompletion(program);
   return program;
 }
 

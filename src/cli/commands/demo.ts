@@ -1,10 +1,18 @@
 /** `orch-migrate demo`. */
 import type { Command } from 'commander';
-import { ExitCode, toOrchError } from '../../core/errors.js';
+import { ConfigError, ExitCode, toOrchError } from '../../core/errors.js';
 import { runDemo } from '../demo/run-demo.js';
 import { intOption } from '../options.js';
 import { Output } from '../output.js';
 import { reportError } from '../runner.js';
+
+/**
+ * Signals that end the demo cleanly. SIGHUP is the one a closed terminal
+ * sends: Node's default for it is to die on the spot, without the cleanup that
+ * stops the throwaway server (redis-server itself ignores SIGHUP, so it would
+ * run on).
+ */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 /** Registers `demo`. */
 export function registerDemo(program: Command, setExit: (code: number) => void): void {
@@ -14,30 +22,56 @@ export function registerDemo(program: Command, setExit: (code: number) => void):
     .option('--jobs <n>', 'legacy jobs to load', intOption(10, 1_000_000), 3000)
     .option('--workspaces <n>', 'workspaces to spread them over', intOption(1, 1000), 12)
     .option('--writers <n>', 'live writers running throughout', intOption(0, 32), 3)
+    .option('--yes', 'run on the server named by --redis-url or REDIS_URL although the demo did not start it')
     .addHelpText(
       'after',
       `
-With no REDIS_URL it starts redis-server on a free port (or redis:7 in Docker) and stops it at the end, Ctrl-C included.
-With REDIS_URL it uses that server under a fresh key prefix and deletes its own keys afterwards.
+By default it starts redis-server on a free loopback port and stops it at the end, on Ctrl-C, SIGTERM and
+SIGHUP (a closed terminal) too; a server left by a demo that was killed is stopped by the next demo.
+A server named by --redis-url or REDIS_URL is refused (exit 2) unless --yes is given: the demo then writes
+only under a fresh key prefix there and deletes that prefix's keys at the end.
 
-Example:
-  $ npm run demo`,
+Examples:
+  $ orch-migrate demo
+  $ orch-migrate demo --redis-url redis://127.0.0.1:6390 --yes`,
     )
     .action(async (_o, cmd: Command) => {
       const globals = cmd.optsWithGlobals();
       const out = new Output(globals.json === true);
       const controller = new AbortController();
-      const onSignal = (): void => controller.abort();
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        signals += 1;
+        if (signals === 1) {
+          out.line(`demo: ${signal} received; stopping the writers, the current step and the throwaway server`);
+          controller.abort();
+          return;
+        }
+        // A second signal: leave now. The launcher's exit handler still kills the server.
+        process.exit(ExitCode.Interrupted);
+      };
+      // After SIGHUP the terminal is gone and writing to it fails (EIO): the cleanup must go on regardless.
+      const ignoreWriteError = (): void => undefined;
+      process.stderr.on('error', ignoreWriteError);
+      process.stdout.on('error', ignoreWriteError);
+      for (const s of STOP_SIGNALS) process.on(s, onSignal);
       try {
+        if (globals.cluster === true) {
+          throw new ConfigError('The demo runs on a single Redis node; --cluster is not supported here', {
+            suggestion: 'Drop --cluster (the migration commands themselves support Redis Cluster).',
+          });
+        }
+        // Only a URL the user gave counts: the built-in default (127.0.0.1:6379) is nobody's consent.
+        const source = cmd.getOptionValueSourceWithGlobals('redisUrl');
+        const redisUrl = source === 'cli' || source === 'env' ? (globals.redisUrl as string) : undefined;
         const o = cmd.opts();
         const r = await runDemo(
           {
             jobs: o.jobs as number,
             workspaces: o.workspaces as number,
             writers: o.writers as number,
-            ...(process.env.REDIS_URL ? { redisUrl: process.env.REDIS_URL } : {}),
+            ...(redisUrl !== undefined ? { redisUrl } : {}),
+            yes: o.yes === true,
             signal: controller.signal,
           },
           out,
@@ -49,8 +83,9 @@ Example:
         reportError(e, out);
         setExit(e.exitCode);
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        for (const s of STOP_SIGNALS) process.off(s, onSignal);
+        process.stderr.off('error', ignoreWriteError);
+        process.stdout.off('error', ignoreWriteError);
       }
     });
 }

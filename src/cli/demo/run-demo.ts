@@ -2,18 +2,25 @@
  * `orch-migrate demo`: the whole migration on a throwaway Redis, with live
  * writers, walking every phase through the real CLI (the same binary and flags
  * an SRE uses), and proving at the end that every acknowledged write survived.
+ *
+ * It acts on a server it started itself. A server named by --redis-url or
+ * REDIS_URL may be somebody's real data, so the demo refuses it (exit 2) unless
+ * --yes is given; even then it writes only under a fresh key prefix and deletes
+ * that prefix's keys at the end, whatever way the run ends.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { Keyspace } from '../../core/keys.js';
 import type { Job } from '../../core/job.js';
 import { readSnapshot, snapshotToHash } from '../../core/protocol.js';
-import { closeRedis, connectRedis, type RedisClient } from '../../core/redis.js';
+import { closeRedis, connectRedis, parseRedisUrl, type RedisClient } from '../../core/redis.js';
 import { RedisJobQueue } from '../../core/redis-queue.js';
 import { sleep } from '../../core/state.js';
-import { InterruptedError } from '../../core/errors.js';
-import type { Output } from '../output.js';
+import { ConfigError, InterruptedError } from '../../core/errors.js';
+import { fmtInt, type Output } from '../output.js';
+import { parseInfo, sweepLeftovers, type LeftoverServer } from './redis-process.js';
 import { startThrowawayRedis, unlinkScratchPrefix, type ThrowawayRedis } from './throwaway-redis.js';
 
 /** Options of {@link runDemo}. */
@@ -21,15 +28,34 @@ export interface DemoOptions {
   jobs: number;
   workspaces: number;
   writers: number;
-  /** Use this server (REDIS_URL) instead of a throwaway one. */
+  /** A server the user named (--redis-url / REDIS_URL) instead of a throwaway one. */
   redisUrl?: string;
+  /** The user's consent to run on `redisUrl` (--yes). */
+  yes?: boolean;
   signal: AbortSignal;
+}
+
+/** Where the demo ran; never a password. */
+export interface DemoTarget {
+  host: string;
+  port: number;
+  db: number;
+  /** True when the demo started the server itself. */
+  throwaway: boolean;
+  /** redis-server pid, for a throwaway server. */
+  pid: number | null;
+  /** Keys the server held before the demo wrote anything (null: INFO was not allowed). */
+  keysBefore: number | null;
 }
 
 /** What the demo proved. */
 export interface DemoResult {
+  /** One-line description of the server, safe to print. */
   server: string;
+  target: DemoTarget;
   prefix: string;
+  /** Servers of earlier runs found by the sweep at start. */
+  leftovers: LeftoverServer[];
   steps: Array<{ command: string; exitCode: number; expected: number[] }>;
   jobsLoaded: number;
   liveWrites: number;
@@ -48,10 +74,11 @@ function sameFields(a: Record<string, string>, b: Record<string, string>): boole
 }
 
 /** Loads `n` legacy jobs the way the old service wrote them: no rev, JSON params with secrets, some TTLs. */
-async function loadLegacyJobs(client: RedisClient, keys: Keyspace, n: number, workspaces: number): Promise<Map<string, string>> {
+async function loadLegacyJobs(client: RedisClient, keys: Keyspace, n: number, workspaces: number, signal: AbortSignal): Promise<Map<string, string>> {
   const owners = new Map<string, string>();
   const now = Date.now();
   for (let start = 0; start < n; start += 500) {
+    if (signal.aborted) throw new InterruptedError('Demo interrupted');
     const p = (client as Redis).pipeline();
     for (let i = start; i < Math.min(n, start + 500); i++) {
       const id = `job_${String(i).padStart(6, '0')}`;
@@ -122,9 +149,14 @@ class LiveWriters {
   }
 }
 
-function runStep(args: string[], signal: AbortSignal): Promise<number> {
+/**
+ * Runs one CLI step. The URL goes through the environment, not argv, so a
+ * password in it never shows in `ps`. The step's stdout goes to our stderr: the
+ * demo's own stdout holds only its --json object.
+ */
+function runStep(args: string[], url: string, signal: AbortSignal): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 2, 'inherit'], env: { ...process.env, REDIS_URL: url } });
     const onAbort = (): void => {
       child.kill('SIGINT');
     };
@@ -136,24 +168,105 @@ function runStep(args: string[], signal: AbortSignal): Promise<number> {
   });
 }
 
+/** Total keys over every database, from INFO keyspace; null when the server does not allow INFO. */
+async function countKeys(client: Redis): Promise<{ total: number; perDb: string[] } | null> {
+  let info: Record<string, string>;
+  try {
+    info = parseInfo(await client.info('keyspace'));
+  } catch {
+    return null;
+  }
+  let total = 0;
+  const perDb: string[] = [];
+  for (const [db, value] of Object.entries(info)) {
+    const n = Number(/(?:^|,)keys=([0-9]+)/.exec(value)?.[1] ?? 0);
+    total += n;
+    if (n > 0) perDb.push(`${db} ${fmtInt(n)}`);
+  }
+  return { total, perDb };
+}
+
+/** A prefix no earlier run used: time plus randomness, letters and digits only (safe in SCAN MATCH). */
+function freshPrefix(): string {
+  return `demo${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+}
+
+/** Describes the target in one line; never prints the password (only host, port, db). */
+function describeTarget(t: DemoTarget): string {
+  const where = `${t.host}:${t.port} db ${t.db}`;
+  if (t.throwaway) return `throwaway redis-server on ${where} (pid ${t.pid ?? '?'}), started by this demo`;
+  return `${where}, a server the demo did not start (--yes)`;
+}
+
 /** Runs the demo; narration goes to `out` (stderr). */
 export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResult> {
   const c = out.color;
+  // Servers of earlier runs whose demo is gone (a closed terminal, kill -9): stop them first.
+  const leftovers = await sweepLeftovers();
+  for (const l of leftovers) {
+    const where = l.port === null ? '' : ` on 127.0.0.1:${l.port}`;
+    if (l.action === 'stopped') out.line(`stopped redis-server pid ${l.pid}${where}, left running by an earlier demo (pid ${l.ownerPid}, gone)`);
+    else out.warn(`left pid ${l.pid} alone: an earlier demo recorded it, but ${l.action === 'not-ours' ? 'it now runs another program' : 'its command line cannot be read'}`);
+  }
+
   let server: ThrowawayRedis | null = null;
   let url = opts.redisUrl;
-  if (!url) {
+  if (url === undefined) {
     server = await startThrowawayRedis();
     url = server.url;
   }
-  const prefix = `demo${Date.now().toString(36)}`;
+  const parsed = parseRedisUrl(url);
+  const prefix = freshPrefix();
   const keys = new Keyspace(prefix);
-  const client = await connectRedis({ url });
+  let client: RedisClient | null = null;
   const queues: RedisJobQueue[] = [];
-  const result: DemoResult = { server: server?.description ?? 'REDIS_URL', prefix, steps: [], jobsLoaded: 0, liveWrites: 0, jobsChecked: 0, lost: 0, ok: false };
   let writers: LiveWriters | null = null;
+  let wrote = false;
   try {
-    out.line(c.bold(`orch-migrate demo — ${result.server}, key prefix "${prefix}"`));
-    const owners = await loadLegacyJobs(client, keys, opts.jobs, opts.workspaces);
+    client = await connectRedis({ url, connectionName: 'orch-migrate-demo' });
+    const before = await countKeys(client as Redis);
+    const target: DemoTarget = {
+      host: parsed.host,
+      port: parsed.port,
+      db: parsed.db,
+      throwaway: server !== null,
+      pid: server?.pid ?? null,
+      keysBefore: before?.total ?? null,
+    };
+    if (!target.throwaway && !opts.yes) {
+      const holds =
+        before === null
+          ? 'what it holds could not be read (INFO is not allowed)'
+          : before.total === 0
+            ? 'it holds no keys right now'
+            : `it holds ${fmtInt(before.total)} key(s) (${before.perDb.join(', ')})`;
+      throw new ConfigError(`The demo did not start the server at ${target.host}:${target.port} db ${target.db} (from --redis-url or REDIS_URL), and ${holds}; refusing to write there`, {
+        code: 'ERR_DEMO_TARGET',
+        suggestion:
+          'The demo loads jobs and runs live writers on its server. Unset REDIS_URL (and drop --redis-url) to let it start a throwaway redis-server, ' +
+          'or add --yes to run it on this server under a fresh key prefix; it deletes only that prefix\'s keys at the end.',
+      });
+    }
+    const result: DemoResult = {
+      server: describeTarget(target),
+      target,
+      prefix,
+      leftovers,
+      steps: [],
+      jobsLoaded: 0,
+      liveWrites: 0,
+      jobsChecked: 0,
+      lost: 0,
+      ok: false,
+    };
+    out.line(c.bold(`orch-migrate demo — target ${target.host}:${target.port} db ${target.db}, key prefix "${prefix}"`));
+    out.line(
+      target.throwaway
+        ? `  ${result.server}; it is stopped when the demo ends, Ctrl-C, SIGTERM and SIGHUP included`
+        : `  ${result.server}: ${target.keysBefore === null ? 'its other keys' : `its ${fmtInt(target.keysBefore)} other key(s)`} are never touched; every "${prefix}:*" key is deleted at the end`,
+    );
+    wrote = true;
+    const owners = await loadLegacyJobs(client, keys, opts.jobs, opts.workspaces, opts.signal);
     result.jobsLoaded = owners.size;
     out.line(`loaded ${owners.size} legacy jobs (ai:jobs:<id> layout, no rev, secrets in params, 10% with TTLs) over ${opts.workspaces} workspaces`);
     for (let i = 0; i < opts.writers; i++) queues.push(await RedisJobQueue.create(client, { keys }));
@@ -161,7 +274,7 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
     writers.start();
     out.line(`${opts.writers} live writers are creating and updating jobs through the queue core for the whole demo\n`);
 
-    const g = ['--redis-url', url, '--prefix', prefix];
+    const g = ['--prefix', prefix];
     const steps: Array<{ title: string; args: string[]; expected: number[] }> = [
       { title: 'Where are we?', args: ['status'], expected: [0] },
       { title: 'Phase 1: writers mirror every write into v2', args: ['enable-dual-write', '--reason', 'demo: start', '--settle-ms', '500'], expected: [0] },
@@ -180,7 +293,7 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
     for (const step of steps) {
       if (opts.signal.aborted) throw new InterruptedError('Demo interrupted');
       out.line(c.cyan(`\n━━ ${step.title}\n$ orch-migrate ${step.args.map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(' ')}`));
-      const code = await runStep([...g, ...step.args], opts.signal);
+      const code = await runStep([...g, ...step.args], url, opts.signal);
       result.steps.push({ command: step.args.join(' '), exitCode: code, expected: step.expected });
       if (opts.signal.aborted) throw new InterruptedError('Demo interrupted');
       if (!step.expected.includes(code)) {
@@ -214,11 +327,12 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
   } finally {
     await writers?.stop();
     await Promise.all(queues.map((q) => q.close()));
-    if (!server) {
-      // On a user's server, leave nothing behind.
-      await unlinkScratchPrefix(client as Redis, prefix);
+    try {
+      // On a user's server, leave nothing behind (a throwaway server goes as a whole).
+      if (client && wrote && !server) await unlinkScratchPrefix(client as Redis, prefix);
+    } finally {
+      if (client) await closeRedis(client);
+      await server?.stop();
     }
-    await closeRedis(client);
-    await server?.stop();
   }
 }

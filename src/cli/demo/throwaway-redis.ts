@@ -1,138 +1,66 @@
 /**
  * A throwaway Redis for `orch-migrate demo` (and the benchmarks): a
- * `redis-server` child on a free loopback port with a temp dir, or a Docker
- * container through testcontainers when the binary is missing. Stopped on
- * exit, Ctrl-C included.
+ * `redis-server` child on a free loopback port, started by the one launcher in
+ * ./redis-process.ts, which also guarantees it never outlives this process.
+ *
+ * There is no Docker fallback: testcontainers is a development dependency, so a
+ * shipped command must not import it, and a container started by a process that
+ * is then killed outlives it unless a reaper container runs beside it. Without
+ * the binary, the demo names the two ways out (install redis-server, or point it
+ * at a server of your own with --yes); see INSTALL_HELP.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { ConfigError } from '../../core/errors.js';
+import { binaryRuns, findFreePort, redisServerBin, startRedisProcess } from './redis-process.js';
 
 /** A running throwaway server. */
 export interface ThrowawayRedis {
   url: string;
-  /** How it was started, for the demo's first line. */
+  host: string;
+  port: number;
+  pid: number | undefined;
+  /** How it was started, for the demo's banner (no secrets: it has none). */
   description: string;
   stop(): Promise<void>;
 }
 
-/** What to install when there is neither a binary nor Docker. */
+/** What to do when there is no redis-server binary. */
 export const INSTALL_HELP =
-  'The demo needs Redis 7+. Install it (Debian/Ubuntu: `sudo apt-get install -y redis-server`; macOS: `brew install redis`), ' +
-  'or start Docker (the demo then runs redis:7 through testcontainers), or point it at a server with REDIS_URL=redis://host:port ' +
-  '(the demo only touches keys under its own prefix there).';
+  'Install redis-server 7+ (Debian/Ubuntu: `sudo apt-get install -y redis-server`; macOS: `brew install redis`), ' +
+  'or run the demo on a Redis of your own with `--redis-url redis://host:port --yes` ' +
+  '(for example one started with `docker run --rm -d -p 6390:6379 redis:7`); it writes only under a fresh key prefix there and deletes it afterwards.';
 
-function onPath(bin: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
-}
-
-function dockerRunning(): boolean {
-  return onPath('docker') && spawnSync('docker', ['info'], { stdio: 'ignore', timeout: 5000 }).status === 0;
-}
-
-/** A free loopback port. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-async function waitForPing(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.setTimeout(500);
-      s.on('connect', () => s.write('PING\r\n'));
-      s.on('data', (d) => {
-        s.destroy();
-        resolve(d.toString().startsWith('+PONG'));
-      });
-      s.on('error', () => resolve(false));
-      s.on('timeout', () => {
-        s.destroy();
-        resolve(false);
-      });
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`redis-server did not answer on port ${port} within ${timeoutMs} ms`);
-}
-
-/** Spawns `redis-server` on a free port; `extraArgs` e.g. ['--maxmemory', '8gb']. */
+/** Spawns `redis-server` on a free loopback port; `extraArgs` e.g. ['--maxmemory', '8gb']. */
 export async function spawnRedisServer(extraArgs: string[] = []): Promise<ThrowawayRedis> {
-  const port = await freePort();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'orch-migrate-redis-'));
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], {
-    stdio: 'ignore',
-  });
-  const kill = (): void => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  };
-  // A crashed or interrupted parent must not leave the server running.
-  process.once('exit', kill);
-  await waitForPing(port, child, 10_000);
+  const server = await startRedisProcess({ extraArgs });
   return {
-    url: `redis://127.0.0.1:${port}`,
-    description: `throwaway redis-server on 127.0.0.1:${port} (pid ${child.pid ?? '?'})`,
-    stop: async () => {
-      process.off('exit', kill);
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            child.kill('SIGKILL');
-            resolve();
-          }, 3000);
-          child.once('exit', () => {
-            clearTimeout(t);
-            resolve();
-          });
-        });
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
+    url: server.url,
+    host: server.host,
+    port: server.port,
+    pid: server.pid,
+    description: `throwaway redis-server on ${server.host}:${server.port} (pid ${server.pid ?? '?'})`,
+    stop: () => server.stop(),
   };
 }
 
-/** Starts a Redis by the best means available, or throws a ConfigError naming what to install. */
+/** Starts the demo's server, or throws a ConfigError (exit 2) naming what to install. */
 export async function startThrowawayRedis(): Promise<ThrowawayRedis> {
-  if (onPath('redis-server')) return spawnRedisServer();
-  if (dockerRunning()) {
-    try {
-      // testcontainers is a development dependency: present in a checkout, absent in a slim install.
-      const tc = (await import('testcontainers')) as typeof import('testcontainers');
-      const container = await new tc.GenericContainer('redis:7').withExposedPorts(6379).start();
-      return {
-        url: `redis://${container.getHost()}:${container.getMappedPort(6379)}`,
-        description: `throwaway redis:7 container ${container.getId().slice(0, 12)}`,
-        stop: async () => {
-          await container.stop();
-        },
-      };
-    } catch (cause) {
-      throw new ConfigError('Docker is running but the redis:7 container could not be started', { cause, suggestion: INSTALL_HELP });
-    }
+  const bin = redisServerBin();
+  if (!binaryRuns(bin)) throw new ConfigError(`\`${bin}\` is not installed (or does not run), so the demo cannot start a throwaway Redis`, { suggestion: INSTALL_HELP });
+  try {
+    return await spawnRedisServer();
+  } catch (cause) {
+    const detail = cause instanceof Error ? (cause.message.split('\n')[0] ?? cause.message) : String(cause);
+    throw new ConfigError(`The throwaway redis-server did not start: ${detail}`, { cause, suggestion: INSTALL_HELP });
   }
-  throw new ConfigError('No redis-server on PATH and no Docker engine running', { suggestion: INSTALL_HELP });
 }
+
+/** A free loopback port (bench/ spawns its own cluster nodes on it). */
+export const freePort = findFreePort;
 
 /**
  * Deletes every key under a scratch prefix of the demo or a benchmark (standalone only),
- * so a run against a user's REDIS_URL leaves nothing behind. Never used on a job store prefix.
+ * so a run against a user's server leaves nothing behind. Never used on a job store prefix.
  */
 export async function unlinkScratchPrefix(client: Pick<Redis, 'scan' | 'unlink'>, prefix: string): Promise<void> {
   let cursor = '0';
