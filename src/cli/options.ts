@@ -36,7 +36,7 @@ export function fmtDuration(ms: number): string {
 
 /** A flag that may be absent: undefined passes through, anything else goes through `inner`. */
 function optionalFlag<T extends z.ZodType>(inner: T) {
-  return z.union([z.undefined(), inner]);
+  return inner.optional();
 }
 
 const str = (check: (v: string) => boolean, message: (v: string) => string) =>
@@ -109,7 +109,7 @@ export const switchFlag = z.boolean().optional().transform((v) => v === true);
  * `--force [gates]`: commander gives undefined, true (bare) or the list. Names
  * are validated here; a bare --force is a usage error that lists them.
  */
-export const forceFlag = z.union([z.undefined(), z.boolean(), z.string()]).transform((v, ctx) => {
+export const forceFlag = z.union([z.boolean(), z.string()]).optional().transform((v, ctx) => {
   try {
     return parseForce(v);
   } catch (err) {

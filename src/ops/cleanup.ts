@@ -134,12 +134,14 @@ export interface CleanupResult {
   transitioned: boolean;
   /** Legacy keys scanned (cumulative across resumed runs). */
   scanned: number;
-  /**
-   * Legacy keys deleted (cumulative). On a dry run, the keys that would be
-   * deleted: an estimate from SCAN, which can return a key twice while the
-   * keyspace is resized; an --execute run counts each delete exactly once.
-   */
+  /** Legacy keys deleted (cumulative across resumed runs); 0 on a dry run. */
   deleted: number;
+  /**
+   * Dry run only: the keys that would be deleted. An estimate from SCAN, which
+   * can return a key twice while the keyspace is resized; an --execute run
+   * counts each delete exactly once.
+   */
+  wouldDelete: number;
   /** Legacy keys kept (cumulative, accepted ones included). */
   kept: number;
   /** Of those, keys accepted as unmigratable (not a problem). */
@@ -495,7 +497,8 @@ export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promis
     epoch: state.epoch,
     transitioned,
     scanned,
-    deleted: counters.deleted ?? 0,
+    deleted: execute ? (counters.deleted ?? 0) : 0,
+    wouldDelete: execute ? 0 : (counters.deleted ?? 0),
     kept: stored.total,
     accepted: acceptedCount,
     gone: counters.gone ?? 0,

@@ -49,10 +49,14 @@ describe.each(TOPOLOGIES)('status and enable-dual-write on %s', (topology) => {
     const history = await client.xrange(keys.history, '-', '+');
     expect(history.some(([, f]) => f.includes('transition') && f.join(' ').includes('"to":"dual-write"'))).toBe(true);
 
-    const again = await runCli([...args, '--json', 'enable-dual-write', '--reason', 'again']);
-    expect(again.code).toBe(3);
-    expect(again.json).toMatchObject({ ok: false, exitCode: 3, error: { code: 'ERR_GATE' } });
-    expect(again.stderr).toMatch(/needs phase legacy, but the phase is dual-write/);
+    // Running the step again is not an error: it says so and names the next command; nothing moves.
+    const again = await runCli([...args, '--json', 'enable-dual-write', '--reason', 'again', '--settle-ms', '500']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.json).toMatchObject({ from: 'dual-write', to: 'dual-write', epoch: 1, already: true });
+    const againText = await runCli([...args, 'enable-dual-write', '--settle-ms', '500']);
+    expect(againText.code).toBe(0);
+    expect(againText.stdout).toMatch(/already in dual-write \(epoch 1\); nothing changed\. next: orch-migrate backfill/);
+    expect(againText.stdout).toMatch(/--settle-ms 500 was ignored: the state record keeps settle_ms 2000/);
     expect((await client.hgetall(keys.state)).epoch).toBe('1');
 
     const status = await runCli([...args, '--json', 'status']);
@@ -60,12 +64,13 @@ describe.each(TOPOLOGIES)('status and enable-dual-write on %s', (topology) => {
     expect((status.json!.next as { command: string }).command).toMatch(/backfill/);
   });
 
-  it('prints human text only on stderr without --json', async () => {
+  it('prints the human result on stdout (so it pipes into grep), nothing on stderr', async () => {
     const r = await runCli([...args, 'status']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/phase\s+legacy → \[dual-write\] → read-new → new-only/);
-    expect(r.stderr).toMatch(/next\s+orch-migrate backfill/);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/phase\s+legacy → \[dual-write\] → read-new → new-only/);
+    expect(r.stdout).toMatch(/next\s+orch-migrate backfill/);
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('gate')).length).toBeGreaterThanOrEqual(5);
   });
 });
 

@@ -114,6 +114,6 @@ describe('gates (CLI)', () => {
     expect(h.some((e) => e.type === 'cleanup' && e.data.exitCode === 3)).toBe(true);
 
     const status = await runCli([...args, 'status']);
-    expect(status.stderr).toMatch(/gate\(s\) soak overridden for cleanup: "CHG-8 soak waived by the incident commander"/);
+    expect(status.stdout).toMatch(/gate\(s\) soak overridden for cleanup: "CHG-8 soak waived by the incident commander"/);
   });
 });

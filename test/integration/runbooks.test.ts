@@ -294,8 +294,8 @@ describe('runbooks run against a real Redis', () => {
     await client.hset(`${r.prefix}:jobs:job_77`, { job_id: 'job_77', workspace_id: 'Acme Corp', status: 'queued', rev: '1' });
     await client.hset(`${r.prefix}:jobs:job_78`, { job_id: 'job_78', status: 'queued', rev: '1' });
     const [dry] = await r.run('incident-unmigratable.md');
-    expect(dry!.stderr).toMatch(/job_77\s+invalid-workspace/);
-    expect(dry!.stderr).toMatch(/job_78\s+missing-workspace/);
+    expect(dry!.stdout).toMatch(/job_77\s+invalid-workspace/);
+    expect(dry!.stdout).toMatch(/job_78\s+missing-workspace/);
   });
 
   it('incident: the state record is corrupt', async () => {

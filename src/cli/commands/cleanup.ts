@@ -39,7 +39,7 @@ function render(r: CleanupResult, out: Output): void {
     .map(([k, n]) => `${k} ${fmtInt(n)}`)
     .join(', ');
   if (r.dryRun) {
-    out.print(`${c.yellow('dry run:')} ${fmtInt(r.scanned)} legacy key(s) scanned: ${fmtInt(r.deleted)} would be deleted, ${fmtInt(r.kept)} would be kept${reasons ? ` (${reasons})` : ''}. Nothing changed.`);
+    out.print(`${c.yellow('dry run:')} ${fmtInt(r.scanned)} legacy key(s) scanned: ${fmtInt(r.wouldDelete)} would be deleted, ${fmtInt(r.kept)} would be kept${reasons ? ` (${reasons})` : ''}. Nothing changed.`);
   } else {
     const head = r.complete ? c.green('cleanup complete:') : c.yellow('cleanup incomplete:');
     out.print(`${head} ${fmtInt(r.scanned)} legacy key(s) scanned, ${fmtInt(r.deleted)} deleted, ${fmtInt(r.kept)} kept${reasons ? ` (${reasons})` : ''}${r.resumed ? ' (resumed; totals include earlier runs)' : ''} in ${(r.durationMs / 1000).toFixed(1)}s`);
@@ -63,6 +63,7 @@ function toJson(r: CleanupResult): Record<string, unknown> {
     ok: r.ok,
     dryRun: r.dryRun,
     deleted: r.deleted,
+    wouldDelete: r.wouldDelete,
     kept: r.kept,
     phase: r.phase,
     from: r.from,
@@ -147,6 +148,7 @@ Examples:
           complete: r.complete,
           scanned: r.scanned,
           deleted: r.deleted,
+          wouldDelete: r.wouldDelete,
           kept: r.kept,
           accepted: r.accepted,
           keptByReason: r.keptByReason,

@@ -1,8 +1,9 @@
 /** `orch-migrate demo`. */
 import type { Command } from 'commander';
+import { z } from 'zod';
 import { ConfigError, ExitCode, toOrchError } from '../../core/errors.js';
 import { runDemo } from '../demo/run-demo.js';
-import { intOption } from '../options.js';
+import { dflt, intFlag, parseFlags, switchFlag, withDefault } from '../options.js';
 import { Output } from '../output.js';
 import { reportError } from '../runner.js';
 
@@ -14,14 +15,26 @@ import { reportError } from '../runner.js';
  */
 const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
+const DEFAULT_JOBS = 3000;
+const DEFAULT_WORKSPACES = 12;
+const DEFAULT_WRITERS = 3;
+
+/** Options of `demo`. */
+const DemoFlagsSchema = z.object({
+  jobs: withDefault(intFlag(10, 1_000_000), DEFAULT_JOBS),
+  workspaces: withDefault(intFlag(1, 1000), DEFAULT_WORKSPACES),
+  writers: withDefault(intFlag(0, 32), DEFAULT_WRITERS),
+  yes: switchFlag,
+});
+
 /** Registers `demo`. */
 export function registerDemo(program: Command, setExit: (code: number) => void): void {
   program
     .command('demo')
     .description('Run the whole migration on a throwaway Redis with live writers, and prove every job survived')
-    .option('--jobs <n>', 'legacy jobs to load', intOption(10, 1_000_000), 3000)
-    .option('--workspaces <n>', 'workspaces to spread them over', intOption(1, 1000), 12)
-    .option('--writers <n>', 'live writers running throughout', intOption(0, 32), 3)
+    .option('--jobs <n>', `legacy jobs to load ${dflt(DEFAULT_JOBS)}`)
+    .option('--workspaces <n>', `workspaces to spread them over ${dflt(DEFAULT_WORKSPACES)}`)
+    .option('--writers <n>', `live writers running throughout ${dflt(DEFAULT_WRITERS)}`)
     .option('--yes', 'run on the server named by --redis-url or REDIS_URL although the demo did not start it')
     .addHelpText(
       'after',
@@ -64,14 +77,14 @@ Examples:
         // Only a URL the user gave counts: the built-in default (127.0.0.1:6379) is nobody's consent.
         const source = cmd.getOptionValueSourceWithGlobals('redisUrl');
         const redisUrl = source === 'cli' || source === 'env' ? (globals.redisUrl as string) : undefined;
-        const o = cmd.opts();
+        const o = parseFlags(DemoFlagsSchema, cmd.opts());
         const r = await runDemo(
           {
-            jobs: o.jobs as number,
-            workspaces: o.workspaces as number,
-            writers: o.writers as number,
+            jobs: o.jobs,
+            workspaces: o.workspaces,
+            writers: o.writers,
             ...(redisUrl !== undefined ? { redisUrl } : {}),
-            yes: o.yes === true,
+            yes: o.yes,
             signal: controller.signal,
           },
           out,
