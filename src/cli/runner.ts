@@ -145,7 +145,7 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
     progress.current = createProgress(out);
     const ctx: OpContext = { client, keys, state, actor, signal: controller.signal, lock };
     const result = await spec.execute({ ctx, out, progress: progress.current, globals, opts });
-    progress.current.stop();
+    progress.current.finish();
     const code = spec.exitCode?.(result) ?? ExitCode.Ok;
     spec.render(result, out);
     out.result(spec.toJson ? spec.toJson(result) : result);

@@ -203,6 +203,8 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
       opts.onProgress?.({ stage, done: p.scanned, total: total === null ? null : Math.max(total, p.scanned), totalIsEstimate: true });
     },
   });
+  // The last sample may be up to 200 ms old: the final count, unthrottled.
+  opts.onProgress?.({ stage, done: res.counters.scanned ?? 0, total, totalIsEstimate: true });
   const scanMs = Math.max(1, Date.now() - scanStart);
   // Counts of findings come from the findings hash (deduplicated across resumes), like the listing.
   const found = findings ? await findings.summary() : summarize(dryListed, res.counters);

@@ -397,7 +397,6 @@ export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promis
         extra: () => ({ [StateField.LegacyComplete]: '0' }),
       });
       transitioned = true;
-      opts.onProgress?.({ stage: 'cleanup', done: 0, total: null, totalIsEstimate: false, message: 'moved read-new → new-only (legacy marked incomplete)' });
       state = await ctx.state.read();
     } else {
       await ctx.state.setFields(fenceOf(ctx), { [StateField.LegacyComplete]: '0' });
@@ -485,6 +484,7 @@ export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promis
   }
 
   const counters = scan.counters;
+  opts.onProgress?.({ stage: execute ? 'cleanup' : 'cleanup (dry run)', done: counters.scanned ?? 0, total, totalIsEstimate: true });
   const durationMs = Date.now() - startedAt;
   const scanned = counters.scanned ?? 0;
   const stored = findings ? await findings.summary() : { total: counters.kept ?? 0, byReason: keptByReason(counters) };

@@ -92,11 +92,29 @@ export function verifyGate(inp: GateInputs): GateStatus {
   if (!v) return closed('no verify has run');
   if (v.epoch !== inp.state.epoch) return closed(`the last verify ran in epoch ${v.epoch}; the phase changed since (epoch ${inp.state.epoch})`);
   if (v.scope !== 'full') return closed('the last verify was partial (--workspace/--sample); a full verify is needed');
-  if (!v.ok) return closed(`the last verify found ${v.mismatches} persistent mismatch(es)`);
+  if (!v.ok) {
+    if (onlySourceProblems(v.byKind)) {
+      // Bad source records, not a divergence: verify again would find them again; accepting known junk opens the gate.
+      return {
+        ...closed(`the last verify found ${v.mismatches} unmigratable or non-hash legacy key(s)`),
+        opensWith: 'orch-migrate accept <key>… --reason "…" for known junk, or fix them at the source (runbooks/incident-unmigratable.md); then orch-migrate verify',
+      };
+    }
+    return closed(`the last verify found ${v.mismatches} persistent mismatch(es)`);
+  }
   if (b && b.finishedAt > v.startedAt) return closed('a backfill finished after the last verify started');
   const age = inp.now - v.finishedAt;
   if (age > maxAge) return closed(`the last clean verify is ${ago(age)} old (max ${ago(maxAge)})`);
   return { name: 'verify', open: true, reason: `clean verify ${ago(age)} ago`, opensWith: null, forceable: true };
+}
+
+/** Kinds that are bad legacy records rather than a divergence between the layouts. */
+const SOURCE_PROBLEMS = new Set(['unmigratable', 'non-hash']);
+
+/** True when every mismatch counted is a bad source record (fixed at the source or accepted, never repaired). */
+export function onlySourceProblems(byKind: Record<string, number>): boolean {
+  const kinds = Object.entries(byKind).filter(([, n]) => n > 0);
+  return kinds.length > 0 && kinds.every(([k]) => SOURCE_PROBLEMS.has(k));
 }
 
 /** Minimum time in read-new before cleanup. */

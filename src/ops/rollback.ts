@@ -208,7 +208,6 @@ export async function rollback(ctx: OpContext, opts: RollbackOptions = {}): Prom
   let reverse: BackfillResult | null = null;
   let legacyComplete = state.phase === Phase.NewOnly ? false : state.legacyComplete;
   if (execute && action === RollbackAction.TransitionAndReverseBackfill) {
-    opts.onProgress?.({ stage: 'rollback', done: 0, total: null, totalIsEstimate: false, message: `moved ${state.phase} → ${to}, epoch ${tr.epoch}; writers mirror into legacy again` });
     reverse = await reverseBackfill(ctx, opts);
     legacyComplete = (await ctx.state.read()).legacyComplete;
   }

@@ -10,7 +10,7 @@ import type { HistoryEntry, MigrationState } from '../core/state.js';
 import { loadCheckpoint, sumCounter } from './checkpoint.js';
 import type { OpContext } from './context.js';
 import { countKeys, type KeyCounts } from './count.js';
-import { formatDuration, gatesFor, type GateStatus } from './gates.js';
+import { formatDuration, gatesFor, onlySourceProblems, type GateStatus } from './gates.js';
 import { asBackfillSummary, asCleanupSummary, asVerifySummary, type BackfillSummary, type CleanupSummary, type VerifySummary } from './summaries.js';
 
 /** Options of {@link getStatus}. */
@@ -98,6 +98,21 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
     const g = gatesFor(cmd, inputs);
     gates[cmd] = { open: g.every((x) => x.open), gates: g };
   }
+  if (state.phase === Phase.ReadNew && !state.legacyComplete) {
+    // What `rollback --execute` does now is resume the reverse backfill, which no gate holds back.
+    gates.rollback = {
+      open: true,
+      gates: [
+        {
+          name: 'phase',
+          open: true,
+          reason: 'rollback --execute resumes the reverse backfill (legacy is incomplete); read-new → dual-write follows once legacy is complete',
+          opensWith: null,
+          forceable: false,
+        },
+      ],
+    };
+  }
   const lastBackfill = asBackfillSummary(state.lastBackfill);
   const lastVerify = asVerifySummary(state.lastVerify);
   return {
@@ -135,14 +150,26 @@ export function nextStep(
   now: number,
   checkpoints: CheckpointProgress[] = [],
 ): { command: string; why: string } {
-  if (lock) return { command: 'orch-migrate status', why: `\`${lock.command}\` is running (lock held by ${lock.user}@${lock.host}); wait for it` };
+  if (lock) {
+    // A holder renews at a third of its lease: one far below its lease has stopped renewing.
+    if (lock.ttlMs > 0 && lock.remainingMs < lock.ttlMs / 2) {
+      return {
+        command: `orch-migrate ${lock.command.split(' ')[0] ?? 'status'}`,
+        why: `\`${lock.command}\` (${lock.actor}) stopped renewing its lock: the holder is probably dead; the lock frees itself in ${Math.ceil(lock.remainingMs / 1000)}s, then rerun it (it resumes from its checkpoint); see runbooks/incident-stuck-lock.md`,
+      };
+    }
+    return { command: 'orch-migrate status', why: `\`${lock.command}\` is running (lock held by ${lock.actor}); wait for it` };
+  }
   const closed = (cmd: string): GateStatus | undefined => gates[cmd]?.gates.find((g) => !g.open);
   const pending = (op: string): CheckpointProgress | undefined => checkpoints.find((c) => c.op === op && c.nodesDone < Math.max(1, c.nodes));
   const v = asVerifySummary(state.lastVerify);
-  const verifyHint = (g: GateStatus): { command: string; why: string } =>
-    v && v.epoch === state.epoch && !v.ok && g.name === 'verify'
-      ? { command: 'orch-migrate verify --report mismatches.ndjson', why: `${g.reason}; see runbooks/incident-verify-mismatches.md` }
-      : { command: 'orch-migrate verify', why: `gated: ${g.reason}` };
+  const verifyHint = (g: GateStatus): { command: string; why: string } => {
+    if (!(v && v.epoch === state.epoch && !v.ok && g.name === 'verify')) return { command: 'orch-migrate verify', why: `gated: ${g.reason}` };
+    if (onlySourceProblems(v.byKind)) {
+      return { command: 'orch-migrate accept <key>… --reason "…"', why: `${g.reason}: fix them at the source or accept the known junk; see runbooks/incident-unmigratable.md` };
+    }
+    return { command: 'orch-migrate verify --report mismatches.ndjson', why: `${g.reason}; see runbooks/incident-verify-mismatches.md` };
+  };
   switch (state.phase) {
     case Phase.Legacy:
       return { command: 'orch-migrate enable-dual-write --reason "start migration"', why: 'writers start mirroring into v2' };

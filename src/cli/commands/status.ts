@@ -27,7 +27,15 @@ function render(r: StatusResult, out: Output): void {
     lines.push([cp.op, `checkpoint: ${cp.nodesDone}/${cp.nodes} node(s) done, ${fmtInt(cp.scanned)} scanned, updated ${fmtAgo(cp.updatedAt === null ? null : r.serverTime - cp.updatedAt)}`]);
   }
   const b = r.lastBackfill;
-  lines.push(['backfill', b ? `last ${b.direction} run ${b.complete ? 'complete' : c.yellow('incomplete')}, ${fmtInt(b.copied)} copied, ${fmtInt(b.unmigratable)} unmigratable, ${fmtInt(b.keysPerSecond)} keys/s, ${fmtAgo(r.serverTime - b.finishedAt)} (epoch ${b.epoch})` : 'never run']);
+  const cpBackfill = r.checkpoints.find((cp) => cp.op === 'backfill');
+  lines.push([
+    'backfill',
+    b
+      ? `last ${b.direction} run ${b.complete ? 'complete' : c.yellow('incomplete')}, ${fmtInt(b.copied)} copied, ${fmtInt(b.unmigratable)} unmigratable, ${fmtInt(b.keysPerSecond)} keys/s, ${fmtAgo(r.serverTime - b.finishedAt)} (epoch ${b.epoch})`
+      : cpBackfill
+        ? c.yellow(`no run has finished yet; the checkpoint shows ${fmtInt(cpBackfill.scanned)} scanned (a run is going, or was interrupted and resumes)`)
+        : 'never run',
+  ]);
   const v = r.lastVerify;
   lines.push(['verify', v ? `${v.ok ? c.green('clean') : c.red(`${fmtInt(v.mismatches)} persistent mismatch(es)`)}, ${v.scope}, ${fmtInt(v.scanned)} keys, ${v.rounds} round(s), ${fmtAgo(r.serverTime - v.finishedAt)} (epoch ${v.epoch})` : 'never run']);
   const cl = r.lastCleanup;
