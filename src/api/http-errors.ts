@@ -4,7 +4,7 @@
  * is logged server-side with the request id. No internals reach the client.
  */
 import { ZodError } from 'zod';
-import { ConfigError, CursorError, JobExistsError, JobNotFoundError, OrchError, RedisOutOfMemoryError, RedisUnavailableError, ValidationError } from '../core/errors.js';
+import { ConfigError, CursorError, isReplyError, JobExistsError, JobNotFoundError, OrchError, RedisOutOfMemoryError, RedisUnavailableError, ValidationError } from '../core/errors.js';
 import { classifyRedisError, isConnectionError } from '../core/redis.js';
 import { CursorPathError } from './cursor-envelope.js';
 
@@ -60,6 +60,11 @@ function isIdTaken(err: unknown): boolean {
   return err instanceof JobExistsError || (err instanceof OrchError && /^ERR_(EXISTS|ID_CONFLICT|ID_TAKEN)$/.test(err.code));
 }
 
+/** Redis replies that mean "not now" (cluster resharding or failover, a busy script), by their error code. */
+function isTransientReply(err: unknown): boolean {
+  return isReplyError(err) && /^(MOVED|ASK|TRYAGAIN|BUSY|MASTERDOWN|READONLY)\b/.test(err.message);
+}
+
 /** Maps anything thrown to the client's view. */
 export function toHttpError(thrown: unknown): HttpErrorView {
   if (thrown instanceof ApiError) return { status: thrown.statusCode, code: thrown.code, message: thrown.message };
@@ -78,8 +83,9 @@ export function toHttpError(thrown: unknown): HttpErrorView {
   if (isIdTaken(err)) return { status: 409, code: 'conflict', message: 'job_id is already in use' };
   if (err instanceof ZodError) return { status: 400, code: 'invalid_request', message: zodSummary(err, 'request') };
   if (err instanceof ValidationError) return { status: 400, code: 'invalid_request', message: 'Invalid request' };
-  // Out of memory refuses writes only until memory is freed: temporarily unavailable, like an outage.
-  if (err instanceof RedisUnavailableError || err instanceof RedisOutOfMemoryError || isConnectionError(err)) {
+  // Out of memory refuses writes only until memory is freed, and a slot moving or a failover in progress
+  // ends by itself: temporarily unavailable, like an outage.
+  if (err instanceof RedisUnavailableError || err instanceof RedisOutOfMemoryError || isConnectionError(err) || isTransientReply(err)) {
     return { status: 503, code: 'unavailable', message: 'Service temporarily unavailable' };
   }
   // A corrupt state record: the phase cannot be known, so neither can the read path.

@@ -39,7 +39,22 @@ export function jsonDepth(text: string, limit = Number.MAX_SAFE_INTEGER): number
   return max;
 }
 
+/** True when `text` holds at most `n` opening brackets (so it cannot nest deeper than `n`). */
+function bracketsAtMost(text: string, n: number): boolean {
+  let count = 0;
+  for (const ch of ['{', '[']) {
+    for (let i = text.indexOf(ch); i >= 0; i = text.indexOf(ch, i + 1)) {
+      count += 1;
+      if (count > n) return false;
+    }
+  }
+  return true;
+}
+
 /** True when `text` nests deeper than `limit`. */
 export function jsonTooDeep(text: string, limit: number): boolean {
+  // Text with few brackets cannot nest deeply: counting them with indexOf (fast on long strings
+  // without brackets, such as a large blob) often settles it without the character loop.
+  if (bracketsAtMost(text, limit)) return false;
   return jsonDepth(text, limit) > limit;
 }
