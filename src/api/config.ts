@@ -90,7 +90,7 @@ export const API_ENV_DOCS: readonly EnvDoc[] = [
     default: String(DEFAULT_PAGE_MAX_BYTES),
     meaning: 'Byte budget of one GET /ai/jobs page (stored bytes, 4 MiB by default): a page stops before the job that would exceed it (it always holds one job) and next_cursor continues after it.',
   },
-  { name: 'ORCH_API_LIST_CONCURRENCY', default: '4', meaning: 'GET /ai/jobs pages read at once; further requests wait their turn, which bounds memory under parallel load.' },
+  { name: 'ORCH_API_LIST_CONCURRENCY', default: '2', meaning: 'GET /ai/jobs pages read at once; further requests wait their turn, which bounds memory under parallel load.' },
   { name: 'ORCH_API_REQUEST_TIMEOUT_MS', default: '30000', meaning: 'A request whose headers and body take longer to arrive is answered 408 (slow clients cannot hold sockets).' },
 ];
 
@@ -149,7 +149,7 @@ const EnvSchema = z.object({
   ORCH_API_BODY_LIMIT_BYTES: intIn('ORCH_API_BODY_LIMIT_BYTES', 1024, 64 * 1024 * 1024, 256 * 1024),
   ORCH_API_SHUTDOWN_TIMEOUT_MS: intIn('ORCH_API_SHUTDOWN_TIMEOUT_MS', 0, 600000, 10000),
   ORCH_API_MAX_PAGE_BYTES: intIn('ORCH_API_MAX_PAGE_BYTES', 1024, 1024 * 1024 * 1024, DEFAULT_PAGE_MAX_BYTES),
-  ORCH_API_LIST_CONCURRENCY: intIn('ORCH_API_LIST_CONCURRENCY', 1, 256, 4),
+  ORCH_API_LIST_CONCURRENCY: intIn('ORCH_API_LIST_CONCURRENCY', 1, 256, 2),
   ORCH_API_REQUEST_TIMEOUT_MS: intIn('ORCH_API_REQUEST_TIMEOUT_MS', 1000, 600000, 30000),
 });
 

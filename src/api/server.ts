@@ -85,7 +85,7 @@ export interface BuildAppOptions extends Omit<ApiContext, 'shadow' | 'redactor' 
   bodyLimitBytes?: number;
   /** Byte budget of one list page (default DEFAULT_PAGE_MAX_BYTES). */
   maxPageBytes?: number;
-  /** List pages built at once (default 4). */
+  /** List pages built at once (default 2). */
   listConcurrency?: number;
   /** Requests whose headers and body take longer get 408 (default 30 s). */
   requestTimeoutMs?: number;
@@ -162,7 +162,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /** Builds the fastify app. */
 export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
-  const slots = pLimit(opts.listConcurrency ?? 4);
+  const slots = pLimit(opts.listConcurrency ?? 2);
   const ctx: ApiContext = {
     queue: opts.queue,
     phase: opts.phase,

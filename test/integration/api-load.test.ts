@@ -192,8 +192,9 @@ describe.skipIf(skip !== undefined)('large records under parallel load (bin/orch
       `load: ${CLIENTS} clients × ${JOBS} jobs of ${JOB_BYTES / 1024} KB`,
       `${elapsed} ms; API RSS ${(before.rss / MiB).toFixed(0)} MiB before, peak ${(Math.max(after.peak, peakSeen) / MiB).toFixed(0)} MiB (VmHWM), ${(after.rss / MiB).toFixed(0)} MiB after; /healthz p50 ${p50} ms, max ${max} ms over ${health.length} probes`,
     );
-    // Generous: about 3 GiB of data moved, yet the process stays far below the 402 MB one unbounded page reached.
-    expect(after.peak).toBeLessThan(400 * MiB);
+    // Generous (measured: 150-190 MiB of growth): 800 MiB of records moved, and one unbounded 48 MB page
+    // alone grew the process by ~240 MB before pages were bounded; 16 of them in parallel need gigabytes.
+    expect(Math.max(after.peak, peakSeen) - before.rss).toBeLessThan(320 * MiB);
     expect(max).toBeLessThan(5000);
   });
 });

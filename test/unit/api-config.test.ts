@@ -31,7 +31,7 @@ describe('API configuration', () => {
       legacyScanCount: 1000,
       cursorSecretGenerated: true,
       maxPageBytes: 4 * 1024 * 1024,
-      listConcurrency: 4,
+      listConcurrency: 2,
       requestTimeoutMs: 30000,
     });
     expect(c.keys.prefix).toBe('ai');
@@ -58,7 +58,7 @@ describe('API configuration', () => {
         ORCH_API_BODY_LIMIT_BYTES: '4096',
         ORCH_API_SHUTDOWN_TIMEOUT_MS: '500',
         ORCH_API_MAX_PAGE_BYTES: '65536',
-        ORCH_API_LIST_CONCURRENCY: '2',
+        ORCH_API_LIST_CONCURRENCY: '3',
         ORCH_API_REQUEST_TIMEOUT_MS: '5000',
       },
       { readFile: (p) => (p === '/etc/orch/tokens.json' ? TOKENS_JSON : '') },
@@ -75,7 +75,7 @@ describe('API configuration', () => {
       bodyLimitBytes: 4096,
       shutdownTimeoutMs: 500,
       maxPageBytes: 65536,
-      listConcurrency: 2,
+      listConcurrency: 3,
       requestTimeoutMs: 5000,
       cursorSecretGenerated: false,
     });
