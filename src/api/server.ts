@@ -260,7 +260,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
 
   app.setErrorHandler(async (err, request, reply) => {
     const view = toHttpError(err);
-    if (view.status >= 500) request.log.error({ err }, 'request failed');
+    // 503s come in bursts while Redis is away (each one is expected and the outage is logged once):
+    // a line without a stack each, at warn. Anything else at 5xx is a bug worth its stack.
+    if (view.status === 503) request.log.warn({ unavailable: briefError(err), error_code: view.code }, 'request refused: temporarily unavailable');
+    else if (view.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ rejected: briefError(err), error_code: view.code }, 'request rejected');
     if (view.status === 503) reply.header('retry-after', '1');
     return reply.code(view.status).send({ error: view.code, message: view.message, request_id: request.id });

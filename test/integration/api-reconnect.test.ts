@@ -122,6 +122,9 @@ describe.skipIf(skip !== undefined)('the API across Redis outages', () => {
     expect(ids).not.toContain('during');
     expect(api.logs.text()).toContain('lost the Redis connection');
     expect(api.logs.text()).toContain('Redis connection ready again');
+    // An outage is expected operation: warnings, no error-level lines with stacks.
+    const levels = api.logs.lines.map((l) => (JSON.parse(l) as { level: number }).level);
+    expect(levels.filter((l) => l >= 50)).toEqual([]);
   });
 
   it('answers while Redis is frozen (SIGSTOP) and recovers when it resumes', async () => {
