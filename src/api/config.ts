@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
 import { isWorkspaceId } from '../core/ids.js';
 import { Keyspace } from '../core/keys.js';
+import { DEFAULT_PAGE_MAX_BYTES } from '../core/listing.js';
 import { DEFAULT_REDIS_URL, parseRedisUrl } from '../core/redis.js';
 import { sensitiveKeysFromEnv } from '../core/redact.js';
 import { parseTokenTable, type TokenEntry } from './auth.js';
@@ -37,6 +38,12 @@ export interface ApiConfig {
   legacyScanCount: number;
   bodyLimitBytes: number;
   shutdownTimeoutMs: number;
+  /** Byte budget of one GET /ai/jobs page (stored bytes). */
+  maxPageBytes: number;
+  /** GET /ai/jobs pages built at once; more requests wait their turn (bounds memory). */
+  listConcurrency: number;
+  /** A request (headers and body) that takes longer to arrive is answered 408. */
+  requestTimeoutMs: number;
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -67,13 +74,24 @@ export const API_ENV_DOCS: readonly EnvDoc[] = [
     default: '(generated per process)',
     meaning: `Cursor signing secret(s), comma-separated, each >= ${MIN_CURSOR_SECRET_BYTES} bytes; the first signs, all verify (rotation). Set it when running more than one replica or cursors must survive a restart.`,
   },
-  { name: 'ORCH_SENSITIVE_KEYS', default: '(none)', meaning: 'Comma-separated keys redacted on top of the seed set (password, token, authorization, api_key, apiKey, secret, bearer, access_token, refresh_token, auth).' },
+  {
+    name: 'ORCH_SENSITIVE_KEYS',
+    default: '(none)',
+    meaning: 'Comma-separated extra key fragments to redact, on top of the built-in rules (see docs/api.md, "Redaction"); matched after normalising (case, "-", "_" and spaces ignored).',
+  },
   { name: 'METRICS_WORKSPACE_LABEL', default: 'off', meaning: '`on` adds a workspace_id label to the job-list metrics.' },
   { name: 'METRICS_WORKSPACE_ALLOWLIST', default: '(empty)', meaning: 'Comma-separated workspaces that get their own label value; every other workspace (all of them when empty) is `unscoped`.' },
   { name: 'LOG_LEVEL', default: 'info', meaning: 'pino level: fatal, error, warn, info, debug, trace, silent.' },
   { name: 'ORCH_LEGACY_SCAN_COUNT', default: '1000', meaning: 'SCAN COUNT used by the legacy read path.' },
   { name: 'ORCH_API_BODY_LIMIT_BYTES', default: '262144', meaning: 'Largest accepted request body.' },
   { name: 'ORCH_API_SHUTDOWN_TIMEOUT_MS', default: '10000', meaning: 'On SIGTERM/SIGINT, how long in-flight requests may finish before connections are dropped.' },
+  {
+    name: 'ORCH_API_MAX_PAGE_BYTES',
+    default: String(DEFAULT_PAGE_MAX_BYTES),
+    meaning: 'Byte budget of one GET /ai/jobs page (stored bytes, 4 MiB by default): a page stops before the job that would exceed it (it always holds one job) and next_cursor continues after it.',
+  },
+  { name: 'ORCH_API_LIST_CONCURRENCY', default: '2', meaning: 'GET /ai/jobs pages read at once; further requests wait their turn, which bounds memory under parallel load.' },
+  { name: 'ORCH_API_REQUEST_TIMEOUT_MS', default: '30000', meaning: 'A request whose headers and body take longer to arrive is answered 408 (slow clients cannot hold sockets).' },
 ];
 
 const onOff = (name: string) =>
@@ -130,6 +148,9 @@ const EnvSchema = z.object({
   ORCH_LEGACY_SCAN_COUNT: intIn('ORCH_LEGACY_SCAN_COUNT', 1, 100000, 1000),
   ORCH_API_BODY_LIMIT_BYTES: intIn('ORCH_API_BODY_LIMIT_BYTES', 1024, 64 * 1024 * 1024, 256 * 1024),
   ORCH_API_SHUTDOWN_TIMEOUT_MS: intIn('ORCH_API_SHUTDOWN_TIMEOUT_MS', 0, 600000, 10000),
+  ORCH_API_MAX_PAGE_BYTES: intIn('ORCH_API_MAX_PAGE_BYTES', 1024, 1024 * 1024 * 1024, DEFAULT_PAGE_MAX_BYTES),
+  ORCH_API_LIST_CONCURRENCY: intIn('ORCH_API_LIST_CONCURRENCY', 1, 256, 2),
+  ORCH_API_REQUEST_TIMEOUT_MS: intIn('ORCH_API_REQUEST_TIMEOUT_MS', 1000, 600000, 30000),
 });
 
 /** Splits a comma list, trimming and dropping empties. */
@@ -228,5 +249,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadCo
     legacyScanCount: e.ORCH_LEGACY_SCAN_COUNT,
     bodyLimitBytes: e.ORCH_API_BODY_LIMIT_BYTES,
     shutdownTimeoutMs: e.ORCH_API_SHUTDOWN_TIMEOUT_MS,
+    maxPageBytes: e.ORCH_API_MAX_PAGE_BYTES,
+    listConcurrency: e.ORCH_API_LIST_CONCURRENCY,
+    requestTimeoutMs: e.ORCH_API_REQUEST_TIMEOUT_MS,
   };
 }

@@ -4,8 +4,8 @@
  * is logged server-side with the request id. No internals reach the client.
  */
 import { ZodError } from 'zod';
-import { ConfigError, CursorError, JobExistsError, JobNotFoundError, OrchError, RedisUnavailableError, ValidationError } from '../core/errors.js';
-import { isConnectionError } from '../core/redis.js';
+import { ConfigError, CursorError, isReplyError, JobExistsError, JobNotFoundError, OrchError, RedisOutOfMemoryError, RedisUnavailableError, ValidationError } from '../core/errors.js';
+import { classifyRedisError, isConnectionError } from '../core/redis.js';
 import { CursorPathError } from './cursor-envelope.js';
 
 /** An error raised on purpose by the API, with what the client may see. */
@@ -52,9 +52,24 @@ function isPathCursorError(err: CursorError): boolean {
   return err instanceof CursorPathError || /read path/.test(err.message);
 }
 
+/**
+ * "This job id is taken", whatever the queue core calls it: one answer, so a
+ * tenant cannot tell its own id from another workspace's (see routes.ts, POST).
+ */
+function isIdTaken(err: unknown): boolean {
+  return err instanceof JobExistsError || (err instanceof OrchError && /^ERR_(EXISTS|ID_CONFLICT|ID_TAKEN)$/.test(err.code));
+}
+
+/** Redis replies that mean "not now" (cluster resharding or failover, a busy script), by their error code. */
+function isTransientReply(err: unknown): boolean {
+  return isReplyError(err) && /^(MOVED|ASK|TRYAGAIN|BUSY|MASTERDOWN|READONLY)\b/.test(err.message);
+}
+
 /** Maps anything thrown to the client's view. */
-export function toHttpError(err: unknown): HttpErrorView {
-  if (err instanceof ApiError) return { status: err.statusCode, code: err.code, message: err.message };
+export function toHttpError(thrown: unknown): HttpErrorView {
+  if (thrown instanceof ApiError) return { status: thrown.statusCode, code: thrown.code, message: thrown.message };
+  // Redis replies with a meaning (OOM, refused credentials) get their class first; the address is not shown.
+  const err = classifyRedisError(thrown, 'redis');
   if (err instanceof CursorError) {
     return isPathCursorError(err)
       ? {
@@ -65,10 +80,12 @@ export function toHttpError(err: unknown): HttpErrorView {
       : { status: 400, code: 'invalid_cursor', message: 'Invalid cursor; restart paging without a cursor' };
   }
   if (err instanceof JobNotFoundError) return { status: 404, code: 'not_found', message: 'Job not found' };
-  if (err instanceof JobExistsError) return { status: 409, code: 'conflict', message: 'job_id is already in use' };
+  if (isIdTaken(err)) return { status: 409, code: 'conflict', message: 'job_id is already in use' };
   if (err instanceof ZodError) return { status: 400, code: 'invalid_request', message: zodSummary(err, 'request') };
   if (err instanceof ValidationError) return { status: 400, code: 'invalid_request', message: 'Invalid request' };
-  if (err instanceof RedisUnavailableError || isConnectionError(err)) {
+  // Out of memory refuses writes only until memory is freed, and a slot moving or a failover in progress
+  // ends by itself: temporarily unavailable, like an outage.
+  if (err instanceof RedisUnavailableError || err instanceof RedisOutOfMemoryError || isConnectionError(err) || isTransientReply(err)) {
     return { status: 503, code: 'unavailable', message: 'Service temporarily unavailable' };
   }
   // A corrupt state record: the phase cannot be known, so neither can the read path.

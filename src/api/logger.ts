@@ -1,15 +1,17 @@
 /**
  * The API's pino logger. Secrets never reach a log line:
+ *  - every log object goes through the central redactor (src/core/redact.ts),
+ *    and so does every message string;
  *  - the request serializer keeps method, url, host and remote address only
- *    (no headers, never a body), and masks the values of sensitive query keys;
+ *    (no headers, never a body), and masks sensitive query parameters;
  *  - pino's redaction masks any authorization/cookie header that some other
  *    log call might carry;
- *  - the error serializer keeps type, code, message and stack (with causes)
+ *  - the error serializer keeps type, code, message and stack (redacted text)
  *    but drops everything else an error carries: an ioredis error's `command`
  *    holds the arguments of the failed command, i.e. job fields and params.
  */
-import { pino, stdSerializers, type DestinationStream, type Logger } from 'pino';
-import { REDACTED, type Redactor } from '../core/redact.js';
+import { pino, stdSerializers, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
+import { redact as defaultRedactor, REDACTED, type Redactor } from '../core/redact.js';
 import type { LogLevel } from './config.js';
 
 /** Paths pino masks wherever they appear. */
@@ -23,15 +25,11 @@ export const LOG_REDACT_PATHS = [
   'res.headers["set-cookie"]',
 ];
 
-/** The URL with the values of sensitive query parameters masked. */
+/** A request URL (path and query) with sensitive query parameters masked and credentials in it redacted. */
 export function safeUrl(url: string, redactor: Redactor): string {
   const q = url.indexOf('?');
-  if (q < 0) return url;
-  const params = new URLSearchParams(url.slice(q + 1));
-  const probe = redactor(Object.fromEntries([...params.keys()].map((k) => [k, ''])) as Record<string, string>);
-  const out: string[] = [];
-  for (const [k, v] of params) out.push(`${encodeURIComponent(k)}=${probe[k] === REDACTED ? REDACTED : encodeURIComponent(v)}`);
-  return `${url.slice(0, q)}?${out.join('&')}`;
+  const path = q < 0 ? url : url.slice(0, q);
+  return q < 0 ? redactor.text(path) : `${redactor.text(path)}?${redactor.query(url.slice(q + 1))}`;
 }
 
 interface ReqLike {
@@ -43,20 +41,29 @@ interface ReqLike {
   socket?: { remoteAddress?: string };
 }
 
-/** Error serializer that keeps no payload data. */
-export function safeErrorSerializer(err: unknown): Record<string, unknown> {
-  if (!(err instanceof Error)) return { message: String(err) };
+/** Error serializer that keeps no payload data; message and stack are redacted text. */
+export function safeErrorSerializer(err: unknown, redactor: Redactor = defaultRedactor): Record<string, unknown> {
+  if (!(err instanceof Error)) return { message: redactor.text(String(err)) };
   const s = stdSerializers.err(err);
   const code = (err as { code?: unknown }).code;
-  return { type: s.type, message: s.message, stack: s.stack, ...(typeof code === 'string' ? { code } : {}) };
+  return { type: s.type, message: redactor.text(s.message), stack: redactor.text(s.stack), ...(typeof code === 'string' ? { code } : {}) };
 }
 
 /** Builds the logger fastify uses (`loggerInstance`). */
 export function createLogger(level: LogLevel, redactor: Redactor, stream?: DestinationStream): Logger {
-  const options = {
+  const options: LoggerOptions = {
     level,
     base: { service: 'orch-api' },
     redact: { paths: LOG_REDACT_PATHS, censor: REDACTED },
+    // Every merged log object, before serializers: params, results and anything else a call passes.
+    formatters: { log: (obj: Record<string, unknown>) => redactor(obj) },
+    hooks: {
+      // Message strings too (a message may quote a value).
+      logMethod(args, method) {
+        const redacted = args.map((a: unknown) => (typeof a === 'string' ? redactor.text(a) : a)) as Parameters<typeof method>;
+        method.apply(this, redacted);
+      },
+    },
     serializers: {
       req: (req: ReqLike) => ({
         method: req.method,
@@ -65,7 +72,7 @@ export function createLogger(level: LogLevel, redactor: Redactor, stream?: Desti
         remoteAddress: req.ip ?? req.socket?.remoteAddress,
       }),
       res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
-      err: safeErrorSerializer,
+      err: (err: unknown) => safeErrorSerializer(err, redactor),
     },
   };
   return stream ? pino(options, stream) : pino(options);

@@ -3,10 +3,11 @@
  * and shuts it down gracefully on SIGTERM/SIGINT (stop accepting, let
  * in-flight requests finish within ORCH_API_SHUTDOWN_TIMEOUT_MS, release Redis).
  *
- * Resolves with the process exit code (DESIGN §5: 2 config, 5 Redis
- * unreachable); only bin/orch-api calls process.exit.
+ * Resolves with the process exit code (2: configuration, including a Redis
+ * password that is refused; 5: Redis unreachable at start); only bin/orch-api
+ * calls process.exit. Once started, the service rides out Redis restarts.
  */
-import { pino } from 'pino';
+import { pino, type DestinationStream } from 'pino';
 import { ExitCode, toOrchError } from '../core/errors.js';
 import { redactUrl } from '../core/redis.js';
 import { createRedactor } from '../core/redact.js';
@@ -21,6 +22,8 @@ export interface MainOptions {
   signals?: NodeJS.Signals[];
   /** Called once the server listens. */
   onListening?: (address: { host: string; port: number }, service: ApiService) => void;
+  /** Where log lines go (tests capture them); default stdout. */
+  logStream?: DestinationStream;
 }
 
 /** Starts the API and resolves when it has stopped, with the exit code. */
@@ -33,11 +36,12 @@ export async function main(opts: MainOptions = {}): Promise<number> {
     const e = toOrchError(err);
     const wanted = (env.LOG_LEVEL ?? '').trim().toLowerCase();
     const level = (LOG_LEVELS as readonly string[]).includes(wanted) ? wanted : 'info';
-    const boot = pino({ level, base: { service: 'orch-api' }, serializers: { err: safeErrorSerializer } });
+    const bootOptions = { level, base: { service: 'orch-api' }, serializers: { err: (err: unknown) => safeErrorSerializer(err) } };
+    const boot = opts.logStream ? pino(bootOptions, opts.logStream) : pino(bootOptions);
     boot.fatal({ code: e.code, suggestion: e.suggestion }, `cannot start: ${e.message}`);
     return e.exitCode;
   }
-  const logger = createLogger(config.logLevel, createRedactor(config.sensitiveKeys));
+  const logger = createLogger(config.logLevel, createRedactor(config.sensitiveKeys), opts.logStream);
 
   let service: ApiService;
   try {

@@ -8,7 +8,41 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { isWorkspaceId } from '../core/ids.js';
+import type { Keyspace } from '../core/keys.js';
 import { PHASE_ORDER, type Layout, type Phase } from '../core/phase.js';
+import type { RedisClient } from '../core/redis.js';
+import { StateStore } from '../core/state.js';
+import { loadCheckpoint, sumCounter } from '../ops/checkpoint.js';
+
+/** Checkpointed operations (the same list `orch-migrate status` reads, src/ops/status.ts). */
+export const CHECKPOINT_OPS: readonly string[] = ['backfill', 'reverse-backfill', 'cleanup'];
+
+/** The migration's own progress, as read from the state record and the checkpoints. */
+export interface MigrationSnapshot {
+  checkpoints: Array<{ op: string; scannedKeys: number; nodesDone: number; nodes: number }>;
+  /** The state record's `last_verify`, or null when no verify has run. */
+  lastVerify: { ok: boolean; mismatches: number; finishedAtMs: number | null } | null;
+}
+
+/** Reads a {@link MigrationSnapshot}: one HGETALL of the state record and one per checkpoint. */
+export function migrationSnapshotReader(client: RedisClient, keys: Keyspace): () => Promise<MigrationSnapshot> {
+  const store = new StateStore(client, keys);
+  return async () => {
+    const [state, ...cps] = await Promise.all([store.read(), ...CHECKPOINT_OPS.map((op) => loadCheckpoint(client, keys, op))]);
+    const v = state.lastVerify;
+    const num = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+    return {
+      checkpoints: CHECKPOINT_OPS.map((op, i) => {
+        const cp = cps[i]!;
+        return { op, scannedKeys: sumCounter(cp, 'scanned'), nodesDone: cp.nodes.filter((n) => n.done).length, nodes: cp.nodes.length };
+      }),
+      lastVerify: v ? { ok: v.ok === true, mismatches: num(v.mismatches) ?? 0, finishedAtMs: num(v.finishedAt) } : null,
+    };
+  };
+}
+
+/** How long a migration snapshot is reused between scrapes (bounds the Redis cost of scraping). */
+export const MIGRATION_SNAPSHOT_TTL_MS = 5000;
 
 /** The label value of a workspace that has none of its own. */
 export const UNSCOPED = 'unscoped';
@@ -21,6 +55,10 @@ export interface ApiMetricsOptions {
   defaultMetrics?: boolean;
   /** Reads the phase at scrape time (the gauge); null/throwing keeps the last value. */
   phaseSource?: () => Promise<{ phase: Phase; epoch: number }>;
+  /** Reads checkpoint progress and the last verify at scrape time (cached {@link MIGRATION_SNAPSHOT_TTL_MS}); throwing keeps the last values. */
+  migrationSource?: () => Promise<MigrationSnapshot>;
+  /** Clock of the snapshot cache (tests). */
+  now?: () => number;
 }
 
 /** Outcomes of a shadow read. */
@@ -43,6 +81,14 @@ export class ApiMetrics {
   private readonly shadowReads: Counter<string>;
   private readonly cursorRejects: Counter<string>;
   private phaseRead: Promise<void> | null = null;
+  private readonly checkpointScanned: Gauge<string>;
+  private readonly checkpointNodesDone: Gauge<string>;
+  private readonly checkpointNodes: Gauge<string>;
+  private readonly lastVerifyOk: Gauge<string>;
+  private readonly lastVerifyMismatches: Gauge<string>;
+  private readonly lastVerifyFinished: Gauge<string>;
+  private migrationRead: Promise<void> | null = null;
+  private migrationReadAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly opts: ApiMetricsOptions) {
     this.allow = new Set(opts.allowlist);
@@ -111,6 +157,48 @@ export class ApiMetrics {
       labelNames: ['outcome'],
       registers: r,
     });
+    const migration = (): Promise<void> => this.refreshMigration();
+    this.checkpointScanned = new Gauge({
+      name: 'orch_migration_checkpoint_scanned_keys',
+      help: 'Keys scanned so far by the checkpointed operation (sum over its nodes), from <prefix>:migration:jobs:checkpoint:<op>',
+      labelNames: ['op'],
+      registers: r,
+      collect: migration,
+    });
+    this.checkpointNodesDone = new Gauge({
+      name: 'orch_migration_checkpoint_nodes_done',
+      help: 'Nodes (Redis masters) the checkpointed operation has scanned to the end',
+      labelNames: ['op'],
+      registers: r,
+      collect: migration,
+    });
+    this.checkpointNodes = new Gauge({
+      name: 'orch_migration_checkpoint_nodes',
+      help: 'Nodes the checkpoint holds a position for (0 when there is no checkpoint)',
+      labelNames: ['op'],
+      registers: r,
+      collect: migration,
+    });
+    this.lastVerifyOk = new Gauge({
+      name: 'orch_migration_last_verify_ok',
+      help: '1 when the last verify found both layouts in agreement, 0 when it did not; absent before the first verify',
+      registers: r,
+      collect: migration,
+    });
+    this.lastVerifyMismatches = new Gauge({
+      name: 'orch_migration_last_verify_mismatches',
+      help: 'Persistent mismatches found by the last verify; absent before the first verify',
+      registers: r,
+      collect: migration,
+    });
+    this.lastVerifyFinished = new Gauge({
+      name: 'orch_migration_last_verify_finished_timestamp_seconds',
+      help: 'Unix time the last verify finished; absent before the first verify',
+      registers: r,
+      collect: migration,
+    });
+    // No sample until a verify is known (a 0 would read as "the last verify failed").
+    for (const g of [this.lastVerifyOk, this.lastVerifyMismatches, this.lastVerifyFinished]) g.remove();
     for (const p of PHASE_ORDER) this.phaseGauge.set({ phase: p }, 0);
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'orch_api_' });
   }
@@ -130,6 +218,49 @@ export class ApiMetrics {
         });
     }
     return this.phaseRead;
+  }
+
+  /**
+   * Reads the migration snapshot at most once per {@link MIGRATION_SNAPSHOT_TTL_MS}, shared by every
+   * gauge of a scrape; a failed read keeps the last values (readiness reports the outage).
+   */
+  private refreshMigration(): Promise<void> {
+    const source = this.opts.migrationSource;
+    if (!source) return Promise.resolve();
+    const now = this.opts.now ?? Date.now;
+    if (this.migrationRead) return this.migrationRead;
+    if (now() - this.migrationReadAt < MIGRATION_SNAPSHOT_TTL_MS) return Promise.resolve();
+    this.migrationRead = source()
+      .then((snap) => {
+        this.migrationReadAt = now();
+        this.setMigration(snap);
+      })
+      .catch(() => {
+        // Unreadable now (Redis down, corrupt record): keep the last values, retry at the next scrape.
+      })
+      .finally(() => {
+        this.migrationRead = null;
+      });
+    return this.migrationRead;
+  }
+
+  /** Records checkpoint progress and the last verify. */
+  setMigration(snap: MigrationSnapshot): void {
+    for (const c of snap.checkpoints) {
+      this.checkpointScanned.set({ op: c.op }, c.scannedKeys);
+      this.checkpointNodesDone.set({ op: c.op }, c.nodesDone);
+      this.checkpointNodes.set({ op: c.op }, c.nodes);
+    }
+    const v = snap.lastVerify;
+    if (v) {
+      this.lastVerifyOk.set(v.ok ? 1 : 0);
+      this.lastVerifyMismatches.set(v.mismatches);
+    } else {
+      this.lastVerifyOk.remove();
+      this.lastVerifyMismatches.remove();
+    }
+    if (v && v.finishedAtMs !== null) this.lastVerifyFinished.set(v.finishedAtMs / 1000);
+    else this.lastVerifyFinished.remove();
   }
 
   /** The workspace label value: the id when labelling is on and it is allowlisted, else `unscoped`. */

@@ -1,7 +1,7 @@
 /**
  * The routes. Endpoint code never branches on the phase: the queue core picks
  * the layout; the routes only scope by the token's workspace, validate input,
- * seal cursors and redact params.
+ * seal cursors and redact what they return (params, result, error).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError, type ZodType } from 'zod';
@@ -9,17 +9,76 @@ import { CursorError } from '../core/errors.js';
 import { Layout, readPathFor } from '../core/phase.js';
 import { Scope, type Principal } from './auth.js';
 import { ApiError, zodSummary } from './http-errors.js';
+import type { RouteDoc } from './openapi.js';
 import {
   CreateJobSchema,
   DEFAULT_LIMIT,
+  ErrorBodySchema,
   JobParamsSchema,
   ListQuerySchema,
+  ListResponseSchema,
   PatchJobSchema,
   toWireJob,
+  WireJobSchema,
   type ListResponse,
   type WireJob,
 } from './schemas.js';
 import type { ApiContext } from './server.js';
+
+const JOBS = ['jobs'];
+
+/** The OpenAPI description of each job route (src/api/openapi.ts); the schemas are the ones the handlers parse with. */
+export const JOB_ROUTE_DOCS = {
+  list: {
+    summary: "List the token's workspace's jobs, one page at a time",
+    description:
+      'Pages are bounded by `limit` and by a byte budget (ORCH_API_MAX_PAGE_BYTES): a page may hold fewer than `limit` jobs and still have a next_cursor. ' +
+      'Paging never skips a job. Order: on the v2 read path by created_at then job_id; on the legacy path in SCAN order per Redis master (no meaningful order). ' +
+      'A cursor is bound to the workspace and the read path: after a phase flip it is refused with 400 cursor_read_path_changed.',
+    tags: JOBS,
+    scope: Scope.Preview,
+    query: ListQuerySchema,
+    responses: { 200: { description: 'One page', schema: ListResponseSchema } },
+  },
+  get: {
+    summary: 'One job of the token\'s workspace',
+    tags: JOBS,
+    scope: Scope.Preview,
+    params: JobParamsSchema,
+    responses: {
+      200: { description: 'The job (params, result and error redacted)', schema: WireJobSchema },
+      404: { description: 'No such job in this workspace (the same answer whether it is absent or another workspace\'s)', schema: ErrorBodySchema },
+    },
+  },
+  create: {
+    summary: 'Enqueue a job in the token\'s workspace',
+    description:
+      'Job ids are unique across all workspaces while the legacy layout exists (its keys carry no workspace). ' +
+      'A job_id already in use answers 409 with the same body whichever workspace uses it.',
+    tags: JOBS,
+    scope: Scope.Write,
+    body: CreateJobSchema,
+    responses: {
+      201: { description: 'Created (status queued)', schema: WireJobSchema, headers: { location: 'URL of the new job' } },
+      409: { description: 'job_id is already in use', schema: ErrorBodySchema },
+      413: { description: 'Body larger than ORCH_API_BODY_LIMIT_BYTES', schema: ErrorBodySchema },
+      415: { description: 'Body is not application/json', schema: ErrorBodySchema },
+    },
+  },
+  patch: {
+    summary: 'Update status, result and error of a job (as a worker does)',
+    tags: JOBS,
+    scope: Scope.Write,
+    params: JobParamsSchema,
+    body: PatchJobSchema,
+    responses: {
+      200: { description: 'The updated job', schema: WireJobSchema },
+      404: { description: 'No such job in this workspace', schema: ErrorBodySchema },
+      413: { description: 'Body larger than ORCH_API_BODY_LIMIT_BYTES', schema: ErrorBodySchema },
+      415: { description: 'Body is not application/json', schema: ErrorBodySchema },
+    },
+  },
+} satisfies Record<string, RouteDoc>;
 
 function parse<T>(schema: ZodType<T>, value: unknown, what: string): T {
   const res = schema.safeParse(value ?? {});
@@ -58,7 +117,7 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const write = requireScope(ctx, Scope.Write);
   const wire = (j: Parameters<typeof toWireJob>[0]): WireJob => toWireJob(j, ctx.redactor);
 
-  app.get('/ai/jobs', { onRequest: preview }, async (request, reply): Promise<ListResponse> => {
+  app.get('/ai/jobs', { onRequest: preview, config: { doc: JOB_ROUTE_DOCS.list } }, async (request, reply): Promise<ListResponse> => {
     const { workspaceId } = principalOf(request);
     const q = parse(ListQuerySchema, request.query, 'query');
     const limit = q.limit ?? DEFAULT_LIMIT;
@@ -75,7 +134,9 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const started = process.hrtime.bigint();
     let page;
     try {
-      page = await ctx.queue.listJobs(workspaceId, { limit, cursor: raw });
+      // Pages are built a few at a time (ORCH_API_LIST_CONCURRENCY): each one holds up to its byte
+      // budget in memory several times over (Redis reply, parsed jobs, redacted copy, JSON text).
+      page = await ctx.listSlots(() => ctx.queue.listJobs(workspaceId, { limit, cursor: raw, maxBytes: ctx.maxPageBytes }));
     } catch (err) {
       if (err instanceof CursorError) ctx.metrics.cursorRejected(/read path/.test(err.message) ? 'read_path_changed' : 'invalid');
       throw err;
@@ -94,7 +155,7 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     };
   });
 
-  app.get('/ai/jobs/:job_id', { onRequest: preview }, async (request): Promise<WireJob> => {
+  app.get('/ai/jobs/:job_id', { onRequest: preview, config: { doc: JOB_ROUTE_DOCS.get } }, async (request): Promise<WireJob> => {
     const { workspaceId } = principalOf(request);
     const { job_id } = parse(JobParamsSchema, request.params, 'job id');
     const job = await ctx.queue.getJob(workspaceId, job_id);
@@ -107,9 +168,14 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return wire(job);
   });
 
-  app.post('/ai/jobs', { onRequest: write }, async (request, reply): Promise<WireJob> => {
+  app.post('/ai/jobs', { onRequest: write, config: { doc: JOB_ROUTE_DOCS.create } }, async (request, reply): Promise<WireJob> => {
     const { workspaceId } = principalOf(request);
     const body = parse(CreateJobSchema, request.body, 'body');
+    // Job ids are global, not per workspace, for as long as the legacy layout exists: a legacy key
+    // is `<prefix>:jobs:<job_id>` with no workspace in it, so two workspaces cannot both hold an id
+    // there, and the queue core refuses a create that would collide (docs/api.md, "Job ids").
+    // The refusal is one 409 with one body whoever holds the id: answering differently for
+    // another workspace's id would tell a tenant that the id exists elsewhere.
     const job = await ctx.queue.enqueue({
       workspaceId,
       action: body.action,
@@ -120,7 +186,7 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return wire(job);
   });
 
-  app.patch('/ai/jobs/:job_id', { onRequest: write }, async (request): Promise<WireJob> => {
+  app.patch('/ai/jobs/:job_id', { onRequest: write, config: { doc: JOB_ROUTE_DOCS.patch } }, async (request): Promise<WireJob> => {
     const { workspaceId } = principalOf(request);
     const { job_id } = parse(JobParamsSchema, request.params, 'job id');
     const body = parse(PatchJobSchema, request.body, 'body');

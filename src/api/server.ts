@@ -1,28 +1,36 @@
 /**
- * The reference HTTP API (DESIGN §7) as a fastify app.
+ * The reference HTTP API (docs/api.md) as a fastify app.
  *
  * {@link buildApp} assembles the app from its parts, so unit tests can run it
  * over a MemoryJobQueue with `app.inject()`. {@link createApiService} wires the
- * real thing: a Redis connection, a {@link RedisJobQueue} that follows the
- * phase live (events channel + bounded cache), metrics and shadow reads.
+ * real thing: a Redis connection with the long-lived `service` profile (it
+ * reconnects by itself after a Redis restart), a {@link RedisJobQueue} that
+ * follows the phase live (events channel + bounded cache), metrics and shadow reads.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import pLimit from 'p-limit';
 import type { DestinationStream, Logger } from 'pino';
+import { jsonTooDeep } from '../core/json-depth.js';
 import { Keyspace } from '../core/keys.js';
+import { DEFAULT_PAGE_MAX_BYTES } from '../core/listing.js';
 import { Layout, readPathFor, type Phase } from '../core/phase.js';
 import type { PhaseWatcherOptions } from '../core/phase-watcher.js';
 import type { JobQueue } from '../core/queue.js';
 import { createRedactor, type Redactor } from '../core/redact.js';
-import { closeRedis, connectRedis, type RedisClient } from '../core/redis.js';
+import { closeRedis, ConnectionProfile, connectRedis, type RedisClient, type RedisConnectionOptions } from '../core/redis.js';
 import { RedisJobQueue } from '../core/redis-queue.js';
+import { StateCorruptError, StateStore } from '../core/state.js';
 import { TokenTable, type Principal } from './auth.js';
 import type { ApiConfig } from './config.js';
 import { CursorSealer } from './cursor-envelope.js';
-import { toHttpError } from './http-errors.js';
+import { ApiError, toHttpError } from './http-errors.js';
 import { createLogger } from './logger.js';
-import { ApiMetrics } from './metrics.js';
+import { ApiMetrics, migrationSnapshotReader } from './metrics.js';
+import { buildOpenApiDocument, type RegisteredRoute, type RouteDoc } from './openapi.js';
 import { registerJobRoutes } from './routes.js';
+import { HealthSchema, LiveSchema } from './schemas.js';
 import { ShadowReader } from './shadow.js';
 
 declare module 'fastify' {
@@ -60,15 +68,81 @@ export interface ApiContext {
   metrics: ApiMetrics;
   redactor: Redactor;
   shadow: ShadowReader | null;
+  /** Byte budget of one list page. */
+  maxPageBytes: number;
+  /** Runs a page read when one of the ORCH_API_LIST_CONCURRENCY slots is free. */
+  listSlots: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 /** Options of {@link buildApp}. */
-export interface BuildAppOptions extends Omit<ApiContext, 'shadow' | 'redactor'> {
+export interface BuildAppOptions extends Omit<ApiContext, 'shadow' | 'redactor' | 'maxPageBytes' | 'listSlots'> {
   logger: Logger;
   redactor?: Redactor;
   shadow?: ShadowReader | null;
   readiness?: () => Promise<Readiness>;
+  /** False while the Redis connection is down: job routes then answer 503 at once instead of waiting. */
+  redisReady?: () => boolean;
   bodyLimitBytes?: number;
+  /** Byte budget of one list page (default DEFAULT_PAGE_MAX_BYTES). */
+  maxPageBytes?: number;
+  /** List pages built at once (default 2). */
+  listConcurrency?: number;
+  /** Requests whose headers and body take longer get 408 (default 30 s). */
+  requestTimeoutMs?: number;
+}
+
+/** Deepest JSON a request body may nest: deeper bodies get 400 before anything walks them. */
+export const MAX_BODY_DEPTH = 64;
+
+/** Routes that never wait for Redis or the phase: liveness, readiness, metrics, the API document. */
+const INFRA_ROUTES: ReadonlySet<string> = new Set(['/livez', '/healthz', '/metrics', '/openapi.json']);
+
+const INFRA = ['service'];
+const INFRA_DOCS = {
+  livez: {
+    summary: 'Liveness: the process is up and serving HTTP (never touches Redis)',
+    description: 'Restart the process only when this fails. It answers 200 even while Redis is down: the service reconnects by itself.',
+    tags: INFRA,
+    scope: null,
+    responses: { 200: { description: 'Alive', schema: LiveSchema } },
+  },
+  healthz: {
+    summary: 'Readiness: Redis answers and the migration phase is readable',
+    description:
+      'Send traffic only while this answers 200. It answers 503 while Redis is unreachable or frozen, or the state record is unreadable, and 200 again as soon as the service has reconnected. ' +
+      'It runs on a connection of its own, so it does not queue behind large list pages.',
+    tags: INFRA,
+    scope: null,
+    responses: {
+      200: { description: 'Ready', schema: HealthSchema },
+      503: { description: 'Not ready (see checks)', schema: HealthSchema, headers: { 'retry-after': 'Seconds to wait' } },
+    },
+  },
+  metrics: {
+    summary: 'Prometheus metrics (text exposition format)',
+    tags: INFRA,
+    scope: null,
+    responses: { 200: { description: 'Metrics', contentType: 'text/plain; version=0.0.4' } },
+  },
+  openapi: {
+    summary: 'This document (OpenAPI 3.1)',
+    tags: INFRA,
+    scope: null,
+    responses: { 200: { description: 'The OpenAPI document', contentType: 'application/json' } },
+  },
+} satisfies Record<string, RouteDoc>;
+
+/** The package version, for the API document (dist/src/api or src/api both sit two or three levels below the root). */
+function packageVersion(): string {
+  for (const rel of ['../../../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'orch-migrate' && pkg.version) return pkg.version;
+    } catch {
+      // Not at this level: try the next.
+    }
+  }
+  return '0.0.0';
 }
 
 /** A 4xx cause, compact: type, message and the type of each cause (stacks are for 5xx). */
@@ -88,6 +162,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /** Builds the fastify app. */
 export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
+  const slots = pLimit(opts.listConcurrency ?? 2);
   const ctx: ApiContext = {
     queue: opts.queue,
     phase: opts.phase,
@@ -96,6 +171,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     metrics: opts.metrics,
     redactor: opts.redactor ?? createRedactor(),
     shadow: opts.shadow ?? null,
+    maxPageBytes: opts.maxPageBytes ?? DEFAULT_PAGE_MAX_BYTES,
+    listSlots: (fn) => slots(fn),
   };
   const app = Fastify({
     loggerInstance: opts.logger as FastifyBaseLogger,
@@ -110,22 +187,45 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     // (fastify answers 414 only above this bound).
     routerOptions: { maxParamLength: 1024 },
     return503OnClosing: true,
+    // A client that trickles its request cannot hold a socket (and a slot) forever.
+    requestTimeout: opts.requestTimeoutMs ?? 30_000,
+  });
+
+  const routes: RegisteredRoute[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of Array.isArray(r.method) ? r.method : [r.method]) routes.push({ method, url: r.url, doc: r.config?.doc });
   });
 
   // Bodies are JSON only (fastify would otherwise also accept text/plain).
   app.removeContentTypeParser('text/plain');
+  // Nesting is checked on the text, in one linear pass, before anything parses or walks it:
+  // a small body nested thousands of levels deep would otherwise overflow the stack later (500).
+  const jsonParser = app.getDefaultJsonParser('error', 'ignore');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (jsonTooDeep(text, MAX_BODY_DEPTH)) {
+      done(new ApiError(400, 'invalid_request', `Invalid body: JSON nested deeper than ${MAX_BODY_DEPTH} levels`), undefined);
+      return;
+    }
+    jsonParser(request, text, done);
+  });
   app.decorateRequest('orchPrincipal', null);
   app.decorateRequest('orchPhase', null);
   app.decorateRequest('orchStartedAt', 0n);
 
   let lastKnown: PhaseView | null = null;
   let phaseFailing = false;
+  /** Set while the state record is corrupt or lost: job routes refuse rather than guess a read path. */
+  let stateUnusable = false;
   const currentPhase = async (): Promise<PhaseView | null> => {
     try {
       lastKnown = await ctx.phase();
       if (phaseFailing) app.log.info('the migration phase is readable again');
       phaseFailing = false;
+      stateUnusable = false;
     } catch (err) {
+      stateUnusable = err instanceof StateCorruptError;
       // The route itself fails with 503 if it needs Redis; the header keeps the last known path.
       // Logged once per outage, not once per request.
       if (!phaseFailing) app.log.warn({ err }, 'cannot read the migration phase; using the last known one');
@@ -137,9 +237,22 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   app.addHook('onRequest', async (request, reply) => {
     request.orchStartedAt = process.hrtime.bigint();
     reply.header('x-request-id', request.id);
+    const route = request.routeOptions.url;
+    if (route === undefined || INFRA_ROUTES.has(route)) {
+      // Liveness, readiness and metrics never wait for Redis: the last known phase names the read path.
+      if (lastKnown === null && route !== undefined) void currentPhase();
+      reply.header('x-read-path', lastKnown ? readPathFor(lastKnown.phase) : Layout.Legacy);
+      return;
+    }
+    if (opts.redisReady && !opts.redisReady()) {
+      // Redis is down and the client is reconnecting: answer now rather than wait for a timeout.
+      reply.header('x-read-path', lastKnown ? readPathFor(lastKnown.phase) : Layout.Legacy);
+      throw new ApiError(503, 'unavailable', 'Service temporarily unavailable');
+    }
     const view = await currentPhase();
     request.orchPhase = view;
     reply.header('x-read-path', view ? readPathFor(view.phase) : Layout.Legacy);
+    if (stateUnusable) throw new ApiError(503, 'unavailable', 'Service temporarily unavailable');
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -152,7 +265,10 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
 
   app.setErrorHandler(async (err, request, reply) => {
     const view = toHttpError(err);
-    if (view.status >= 500) request.log.error({ err }, 'request failed');
+    // 503s come in bursts while Redis is away (each one is expected and the outage is logged once):
+    // a line without a stack each, at warn. Anything else at 5xx is a bug worth its stack.
+    if (view.status === 503) request.log.warn({ unavailable: briefError(err), error_code: view.code }, 'request refused: temporarily unavailable');
+    else if (view.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ rejected: briefError(err), error_code: view.code }, 'request rejected');
     if (view.status === 503) reply.header('retry-after', '1');
     return reply.code(view.status).send({ error: view.code, message: view.message, request_id: request.id });
@@ -164,7 +280,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
 
   registerJobRoutes(app, ctx);
 
-  app.get('/healthz', async (_request, reply) => {
+  app.get('/livez', { config: { doc: INFRA_DOCS.livez } }, async () => ({ status: 'ok' as const }));
+
+  app.get('/healthz', { config: { doc: INFRA_DOCS.healthz } }, async (_request, reply) => {
     const r = opts.readiness ? await opts.readiness() : { ok: true, checks: {} };
     const body: Record<string, unknown> = { status: r.ok ? 'ok' : 'unavailable', checks: r.checks };
     if (r.phase) {
@@ -173,12 +291,19 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
       body.read_path = readPathFor(r.phase.phase);
       reply.header('x-read-path', readPathFor(r.phase.phase));
     }
+    if (!r.ok) reply.header('retry-after', '1');
     return reply.code(r.ok ? 200 : 503).send(body);
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { config: { doc: INFRA_DOCS.metrics } }, async (_request, reply) => {
     const m = await ctx.metrics.render();
     return reply.header('content-type', m.contentType).send(m.body);
+  });
+
+  let openapi: string | null = null;
+  app.get('/openapi.json', { config: { doc: INFRA_DOCS.openapi } }, async (_request, reply) => {
+    openapi ??= JSON.stringify(buildOpenApiDocument(routes, { title: 'orch-api', version: packageVersion() }));
+    return reply.header('content-type', 'application/json; charset=utf-8').send(openapi);
   });
 
   return app;
@@ -210,7 +335,13 @@ export interface ApiServiceOptions {
   phase?: Omit<PhaseWatcherOptions, 'onChange'>;
   /** Random source of the shadow sampler (tests). */
   shadowRandom?: () => number;
+  /** Connection tuning on top of the service profile (tests shorten the timeouts). */
+  redis?: Pick<RedisConnectionOptions, 'commandTimeoutMs' | 'connectTimeoutMs' | 'maxBackoffMs'>;
 }
+
+/** A readiness probe step that takes longer than this fails (Redis frozen or overloaded). */
+const HEALTH_TIMEOUT_MS = 2000;
+
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let t: NodeJS.Timeout | undefined;
@@ -248,11 +379,42 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
   }
 
   const ownsClient = opts.client === undefined;
-  const client = opts.client ?? (await connectRedis({ url: config.redisUrl, cluster: config.redisCluster, connectionName: 'orch-api' }));
+  const client =
+    opts.client ??
+    (await connectRedis({
+      url: config.redisUrl,
+      cluster: config.redisCluster,
+      profile: ConnectionProfile.Service,
+      connectionName: 'orch-api',
+      ...opts.redis,
+    }));
+  // The connection's ups and downs, once per transition (the service reconnects by itself).
+  let connected = true;
+  const onDown = (): void => {
+    if (!connected) return;
+    connected = false;
+    logger.warn('lost the Redis connection; reconnecting (requests answer 503 meanwhile)');
+  };
+  const onUp = (): void => {
+    if (connected) return;
+    connected = true;
+    logger.info('Redis connection ready again');
+  };
+  client.on('close', onDown);
+  client.on('ready', onUp);
+  // A connection of its own for /healthz, so readiness never queues behind large list pages.
+  const health = client.duplicate();
+  health.on('error', () => undefined);
+  const healthStore = new StateStore(health, config.keys);
+
   let queue: RedisJobQueue | null = null;
   const phase = async (): Promise<PhaseView> => {
     if (!queue) throw new Error('queue not ready');
     const s = await queue.phase();
+    // The queue core keeps the last valid phase when the record turns unusable (its writers
+    // must not fall back to legacy); the API must not guess either: its job routes answer 503.
+    const problem = queue.watcher.problem;
+    if (problem) throw problem;
     return { phase: s.phase, epoch: s.epoch, shadowReadRate: s.shadowReadRate };
   };
   const metrics = new ApiMetrics({
@@ -260,7 +422,15 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
     allowlist: config.metricsWorkspaceAllowlist,
     defaultMetrics: opts.defaultMetrics ?? false,
     phaseSource: phase,
+    migrationSource: migrationSnapshotReader(client, config.keys),
   });
+  const release = async (): Promise<void> => {
+    client.off('close', onDown);
+    client.off('ready', onUp);
+    // The probe connection holds no state worth a QUIT (and may never have connected).
+    health.disconnect();
+    if (ownsClient) await closeRedis(client);
+  };
   try {
     queue = await RedisJobQueue.create(client, {
       keys: config.keys,
@@ -278,11 +448,43 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
       },
     });
   } catch (err) {
-    if (ownsClient) await closeRedis(client);
+    await release();
     throw err;
   }
   const q = queue;
   const shadow = new ShadowReader({ client, keys: config.keys, metrics, ...(opts.shadowRandom ? { random: opts.shadowRandom } : {}) });
+
+  const redisReady = (): boolean => client.status === 'ready';
+  let probing: Promise<Readiness> | null = null;
+  let wasReady = true;
+  const probe = async (): Promise<Readiness> => {
+    const checks: Record<string, 'ok' | 'fail'> = { redis: 'fail', phase: 'fail' };
+    let view: PhaseView | undefined;
+    let failure: unknown = null;
+    try {
+      if (!redisReady()) throw new Error('the Redis connection is down (reconnecting)');
+      await withTimeout(health.ping(), HEALTH_TIMEOUT_MS);
+      checks.redis = 'ok';
+      const s = await withTimeout(healthStore.read(), HEALTH_TIMEOUT_MS);
+      checks.phase = 'ok';
+      view = { phase: s.phase, epoch: s.epoch, shadowReadRate: s.shadowReadRate };
+    } catch (err) {
+      failure = err;
+    }
+    const ok = checks.redis === 'ok' && checks.phase === 'ok';
+    // Logged on a change of readiness, not on every probe: a load balancer probes often.
+    if (!ok && wasReady) logger.warn({ err: failure, checks }, 'not ready');
+    if (ok && !wasReady) logger.info({ checks }, 'ready again');
+    wasReady = ok;
+    return { ok, checks, ...(view ? { phase: view } : {}) };
+  };
+  // Probes arriving together share one round trip; every probe after that reads Redis afresh.
+  const readiness = (): Promise<Readiness> => {
+    probing ??= probe().finally(() => {
+      probing = null;
+    });
+    return probing;
+  };
 
   const app = await buildApp({
     queue: q,
@@ -294,20 +496,11 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
     logger,
     shadow,
     bodyLimitBytes: config.bodyLimitBytes,
-    readiness: async () => {
-      const checks: Record<string, 'ok' | 'fail'> = { redis: 'fail', phase: 'fail' };
-      let view: PhaseView | undefined;
-      try {
-        await withTimeout(client.ping(), 2000);
-        checks.redis = 'ok';
-        const s = await withTimeout(q.watcher.store.read(), 2000);
-        checks.phase = 'ok';
-        view = { phase: s.phase, epoch: s.epoch, shadowReadRate: s.shadowReadRate };
-      } catch (err) {
-        logger.warn({ err, checks }, 'readiness check failed');
-      }
-      return { ok: checks.redis === 'ok' && checks.phase === 'ok', checks, ...(view ? { phase: view } : {}) };
-    },
+    maxPageBytes: config.maxPageBytes,
+    listConcurrency: config.listConcurrency,
+    requestTimeoutMs: config.requestTimeoutMs,
+    redisReady,
+    readiness,
   });
 
   let closed = false;
@@ -324,7 +517,7 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
       await app.close();
       await shadow.drain();
       await q.close();
-      if (ownsClient) await closeRedis(client);
+      await release();
     },
   };
 }

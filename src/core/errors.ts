@@ -16,7 +16,7 @@ export const ExitCode = {
   Gate: 3,
   Locked: 4,
   Unavailable: 5,
-  /** Stopped by a guard (memory, latency, replica lag) past its critical level; checkpoint kept. */
+  /** Stopped by a guard: Redis out of memory, latency or replica lag past its critical level (checkpoint kept). */
   Guard: 6,
   Interrupted: 130,
 } as const;
@@ -128,6 +128,42 @@ export class RedisUnavailableError extends OrchError {
   }
 }
 
+/**
+ * Redis refused our credentials (WRONGPASS, NOAUTH). A configuration problem,
+ * not an outage: retrying cannot help, so it is exit 2, never "unreachable".
+ */
+export class RedisAuthError extends ConfigError {
+  readonly address: string;
+  constructor(address: string, reply: string, opts: { cause?: unknown } = {}) {
+    super(`Redis at ${address}: authentication failed (${reply})`, {
+      code: 'ERR_REDIS_AUTH',
+      suggestion:
+        'Check the password (and the ACL user, if you use one) in --redis-url / REDIS_URL: redis://[user:]password@host:port. ' +
+        'Percent-encode special characters in the password (e.g. %25 for %).',
+      ...opts,
+    });
+    this.address = address;
+  }
+}
+
+/**
+ * Redis refused a write with OOM (used memory above `maxmemory` under a
+ * noeviction policy). Exit 6: a guard stopped the run, the checkpoint is kept.
+ */
+export class RedisOutOfMemoryError extends OrchError {
+  readonly address: string;
+  constructor(address: string, opts: { cause?: unknown } = {}) {
+    super(`Redis at ${address} is out of memory: it refuses writes because used memory is above maxmemory (noeviction policy)`, {
+      code: 'ERR_REDIS_OOM',
+      exitCode: ExitCode.Guard,
+      suggestion:
+        'Free memory or raise maxmemory (CONFIG SET maxmemory …) on the server, then rerun: the checkpoint is kept and the run resumes where it stopped.',
+      ...opts,
+    });
+    this.address = address;
+  }
+}
+
 /** SIGINT/SIGTERM ended the run cleanly. Exit 130. */
 export class InterruptedError extends OrchError {
   constructor(message = 'Interrupted; checkpoint saved, rerun to resume.') {
@@ -175,6 +211,23 @@ export function toOrchError(err: unknown): OrchError {
 /** True for a Redis error reply (ioredis ReplyError), e.g. a script's error_reply. */
 export function isReplyError(err: unknown): err is Error {
   return err instanceof Error && err.name === 'ReplyError';
+}
+
+/**
+ * True for Redis' OOM reply ("OOM command not allowed when used memory >
+ * 'maxmemory'"), also when a script's write hit it. Classified by the reply's
+ * error code, which Redis keeps as the first word even inside a script error.
+ */
+export function isOutOfMemoryReply(err: unknown): boolean {
+  if (err instanceof RedisOutOfMemoryError) return true;
+  if (!isReplyError(err)) return false;
+  return /^OOM\b/.test(err.message) || /^ERR .*?-OOM\b/.test(err.message);
+}
+
+/** True for a reply that refuses our credentials: WRONGPASS, NOAUTH, or the pre-ACL "ERR invalid password". */
+export function isAuthReply(err: unknown): boolean {
+  if (!isReplyError(err)) return false;
+  return /^(WRONGPASS|NOAUTH)\b/.test(err.message) || /^ERR invalid (username-)?password/.test(err.message);
 }
 
 /** The message of a script's error reply without the "ERR " Redis may prepend, e.g. "EXISTS" or "EPOCH 3 dual-write". */

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { toOrchError } from './errors.js';
 import { JobIdSchema, WorkspaceIdSchema } from './ids.js';
+import { jsonTooDeep, MAX_STORED_JSON_DEPTH } from './json-depth.js';
 
 /** Job statuses the queue core writes. */
 export const JobStatus = {
@@ -53,6 +54,12 @@ export interface Job {
   updatedAt: string;
   /** Revision: +1 on every write to the primary; 0 when the record has no `rev` field. */
   rev: number;
+  /**
+   * Stored text of `params`/`result` when it nests deeper than MAX_STORED_JSON_DEPTH
+   * (src/core/json-depth.ts): such text is not parsed, so nothing downstream can
+   * overflow the stack walking it. `params` is then `{}` and `result` null.
+   */
+  raw?: { params?: string; result?: string };
 }
 
 /** Input of `enqueue`. */
@@ -94,18 +101,24 @@ export function parseRev(raw: string | Buffer | undefined | null): number | null
 
 /** Builds a {@link Job} from a hash read as strings. */
 export function jobFromHash(hash: Record<string, string>): Job {
-  const params = parseJson(hash[JobField.Params]);
+  const rawParams = hash[JobField.Params];
+  const rawResult = hash[JobField.Result];
+  const deepParams = rawParams !== undefined && jsonTooDeep(rawParams, MAX_STORED_JSON_DEPTH);
+  const deepResult = rawResult !== undefined && jsonTooDeep(rawResult, MAX_STORED_JSON_DEPTH);
+  const params = deepParams ? null : parseJson(rawParams);
+  const raw = deepParams || deepResult ? { ...(deepParams ? { params: rawParams } : {}), ...(deepResult ? { result: rawResult } : {}) } : undefined;
   return {
     jobId: hash[JobField.JobId] ?? '',
     workspaceId: hash[JobField.WorkspaceId] ?? '',
     action: hash[JobField.Action] ?? '',
     params: params !== null && typeof params === 'object' && !Array.isArray(params) ? (params as Record<string, unknown>) : {},
     status: hash[JobField.Status] ?? '',
-    result: parseJson(hash[JobField.Result]),
+    result: deepResult ? null : parseJson(rawResult),
     error: hash[JobField.Error] ? (hash[JobField.Error] ?? null) : null,
     createdAt: hash[JobField.CreatedAt] ?? '',
     updatedAt: hash[JobField.UpdatedAt] ?? '',
     rev: parseRev(hash[JobField.Rev]) ?? 0,
+    ...(raw ? { raw } : {}),
   };
 }
 

@@ -2,15 +2,83 @@
  * The two read paths of `listJobs` (DESIGN §4 "Reads"): the v2 workspace index,
  * and the legacy scan-and-filter that never skips a job (DESIGN §9.1).
  * `RedisJobQueue` picks one by phase; this module only reads.
+ *
+ * Order of a listing (also in docs/api.md):
+ *  - v2: by created_at (the index score, ms), then job_id (byte order) for equal times;
+ *  - legacy: no meaningful order. Masters are read in address order, and on
+ *    each master in SCAN order, sorted by key within one SCAN batch. Paging is
+ *    still complete and without duplicates on a stable keyspace.
+ *
+ * Every page is bounded twice: by `limit` jobs and by `maxBytes` of stored
+ * data. Records are fetched in small chunks, sized from the jobs seen so far,
+ * so a page of large records never holds much more than its budget in memory.
  */
 import type { Redis } from 'ioredis';
-import { CursorError } from './errors.js';
+import { CursorError, isReplyError } from './errors.js';
 import { JobField, jobFromHash, type Job } from './job.js';
 import type { Keyspace } from './keys.js';
 import { Layout } from './phase.js';
 import { masterNodes, nodeAddress, type RedisClient } from './redis.js';
 import { decodeCursor, encodeCursor, type LegacyCursor } from './cursor.js';
 import type { ListJobsOptions, ListJobsResult } from './queue.js';
+
+/** Default byte budget of one page: 4 MiB of stored field names and values. */
+export const DEFAULT_PAGE_MAX_BYTES = 4 * 1024 * 1024;
+/** Records fetched in one round trip, at most (fewer once the jobs are known to be large). */
+const MAX_FETCH_CHUNK = 32;
+const FIRST_FETCH_CHUNK = 8;
+
+/** Size of a record as stored: field names and values, in bytes. */
+function hashBytes(hash: Record<string, string>): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(hash)) n += Buffer.byteLength(k) + Buffer.byteLength(v);
+  return n;
+}
+
+/** The jobs of one page so far, against its two bounds. */
+class PageBudget {
+  readonly jobs: Job[] = [];
+  private bytes = 0;
+
+  constructor(
+    private readonly limit: number,
+    private readonly maxBytes: number,
+  ) {}
+
+  /** Adds a record; false (and nothing added) when it would push a non-empty page past the byte budget. */
+  add(hash: Record<string, string>): boolean {
+    const size = hashBytes(hash);
+    if (this.jobs.length > 0 && this.bytes + size > this.maxBytes) return false;
+    this.jobs.push(jobFromHash(hash));
+    this.bytes += size;
+    return true;
+  }
+
+  get full(): boolean {
+    return this.jobs.length >= this.limit;
+  }
+
+  /** How many records to fetch next: what the remaining budget holds at the average size seen, plus one. */
+  nextChunk(available: number): number {
+    const want = this.limit - this.jobs.length;
+    let n = FIRST_FETCH_CHUNK;
+    if (this.jobs.length > 0) {
+      const avg = Math.max(1, this.bytes / this.jobs.length);
+      n = Math.ceil(Math.max(0, this.maxBytes - this.bytes) / avg) + 1;
+    }
+    return Math.max(1, Math.min(n, MAX_FETCH_CHUNK, want, available));
+  }
+}
+
+/** HGETALL, where a key that is no longer a hash (it changed type since it was found) reads as absent. */
+async function hgetallOrEmpty(client: RedisClient, key: string): Promise<Record<string, string>> {
+  try {
+    return await client.hgetall(key);
+  } catch (err) {
+    if (isReplyError(err) && err.message.startsWith('WRONGTYPE')) return {};
+    throw err;
+  }
+}
 
 /** Reads pages of one workspace's jobs on either layout. */
 export class JobLister {
@@ -49,18 +117,30 @@ export class JobLister {
         entries = entries.slice(0, want);
       }
     }
-    const hasMore = entries.length > opts.limit;
-    const page = entries.slice(0, opts.limit);
-    const hashes = await Promise.all(page.map((e) => this.client.hgetall(this.keys.v2Job(workspaceId, e.member))));
-    const jobs: Job[] = [];
-    hashes.forEach((h) => {
-      // Dangling index entries (expired records) are skipped; verify --repair removes them.
-      if (h[JobField.JobId] !== undefined) jobs.push(jobFromHash(h));
-    });
-    const last = page[page.length - 1];
+    const candidates = entries.slice(0, opts.limit);
+    const page = new PageBudget(opts.limit, opts.maxBytes ?? DEFAULT_PAGE_MAX_BYTES);
+    // The cursor continues after the last index entry consumed: a job returned, or a dangling entry skipped.
+    let lastConsumed: { member: string; score: number } | null = null;
+    let stoppedByBytes = false;
+    let i = 0;
+    while (i < candidates.length && !stoppedByBytes) {
+      const chunk = candidates.slice(i, i + page.nextChunk(candidates.length - i));
+      const hashes = await Promise.all(chunk.map((e) => hgetallOrEmpty(this.client, this.keys.v2Job(workspaceId, e.member))));
+      for (let j = 0; j < chunk.length; j++) {
+        const h = hashes[j]!;
+        // Dangling index entries (expired records) are skipped; verify --repair removes them.
+        if (h[JobField.JobId] !== undefined && !page.add(h)) {
+          stoppedByBytes = true;
+          break;
+        }
+        lastConsumed = chunk[j]!;
+      }
+      i += chunk.length;
+    }
+    const hasMore = stoppedByBytes || entries.length > opts.limit;
     return {
-      jobs,
-      nextCursor: hasMore && last ? encodeCursor({ p: Layout.V2, s: last.score, m: last.member }) : null,
+      jobs: page.jobs,
+      nextCursor: hasMore && lastConsumed ? encodeCursor({ p: Layout.V2, s: lastConsumed.score, m: lastConsumed.member }) : null,
       readPath: Layout.V2,
     };
   }
@@ -68,8 +148,8 @@ export class JobLister {
   /**
    * Legacy path: SCAN every master in address order, filtering by workspace.
    * Unlike the seed (DESIGN §9.1) it never drops the rest of a SCAN batch when a
-   * page fills: the cursor remembers the batch's start and the last key served,
-   * and the batch is re-read and resumed after that key.
+   * page fills (by count or by bytes): the cursor remembers the batch's start
+   * and the last key served, and the batch is re-read and resumed after that key.
    */
   async listLegacy(workspaceId: string, opts: ListJobsOptions): Promise<ListJobsResult> {
     const nodes = masterNodes(this.client)
@@ -88,40 +168,47 @@ export class JobLister {
     if (nodeIdx < 0) {
       throw new CursorError('Cursor refers to a node that is no longer a master; restart paging without a cursor');
     }
-    const jobs: Job[] = [];
+    const page = new PageBudget(opts.limit, opts.maxBytes ?? DEFAULT_PAGE_MAX_BYTES);
     let scanCursor = pos.c;
     let after = pos.after;
     for (;;) {
-      const node = nodes[nodeIdx]!.node;
+      const { node, addr } = nodes[nodeIdx]!;
       const [next, found] = await node.scan(scanCursor, 'MATCH', this.keys.legacyPattern, 'COUNT', pos.k, 'TYPE', 'hash');
       // SCAN may repeat a key within a batch while the server resizes its table: dedupe.
       const keys = [...new Set(found)].filter((k) => after === null || k > after).sort();
       const owners = await pipelineHget(node, keys, JobField.WorkspaceId);
       const mine = keys.filter((_, i) => owners[i] === workspaceId);
-      const hashes = await Promise.all(mine.map((k) => node.hgetall(k)));
-      for (let i = 0; i < mine.length; i++) {
-        const h = hashes[i]!;
-        if (h[JobField.WorkspaceId] !== workspaceId) continue;
-        jobs.push(jobFromHash(h));
-        if (jobs.length === opts.limit) {
-          const moreInBatch = i < mine.length - 1;
-          let nextPos: LegacyCursor | null;
-          if (moreInBatch) nextPos = { ...pos, n: nodes[nodeIdx]!.addr, c: scanCursor, after: mine[i]! };
-          else nextPos = advance(nodes, nodeIdx, next, pos.k);
-          return { jobs, nextCursor: nextPos ? encodeCursor(nextPos) : null, readPath: Layout.Legacy };
+      let i = 0;
+      while (i < mine.length) {
+        const chunk = mine.slice(i, i + page.nextChunk(mine.length - i));
+        const hashes = await Promise.all(chunk.map((k) => hgetallOrEmpty(node, k)));
+        for (let j = 0; j < chunk.length; j++) {
+          const at = i + j;
+          const h = hashes[j]!;
+          if (h[JobField.WorkspaceId] !== workspaceId) continue;
+          if (!page.add(h)) {
+            // Full by bytes: the next page starts with this key, so resume right after the one before it.
+            const resumeAfter = at > 0 ? mine[at - 1]! : after;
+            return { jobs: page.jobs, nextCursor: encodeCursor({ p: Layout.Legacy, n: addr, c: scanCursor, k: pos.k, after: resumeAfter }), readPath: Layout.Legacy };
+          }
+          if (page.full) {
+            const nextPos: LegacyCursor | null =
+              at < mine.length - 1 ? { p: Layout.Legacy, n: addr, c: scanCursor, k: pos.k, after: mine[at]! } : advance(nodes, nodeIdx, next, pos.k);
+            return { jobs: page.jobs, nextCursor: nextPos ? encodeCursor(nextPos) : null, readPath: Layout.Legacy };
+          }
         }
+        i += chunk.length;
       }
       after = null;
       if (next !== '0') {
         scanCursor = next;
         continue;
       }
-      if (nodeIdx + 1 >= nodes.length) return { jobs, nextCursor: null, readPath: Layout.Legacy };
+      if (nodeIdx + 1 >= nodes.length) return { jobs: page.jobs, nextCursor: null, readPath: Layout.Legacy };
       nodeIdx += 1;
       scanCursor = '0';
     }
   }
-
 }
 
 function advance(nodes: Array<{ addr: string }>, nodeIdx: number, next: string, k: number): LegacyCursor | null {
@@ -136,11 +223,17 @@ function pairs(flat: string[]): Array<{ member: string; score: number }> {
   return out;
 }
 
+/** HGET of one field on many keys in one round trip; a key that changed type reads as absent, other errors throw. */
 async function pipelineHget(node: Redis, keys: string[], field: string): Promise<Array<string | null>> {
   if (keys.length === 0) return [];
   const p = node.pipeline();
   for (const k of keys) p.hget(k, field);
   const res = (await p.exec()) ?? [];
-  return res.map(([err, v]) => (err ? null : (v as string | null)));
+  return res.map(([err, v]) => {
+    if (!err) return v as string | null;
+    // A Redis error is never read as "not this workspace's job": only WRONGTYPE means that.
+    if (isReplyError(err) && err.message.startsWith('WRONGTYPE')) return null;
+    throw err;
+  });
 }
 

@@ -11,6 +11,13 @@ export interface ListJobsOptions {
   limit: number;
   /** Opaque cursor from a previous page, or null/undefined for the first page. */
   cursor?: string | null;
+  /**
+   * Byte budget of the page (stored field names and values). A page stops
+   * before the job that would exceed it, but always holds at least one job;
+   * the cursor continues right after the last job returned. Implementations
+   * without a budget ignore it. Default DEFAULT_PAGE_MAX_BYTES (src/core/listing.ts).
+   */
+  maxBytes?: number;
 }
 
 /** One page of a workspace's jobs. */

@@ -1,15 +1,37 @@
 /**
- * Connections. ioredis retries forever by default; an operator's tool must
- * instead fail fast with exit 5 and a message that names the address (never
- * the password), so every client made here has bounded retries and timeouts.
+ * Connections, in two profiles.
+ *
+ * - `cli` (the default): an operator's tool must fail fast with exit 5 and a
+ *   message that names the address (never the password), so the client gives
+ *   up after a couple of reconnects and every command has a timeout.
+ * - `service`: a long-lived process (the API, a queue-core writer) must ride
+ *   out a Redis restart by itself. It reconnects forever with capped, jittered
+ *   exponential backoff; while Redis is away, commands fail within about one
+ *   backoff step instead of queueing without bound (the API answers 503), and
+ *   a command that was in flight when the connection dropped is failed, never
+ *   resent (a resent enqueue could run a job twice). Clients made with
+ *   `duplicate()` (the phase watcher's subscriber) inherit the profile, and
+ *   ioredis resubscribes them on reconnect.
+ *
+ * ioredis' own default (retry forever, queue forever) suits neither.
  */
 import { isIP } from 'node:net';
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis';
-import { ConfigError, RedisUnavailableError } from './errors.js';
+import { ConfigError, isAuthReply, isOutOfMemoryReply, RedisAuthError, RedisOutOfMemoryError, RedisUnavailableError } from './errors.js';
+import { redactUrlCredentials } from './redact.js';
 import { registerScripts } from './scripts.js';
 
 /** A standalone or cluster client with this package's scripts registered. */
 export type RedisClient = Redis | Cluster;
+
+/** How a client behaves when Redis goes away. */
+export const ConnectionProfile = {
+  /** Bounded: give up after `maxReconnects` (operator tools; exit 5). */
+  Cli: 'cli',
+  /** Reconnect forever with capped backoff; fail commands fast while down (services, writers). */
+  Service: 'service',
+} as const;
+export type ConnectionProfile = (typeof ConnectionProfile)[keyof typeof ConnectionProfile];
 
 /** How to reach Redis. */
 export interface RedisConnectionOptions {
@@ -17,12 +39,19 @@ export interface RedisConnectionOptions {
   url: string;
   /** Treat the URL as a startup node of a Redis Cluster. */
   cluster?: boolean;
+  /** `cli` (default) or `service`; see the module comment. */
+  profile?: ConnectionProfile;
   /** Give up connecting after this long (default 5000 ms). */
   connectTimeoutMs?: number;
-  /** Fail any command that gets no answer within this long (default 15000 ms), so a frozen server cannot hang a run. */
+  /**
+   * Fail any command that gets no answer within this long, so a frozen server
+   * cannot hang a run or a request (default 15000 ms for `cli`, 5000 ms for `service`).
+   */
   commandTimeoutMs?: number;
-  /** Reconnect attempts after a connection drops before failing (default 2). */
+  /** `cli` only: reconnect attempts after a connection drops before failing (default 2). */
   maxReconnects?: number;
+  /** `service` only: longest wait between two reconnect attempts (default 1000 ms). */
+  maxBackoffMs?: number;
   /** Client name shown in CLIENT LIST. */
   connectionName?: string;
 }
@@ -42,7 +71,23 @@ export interface ParsedRedisUrl {
 /** Default URL when neither `--redis-url` nor `REDIS_URL` is set. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
-/** Parses a Redis URL; throws a {@link ConfigError} (exit 2) that never echoes a password. */
+/** Decodes one percent-encoded credential of the URL; a bad escape is a config error that names the part, not its value. */
+function decodeCredential(raw: string, what: 'password' | 'user name'): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch (cause) {
+    throw new ConfigError(`The ${what} in the Redis URL is not valid percent-encoding`, {
+      cause,
+      suggestion: `A "%" in the ${what} must be written %25 (and other reserved characters percent-encoded, e.g. @ as %40).`,
+    });
+  }
+}
+
+/**
+ * Parses a Redis URL; throws a {@link ConfigError} (exit 2) that never echoes
+ * a password. Like redis-py, `?password=` and `?username=` are honoured as
+ * credentials when the userinfo does not give them.
+ */
 export function parseRedisUrl(url: string): ParsedRedisUrl {
   let u: URL;
   try {
@@ -65,28 +110,31 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
   }
   const host = u.hostname.replace(/^\[|\]$/g, '');
   if (host === '') throw new ConfigError('Redis URL has no host', { suggestion: 'Use redis://host:port.' });
+  // URLSearchParams decodes leniently (a bad escape stays as typed), so it never throws here.
+  const queryPassword = u.searchParams.get('password');
+  const queryUser = u.searchParams.get('username');
+  const username = u.username !== '' ? decodeCredential(u.username, 'user name') : queryUser !== null && queryUser !== '' ? queryUser : undefined;
+  const password = u.password !== '' ? decodeCredential(u.password, 'password') : queryPassword !== null && queryPassword !== '' ? queryPassword : undefined;
   return {
     host,
     port,
-    username: u.username === '' ? undefined : decodeURIComponent(u.username),
-    password: u.password === '' ? undefined : decodeURIComponent(u.password),
+    username,
+    password,
     db: dbText === '' ? 0 : Number(dbText),
     tls: u.protocol === 'rediss:',
     address: `${u.hostname}:${port}`,
   };
 }
 
-/** The URL with any password replaced by `***`; unparseable input is reduced to its scheme. */
+/**
+ * The URL with every credential masked: the userinfo password (a lone user
+ * name too, which may be a password typed without its colon) and credential
+ * query parameters (`password`, `pass`, `pwd`, `username`, `token`, ...).
+ * Input that does not even look like a URL is not echoed at all.
+ */
 export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    // Never echo something we could not parse: it may hold a password in an odd place.
-    const m = /^([a-z]+:\/\/)/i.exec(url);
-    return m ? `${m[1]}…` : '<unparseable>';
-  }
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) return '<unparseable>';
+  return redactUrlCredentials(url);
 }
 
 const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|Connection is closed|Command timed out|connect ETIMEDOUT|Stream isn't writeable|MaxRetriesPerRequest|None of startup nodes|Failed to refresh slots|ClusterAllFailed|CLUSTERDOWN|Connection in subscriber mode|ssl|tls|wrong version number|LOADING|socket hang up/i;
@@ -98,9 +146,30 @@ export function isConnectionError(err: unknown): boolean {
   return CONNECTION_ERROR.test(err.message) || (err.cause !== undefined && isConnectionError(err.cause));
 }
 
-/** Wraps a connection failure as {@link RedisUnavailableError}; other errors pass through. */
-export function asUnavailable(err: unknown, address: string): unknown {
-  if (err instanceof RedisUnavailableError) return err;
+/** The reply behind an error: itself, its cause chain, or a cluster's last node error. */
+function replyBehind(err: unknown, test: (e: unknown) => boolean): Error | null {
+  let cur: unknown = err;
+  for (let i = 0; i < 8 && cur instanceof Error; i++) {
+    if (test(cur)) return cur;
+    const lastNodeError = (cur as { lastNodeError?: unknown }).lastNodeError;
+    if (lastNodeError !== undefined && test(lastNodeError)) return lastNodeError as Error;
+    cur = cur.cause;
+  }
+  return null;
+}
+
+/**
+ * Maps a Redis failure to the error class its meaning calls for, by error
+ * class and reply code (never by loose message text where a code exists):
+ * refused credentials → {@link RedisAuthError} (exit 2), OOM → {@link RedisOutOfMemoryError}
+ * (exit 6), a lost or refused connection → {@link RedisUnavailableError} (exit 5).
+ * Anything else is returned unchanged.
+ */
+export function classifyRedisError(err: unknown, address: string): unknown {
+  if (err instanceof RedisUnavailableError || err instanceof RedisAuthError || err instanceof RedisOutOfMemoryError) return err;
+  const auth = replyBehind(err, isAuthReply);
+  if (auth) return new RedisAuthError(address, auth.message.split(/[\s.]/)[0] ?? 'refused', { cause: err });
+  if (replyBehind(err, isOutOfMemoryReply)) return new RedisOutOfMemoryError(address, { cause: err });
   if (!isConnectionError(err)) return err;
   const msg = err instanceof Error ? err.message : String(err);
   // The message of a connection error can carry the URL; keep only the reason.
@@ -108,7 +177,33 @@ export function asUnavailable(err: unknown, address: string): unknown {
   return new RedisUnavailableError(address, detail, { cause: err });
 }
 
+/** True when the error is (or wraps) Redis' OOM refusal; see {@link classifyRedisError}. */
+export function isOutOfMemoryError(err: unknown): boolean {
+  return replyBehind(err, isOutOfMemoryReply) !== null;
+}
+
+/** True when the error is (or wraps) a refusal of our credentials. */
+export function isAuthError(err: unknown): boolean {
+  return err instanceof RedisAuthError || replyBehind(err, isAuthReply) !== null;
+}
+
+/**
+ * Wraps a Redis failure for the CLI: connection failures become
+ * {@link RedisUnavailableError}, refused credentials {@link RedisAuthError},
+ * OOM {@link RedisOutOfMemoryError}; other errors pass through.
+ */
+export function asUnavailable(err: unknown, address: string): unknown {
+  return classifyRedisError(err, address);
+}
+
+/** Capped exponential backoff with ±20 % jitter, so a fleet does not reconnect in lockstep. */
+export function serviceBackoff(times: number, maxBackoffMs = 1000): number {
+  const base = Math.min(maxBackoffMs, 50 * 2 ** Math.min(Math.max(times - 1, 0), 16));
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
 function baseOptions(parsed: ParsedRedisUrl, opts: RedisConnectionOptions): RedisOptions {
+  const service = opts.profile === ConnectionProfile.Service;
   const maxReconnects = opts.maxReconnects ?? 2;
   return {
     host: parsed.host,
@@ -119,24 +214,41 @@ function baseOptions(parsed: ParsedRedisUrl, opts: RedisConnectionOptions): Redi
     // SNI carries host names only: Node warns (DEP0123) on an IP address as servername.
     ...(parsed.tls ? { tls: isIP(parsed.host) === 0 ? { servername: parsed.host } : {} } : {}),
     connectTimeout: opts.connectTimeoutMs ?? 5000,
-    commandTimeout: opts.commandTimeoutMs ?? 15000,
-    maxRetriesPerRequest: 1,
+    commandTimeout: opts.commandTimeoutMs ?? (service ? 5000 : 15000),
     lazyConnect: true,
     enableReadyCheck: true,
     connectionName: opts.connectionName ?? 'orch-migrate',
-    retryStrategy: (times: number) => (times > maxReconnects ? null : Math.min(200 * times, 1000)),
     reconnectOnError: () => false,
+    ...(service
+      ? {
+          // 0: on every failed (re)connect attempt ioredis rejects what is queued, so a
+          // command waits at most one backoff step while Redis is down.
+          maxRetriesPerRequest: 0,
+          // The offline queue stays on: a fresh duplicate() (the phase watcher's subscriber)
+          // needs it to send its first SUBSCRIBE while it connects.
+          enableOfflineQueue: true,
+          autoResendUnfulfilledCommands: false,
+          autoResubscribe: true,
+          retryStrategy: (times: number) => serviceBackoff(times, opts.maxBackoffMs),
+        }
+      : {
+          maxRetriesPerRequest: 1,
+          retryStrategy: (times: number) => (times > maxReconnects ? null : Math.min(200 * times, 1000)),
+        }),
   };
 }
 
 /**
- * Opens a connection and registers this package's Lua scripts. Rejects with
- * {@link RedisUnavailableError} (exit 5) within about connectTimeoutMs when
- * Redis cannot be reached.
+ * Opens a connection and registers this package's Lua scripts. Rejects within
+ * about connectTimeoutMs with {@link RedisUnavailableError} (exit 5) when
+ * Redis cannot be reached, and with {@link RedisAuthError} (exit 2) when it
+ * refuses the credentials. Both profiles need Redis at start: a service that
+ * cannot reach it at boot exits and is restarted by its supervisor.
  */
 export async function connectRedis(opts: RedisConnectionOptions): Promise<RedisClient> {
   const parsed = parseRedisUrl(opts.url);
   const base = baseOptions(parsed, opts);
+  const service = opts.profile === ConnectionProfile.Service;
   let client: RedisClient;
   if (opts.cluster) {
     const { host: _h, port: _p, db: _db, ...redisOptions } = base;
@@ -147,7 +259,9 @@ export async function connectRedis(opts: RedisConnectionOptions): Promise<RedisC
       lazyConnect: true,
       enableOfflineQueue: true,
       slotsRefreshTimeout: opts.connectTimeoutMs ?? 5000,
-      clusterRetryStrategy: (times: number) => (times > (opts.maxReconnects ?? 2) ? null : Math.min(200 * times, 1000)),
+      clusterRetryStrategy: service
+        ? (times: number) => serviceBackoff(times, opts.maxBackoffMs)
+        : (times: number) => (times > (opts.maxReconnects ?? 2) ? null : Math.min(200 * times, 1000)),
     };
     client = new Cluster([{ host: parsed.host, port: parsed.port }], clusterOptions);
   } else {
@@ -156,8 +270,11 @@ export async function connectRedis(opts: RedisConnectionOptions): Promise<RedisC
   // Errors are surfaced through rejected commands; an unhandled 'error' event would crash the process.
   // The last one is kept: "ECONNREFUSED" says more than ioredis' final "Connection is closed".
   let lastError: Error | null = null;
+  let refused: ((e: Error) => void) | null = null;
   client.on('error', (e: Error) => {
     lastError = e;
+    // Wrong credentials never get better by retrying: stop at once.
+    if (isAuthError(e)) refused?.(e);
   });
   registerScripts(client);
   const deadline = (opts.connectTimeoutMs ?? 5000) + 2000;
@@ -167,6 +284,7 @@ export async function connectRedis(opts: RedisConnectionOptions): Promise<RedisC
       client.connect(),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error('connect ETIMEDOUT')), deadline);
+        refused = reject;
       }),
     ]);
     await client.ping();
@@ -177,11 +295,12 @@ export async function connectRedis(opts: RedisConnectionOptions): Promise<RedisC
       // A plain server never answers a TLS handshake: say so rather than a bare timeout.
       best.message = `${best.message} (TLS handshake did not complete; if the server does not speak TLS, use the redis scheme, not rediss)`;
     }
-    const wrapped = asUnavailable(best, parsed.address);
-    if (wrapped instanceof RedisUnavailableError) throw wrapped;
+    const classified = classifyRedisError(best, parsed.address);
+    if (classified instanceof RedisUnavailableError || classified instanceof RedisAuthError) throw classified;
     throw new RedisUnavailableError(parsed.address, best instanceof Error ? (best.message.split('\n')[0] ?? '') : String(best), { cause: best });
   } finally {
     if (timer) clearTimeout(timer);
+    refused = null;
   }
   return client;
 }

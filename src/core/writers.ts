@@ -155,10 +155,15 @@ export class WriterRegistration {
     this.name = opts.name ?? 'queue-core';
   }
 
-  /** Registers at `epoch` and starts heartbeating. */
+  /**
+   * Registers at `epoch` and starts heartbeating. A first heartbeat that fails
+   * (Redis out of memory, a blip) does not stop the process from starting: the
+   * timer retries, and until one succeeds the registration is not fresh, so every
+   * write heartbeats first and fails as the heartbeat did.
+   */
   async start(epoch: number): Promise<void> {
     this.epoch = epoch;
-    await this.beat();
+    await this.beat().catch(() => undefined);
     this.timer = setInterval(() => {
       void this.beat().catch(() => undefined);
     }, Math.max(50, Math.floor(this.leaseMs / 3)));

@@ -6,7 +6,7 @@ import { Keyspace } from '../../src/core/keys.js';
 import { Phase, PHASE_ORDER } from '../../src/core/phase.js';
 import { StateStore } from '../../src/core/state.js';
 import { loadApiConfig, type ApiConfig } from '../../src/api/config.js';
-import { createApiService, type ApiService } from '../../src/api/server.js';
+import { createApiService, type ApiService, type ApiServiceOptions } from '../../src/api/server.js';
 import {
   closeClient,
   connectCluster,
@@ -37,7 +37,9 @@ export interface RealApi {
 }
 
 /** Starts the API on the shared standalone server (or the shared cluster) with a fresh prefix. */
-export async function startRealApi(opts: { name?: string; env?: Record<string, string>; cluster?: boolean; redisUrl?: string } = {}): Promise<RealApi> {
+export async function startRealApi(
+  opts: { name?: string; env?: Record<string, string>; cluster?: boolean; redisUrl?: string; service?: Omit<ApiServiceOptions, 'logStream' | 'logger'> } = {},
+): Promise<RealApi> {
   const prefix = uniquePrefix(opts.name ?? 'api');
   const clusterNode = opts.cluster ? sharedClusterNodes()[0]! : null;
   const env: NodeJS.ProcessEnv = {
@@ -50,8 +52,10 @@ export async function startRealApi(opts: { name?: string; env?: Record<string, s
   };
   const config = loadApiConfig(env);
   const logs = captureStream();
-  const service = await createApiService(config, { logStream: logs });
+  const service = await createApiService(config, { ...opts.service, logStream: logs });
   const admin = opts.cluster ? connectCluster() : connectStandalone(opts.redisUrl);
+  // Tests that restart Redis under the API restart it under this client too.
+  admin.on('error', () => undefined);
   const keys = config.keys;
   const state = new StateStore(service.client, keys);
   const moveTo = async (to: Phase): Promise<void> => {

@@ -105,6 +105,67 @@ describe('GET /ai/jobs paging (real Redis)', () => {
     );
   });
 
+  it('property: pages bounded by bytes (random record sizes and budgets) still return every job exactly once, on both paths', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          blobs: fc.array(fc.integer({ min: 0, max: 6000 }), { minLength: 1, maxLength: 40 }),
+          noise: fc.integer({ min: 0, max: 30 }),
+          budget: fc.integer({ min: 1024, max: 20_000 }),
+          limit: fc.integer({ min: 1, max: 200 }),
+          scanCount: fc.integer({ min: 1, max: 32 }),
+        }),
+        async ({ blobs, noise, budget, limit, scanCount }) => {
+          const api = await startRealApi({
+            name: 'pbytes',
+            ...(privateServer ? { redisUrl: privateServer.url } : {}),
+            env: { ORCH_LEGACY_SCAN_COUNT: String(scanCount), ORCH_API_MAX_PAGE_BYTES: String(budget) },
+          });
+          try {
+            await api.moveTo(Phase.DualWrite);
+            await api.service.queue.refreshPhase();
+            const ids: string[] = [];
+            for (let i = 0; i < Math.max(blobs.length, noise); i++) {
+              if (i < blobs.length) ids.push((await api.service.queue.enqueue({ workspaceId: 'ws-a', action: 'a', params: { blob: 'b'.repeat(blobs[i]!) } })).jobId);
+              if (i < noise) await api.service.queue.enqueue({ workspaceId: 'ws-b', action: 'a', params: { blob: 'n'.repeat(500) } });
+            }
+            const stored = new Map<string, number>();
+            for (const id of ids) {
+              const h = await api.admin.hgetall(api.keys.legacyJob(id));
+              stored.set(id, Object.entries(h).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0));
+            }
+            for (const path of ['legacy', 'v2'] as const) {
+              if (path === 'v2') {
+                await api.moveTo(Phase.ReadNew);
+                await waitForReadPath(api, TOKENS.a, 'v2');
+              }
+              const seen: string[] = [];
+              let cursor: string | null = null;
+              for (let guard = 0; guard < 10_000; guard++) {
+                const res = await api.inject('GET', `/ai/jobs?limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, TOKENS.a);
+                expect(res.statusCode).toBe(200);
+                const body = res.json<{ jobs: Array<{ job_id: string }>; next_cursor: string | null }>();
+                const page = body.jobs.map((j) => j.job_id);
+                expect(page.length).toBeLessThanOrEqual(limit);
+                // Within budget, unless a single record is larger than the whole budget.
+                if (page.length > 1) expect(page.reduce((n, id) => n + stored.get(id)!, 0)).toBeLessThanOrEqual(budget);
+                seen.push(...page);
+                cursor = body.next_cursor;
+                if (cursor === null) break;
+              }
+              expect(cursor, path).toBeNull();
+              expect(seen.length, path).toBe(new Set(seen).size);
+              expect([...seen].sort(), path).toEqual([...ids].sort());
+            }
+          } finally {
+            await api.close();
+          }
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+
   it.skipIf(!sharedClusterAvailable())('pages exactly once across the masters of a Redis Cluster on both paths', async () => {
     const api = await open({ name: 'pcluster', cluster: true, env: { ORCH_LEGACY_SCAN_COUNT: '8' } });
     const jobs = await load(api, { 'ws-a': 90, 'ws-b': 45 });

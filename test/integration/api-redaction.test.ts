@@ -59,13 +59,14 @@ describe('redaction (real Redis)', () => {
     expect(job.params).toEqual({
       api_key: '***REDACTED***',
       Authorization: '***REDACTED***',
-      profile: { credentials: { PASSWORD: '***REDACTED***' }, name: 'visible-name' },
+      // `credentials` is itself a sensitive name now: the whole object goes.
+      profile: { credentials: '***REDACTED***', name: 'visible-name' },
       integrations: [{ kind: 'crm', apiKey: '***REDACTED***' }, { kind: 'mail' }],
       refresh_token: '***REDACTED***',
       customer: { ssn: '***REDACTED***' },
       visible: 'keep-me',
     });
-    // Result, status and timestamps are returned as they are.
+    // Status and timestamps as stored (timestamps as ISO-8601); the result went through the same redaction.
     expect(job).toMatchObject({ status: 'failed', result: { partial: true } });
     expect(job.created_at).toMatch(/^\d{4}-\d\d-\d\dT/);
 

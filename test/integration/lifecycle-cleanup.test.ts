@@ -211,7 +211,10 @@ describe('cleanup resumes after an interruption', () => {
 
     const status = await runCli([...args, '--json', 'status']);
     expect(status.json).toMatchObject({ phase: 'read-new', legacyComplete: false, next: { command: 'orch-migrate rollback --execute' } });
-    expect((status.json!.gates as Record<string, { open: boolean }>).rollback!.open).toBe(false);
+    // The gate shows what `rollback --execute` does now (resume the reverse backfill): open, never "closed" beside that advice.
+    const rollbackGate = (status.json!.gates as Record<string, { open: boolean; gates: Array<{ reason: string }> }>).rollback!;
+    expect(rollbackGate.open).toBe(true);
+    expect(rollbackGate.gates[0]!.reason).toMatch(/resumes the reverse backfill/);
     const preview = await runCli([...args, '--json', 'rollback']);
     expect(preview.json).toMatchObject({ dryRun: true, action: 'resume-reverse-backfill', from: 'read-new', to: 'read-new' });
 

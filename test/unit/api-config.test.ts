@@ -30,6 +30,9 @@ describe('API configuration', () => {
       logLevel: 'info',
       legacyScanCount: 1000,
       cursorSecretGenerated: true,
+      maxPageBytes: 4 * 1024 * 1024,
+      listConcurrency: 2,
+      requestTimeoutMs: 30000,
     });
     expect(c.keys.prefix).toBe('ai');
     expect(c.cursorSecrets[0]!.length).toBe(32);
@@ -54,6 +57,9 @@ describe('API configuration', () => {
         ORCH_LEGACY_SCAN_COUNT: '10',
         ORCH_API_BODY_LIMIT_BYTES: '4096',
         ORCH_API_SHUTDOWN_TIMEOUT_MS: '500',
+        ORCH_API_MAX_PAGE_BYTES: '65536',
+        ORCH_API_LIST_CONCURRENCY: '3',
+        ORCH_API_REQUEST_TIMEOUT_MS: '5000',
       },
       { readFile: (p) => (p === '/etc/orch/tokens.json' ? TOKENS_JSON : '') },
     );
@@ -68,6 +74,9 @@ describe('API configuration', () => {
       legacyScanCount: 10,
       bodyLimitBytes: 4096,
       shutdownTimeoutMs: 500,
+      maxPageBytes: 65536,
+      listConcurrency: 3,
+      requestTimeoutMs: 5000,
       cursorSecretGenerated: false,
     });
     expect(c.keys.prefix).toBe('tenant1');
@@ -95,7 +104,7 @@ describe('API configuration', () => {
 
   it('documents every variable it reads', () => {
     const names = API_ENV_DOCS.map((d) => d.name);
-    for (const v of ['PORT', 'HOST', 'REDIS_URL', 'ORCH_REDIS_CLUSTER', 'ORCH_PREFIX', 'ORCH_API_TOKENS_FILE', 'ORCH_API_TOKENS', 'ORCH_API_CURSOR_SECRET', 'ORCH_SENSITIVE_KEYS', 'METRICS_WORKSPACE_LABEL', 'METRICS_WORKSPACE_ALLOWLIST', 'LOG_LEVEL', 'ORCH_LEGACY_SCAN_COUNT', 'ORCH_API_BODY_LIMIT_BYTES', 'ORCH_API_SHUTDOWN_TIMEOUT_MS']) {
+    for (const v of ['PORT', 'HOST', 'REDIS_URL', 'ORCH_REDIS_CLUSTER', 'ORCH_PREFIX', 'ORCH_API_TOKENS_FILE', 'ORCH_API_TOKENS', 'ORCH_API_CURSOR_SECRET', 'ORCH_SENSITIVE_KEYS', 'METRICS_WORKSPACE_LABEL', 'METRICS_WORKSPACE_ALLOWLIST', 'LOG_LEVEL', 'ORCH_LEGACY_SCAN_COUNT', 'ORCH_API_BODY_LIMIT_BYTES', 'ORCH_API_SHUTDOWN_TIMEOUT_MS', 'ORCH_API_MAX_PAGE_BYTES', 'ORCH_API_LIST_CONCURRENCY', 'ORCH_API_REQUEST_TIMEOUT_MS']) {
       expect(names).toContain(v);
     }
   });

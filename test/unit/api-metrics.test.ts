@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Layout, Phase } from '../../src/core/phase.js';
-import { ApiMetrics, UNSCOPED } from '../../src/api/metrics.js';
+import { ApiMetrics, UNSCOPED, type MigrationSnapshot } from '../../src/api/metrics.js';
 import { bearer, memoryApi, TOKENS } from './api-helpers.js';
 import { parsePrometheus } from './api-prom-parser.js';
 
@@ -79,5 +79,45 @@ describe('metrics', () => {
       value: 2,
     });
     await api.app.close();
+  });
+
+  it('exports checkpoint progress and the last verify from a lazily read, cached snapshot', async () => {
+    let reads = 0;
+    let clock = 1_000_000;
+    let snap: MigrationSnapshot = {
+      checkpoints: [
+        { op: 'backfill', scannedKeys: 1200, nodesDone: 1, nodes: 3 },
+        { op: 'cleanup', scannedKeys: 0, nodesDone: 0, nodes: 0 },
+      ],
+      lastVerify: null,
+    };
+    const m = new ApiMetrics({
+      workspaceLabel: false,
+      allowlist: [],
+      now: () => clock,
+      migrationSource: async () => {
+        reads += 1;
+        return snap;
+      },
+    });
+    expect(reads).toBe(0);
+    let { samples } = parsePrometheus((await m.render()).body);
+    expect(reads).toBe(1);
+    expect(samples).toContainEqual({ name: 'orch_migration_checkpoint_scanned_keys', labels: { op: 'backfill' }, value: 1200 });
+    expect(samples).toContainEqual({ name: 'orch_migration_checkpoint_nodes_done', labels: { op: 'backfill' }, value: 1 });
+    expect(samples).toContainEqual({ name: 'orch_migration_checkpoint_nodes', labels: { op: 'backfill' }, value: 3 });
+    // Before the first verify there is no sample (a 0 would read as a failed verify).
+    expect(samples.some((s) => s.name.startsWith('orch_migration_last_verify'))).toBe(false);
+
+    snap = { ...snap, lastVerify: { ok: false, mismatches: 4, finishedAtMs: 1_700_000_000_500 } };
+    clock += 1000;
+    await m.render();
+    expect(reads).toBe(1); // still cached
+    clock += 5000;
+    ({ samples } = parsePrometheus((await m.render()).body));
+    expect(reads).toBe(2);
+    expect(samples).toContainEqual({ name: 'orch_migration_last_verify_ok', labels: {}, value: 0 });
+    expect(samples).toContainEqual({ name: 'orch_migration_last_verify_mismatches', labels: {}, value: 4 });
+    expect(samples).toContainEqual({ name: 'orch_migration_last_verify_finished_timestamp_seconds', labels: {}, value: 1_700_000_000.5 });
   });
 });

@@ -44,8 +44,8 @@ describe('routes over the memory queue', () => {
     expect(created.statusCode).toBe(201);
     expect(created.headers.location).toBe('/ai/jobs/job-1');
     const job = created.json();
-    expect(Object.keys(job).sort()).toEqual(['action', 'created_at', 'job_id', 'params', 'result', 'status', 'updated_at', 'workspace_id']);
-    expect(job).toMatchObject({ job_id: 'job-1', workspace_id: 'ws-a', status: 'queued', action: 'send_email', params: { to: 'x@y.z' }, result: null });
+    expect(Object.keys(job).sort()).toEqual(['action', 'created_at', 'error', 'job_id', 'params', 'result', 'status', 'updated_at', 'workspace_id']);
+    expect(job).toMatchObject({ job_id: 'job-1', workspace_id: 'ws-a', status: 'queued', action: 'send_email', params: { to: 'x@y.z' }, result: null, error: null });
 
     const got = await api.app.inject({ method: 'GET', url: '/ai/jobs/job-1', headers: bearer(TOKENS.aRead) });
     expect(got.statusCode).toBe(200);
@@ -58,10 +58,12 @@ describe('routes over the memory queue', () => {
       method: 'PATCH',
       url: '/ai/jobs/job-1',
       headers: bearer(TOKENS.a),
-      payload: { status: 'succeeded', result: { sent: true, token: 'result-is-not-redacted' } },
+      payload: { status: 'succeeded', result: { sent: true, token: 'result-token-value' }, error: 'retried; password=hunter2-value' },
     });
     expect(patched.statusCode).toBe(200);
-    expect(patched.json()).toMatchObject({ status: 'succeeded', result: { sent: true, token: 'result-is-not-redacted' } });
+    // result and error go through the same redaction as params.
+    expect(patched.json()).toMatchObject({ status: 'succeeded', result: { sent: true, token: '***REDACTED***' }, error: 'retried; password=***REDACTED***' });
+    expect(patched.body).not.toMatch(/result-token-value|hunter2-value/);
 
     const gen = await create(api, TOKENS.a, { action: 'x', params: {} });
     expect(gen.statusCode).toBe(201);
