@@ -115,6 +115,12 @@ export async function main(argv: string[]): Promise<number> {
 
 /** Runs the CLI and exits the process with the contract's exit code. */
 export async function run(argv: string[] = process.argv): Promise<never> {
+  // A closed pipe (`status | head -1`) or a closed terminal is not a crash: stop writing, keep the exit code.
+  const ignoreClosed = (err: NodeJS.ErrnoException): void => {
+    if (err.code !== 'EPIPE' && err.code !== 'EIO') throw err;
+  };
+  process.stdout.on('error', ignoreClosed);
+  process.stderr.on('error', ignoreClosed);
   const code = await main(argv);
   // Flush stdout before exiting: a piped --json consumer must get the whole object.
   await new Promise<void>((resolve) => (process.stdout.write('') ? resolve() : process.stdout.once('drain', () => resolve())));

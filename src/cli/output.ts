@@ -5,6 +5,7 @@
  * per stream.
  */
 import { Chalk, type ChalkInstance } from 'chalk';
+import { humanDuration } from '../core/durations.js';
 
 /** Output sink of one CLI invocation. */
 export class Output {
@@ -60,14 +61,9 @@ export function fmtInt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
-/** "12s ago", "5m ago", "2.1h ago", "3.0d ago". */
+/** "12s ago", "5m ago", "2.1h ago", "3.0d ago", or "never". */
 export function fmtAgo(ms: number | null): string {
-  if (ms === null) return 'never';
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s}s ago`;
-  if (s < 7200) return `${Math.round(s / 60)}m ago`;
-  if (s < 172800) return `${(s / 3600).toFixed(1)}h ago`;
-  return `${(s / 86400).toFixed(1)}d ago`;
+  return ms === null ? 'never' : `${humanDuration(ms)} ago`;
 }
 
 /**

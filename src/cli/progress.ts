@@ -66,13 +66,11 @@ export function createProgress(out: Output): ProgressReporter {
 class LineReporter implements ProgressReporter {
   private lastLog = 0;
   private lastStage = '';
-  private last: Progress | null = null;
 
   constructor(private readonly out: Output) {}
 
   update = (p: Progress): void => {
     const now = Date.now();
-    this.last = p;
     if (!p.message && p.stage === this.lastStage && now - this.lastLog < LOG_EVERY_MS) return;
     this.lastLog = now;
     this.lastStage = p.stage;
@@ -81,11 +79,8 @@ class LineReporter implements ProgressReporter {
     else this.out.line(`${p.stage}: ${fmtCount(p)}${p.message ? ` (${p.message})` : ''}`);
   };
 
-  finish(): void {
-    const p = this.last;
-    // The last line of a finished stage shows its final count, not a sample from seconds ago.
-    if (p && !p.message && p.stage === this.lastStage) this.out.line(`${p.stage}: ${fmtInt(p.done)} done`);
-  }
+  // In a log the result's summary line follows with the final counts; a sample line needs no closing.
+  finish(): void {}
 
   stop(): void {}
 }

@@ -58,7 +58,13 @@ export function reportError(err: OrchError, out: Output): void {
   out.result({ ok: false, exitCode: err.exitCode, error: { code: err.code, message: err.message, suggestion: err.suggestion ?? null } });
 }
 
-/** Installs SIGINT/SIGTERM handlers that abort `controller`; a second signal exits at once. */
+/**
+ * Signals that stop a run cleanly (checkpoint saved, lock released, exit 130).
+ * SIGHUP is what a closed terminal sends: Node's default would die on the spot.
+ */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/** Installs the stop-signal handlers that abort `controller`; a second signal exits at once. */
 function trapSignals(controller: AbortController, onSecond: () => void): () => void {
   let count = 0;
   const handler = (): void => {
@@ -66,11 +72,9 @@ function trapSignals(controller: AbortController, onSecond: () => void): () => v
     if (count === 1) controller.abort();
     else onSecond();
   };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  for (const s of STOP_SIGNALS) process.on(s, handler);
   return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
+    for (const s of STOP_SIGNALS) process.off(s, handler);
   };
 }
 

@@ -14,6 +14,13 @@ const LegacyCursorSchema = z.object({
   c: z.string().regex(/^[0-9]{1,20}$/),
   k: z.number().int().min(1).max(100000),
   after: z.string().max(512).nullable(),
+  /**
+   * The next cursor SCAN returned for this batch when it was first read. A
+   * different one on the re-read means Redis resized its table in between, so
+   * the batch may hold keys that sort before `after` without having been served:
+   * then `after` is not trusted (a job may repeat; none is skipped).
+   */
+  x: z.string().regex(/^[0-9]{1,20}$/).optional(),
 });
 /** v2 path position: the last (score, member) returned from the index. */
 const V2CursorSchema = z.object({

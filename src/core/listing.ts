@@ -174,6 +174,8 @@ export class JobLister {
     for (;;) {
       const { node, addr } = nodes[nodeIdx]!;
       const [next, found] = await node.scan(scanCursor, 'MATCH', this.keys.legacyPattern, 'COUNT', pos.k, 'TYPE', 'hash');
+      // A resized table regroups keys into batches: skipping what sorts before `after` could skip a job never served.
+      if (after !== null && pos.x !== undefined && pos.x !== next) after = null;
       // SCAN may repeat a key within a batch while the server resizes its table: dedupe.
       const keys = [...new Set(found)].filter((k) => after === null || k > after).sort();
       const owners = await pipelineHget(node, keys, JobField.WorkspaceId);
@@ -189,11 +191,12 @@ export class JobLister {
           if (!page.add(h)) {
             // Full by bytes: the next page starts with this key, so resume right after the one before it.
             const resumeAfter = at > 0 ? mine[at - 1]! : after;
-            return { jobs: page.jobs, nextCursor: encodeCursor({ p: Layout.Legacy, n: addr, c: scanCursor, k: pos.k, after: resumeAfter }), readPath: Layout.Legacy };
+            const resume: LegacyCursor = { p: Layout.Legacy, n: addr, c: scanCursor, k: pos.k, after: resumeAfter, ...(resumeAfter === null ? {} : { x: next }) };
+            return { jobs: page.jobs, nextCursor: encodeCursor(resume), readPath: Layout.Legacy };
           }
           if (page.full) {
             const nextPos: LegacyCursor | null =
-              at < mine.length - 1 ? { p: Layout.Legacy, n: addr, c: scanCursor, k: pos.k, after: mine[at]! } : advance(nodes, nodeIdx, next, pos.k);
+              at < mine.length - 1 ? { p: Layout.Legacy, n: addr, c: scanCursor, k: pos.k, after: mine[at]!, x: next } : advance(nodes, nodeIdx, next, pos.k);
             return { jobs: page.jobs, nextCursor: nextPos ? encodeCursor(nextPos) : null, readPath: Layout.Legacy };
           }
         }

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Redis, Cluster } from 'ioredis';
+import { FencedError, isReplyError, replyMessage } from './errors.js';
 
 /** Script names as registered with defineCommand. */
 export const ScriptName = {
@@ -27,6 +28,7 @@ export const ScriptName = {
   VerifyBatch: 'orchVerifyBatch',
   VerifyV2Batch: 'orchVerifyV2Batch',
   RepairCas: 'orchRepairCas',
+  IndexDropDangling: 'orchIndexDropDangling',
   RepairCasOneKey: 'orchRepairCasOneKey',
   WriteJob: 'orchWriteJob',
   MirrorCreate: 'orchMirrorCreate',
@@ -61,6 +63,7 @@ const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }>
   [ScriptName.VerifyBatch]: { file: 'verify-batch.lua', numberOfKeys: null },
   [ScriptName.VerifyV2Batch]: { file: 'verify-v2-batch.lua', numberOfKeys: null },
   [ScriptName.RepairCas]: { file: 'repair-cas.lua', numberOfKeys: null },
+  [ScriptName.IndexDropDangling]: { file: 'index-drop-dangling.lua', numberOfKeys: 3 },
   [ScriptName.RepairCasOneKey]: { file: 'repair-cas.lua', numberOfKeys: 1 },
   [ScriptName.WriteJob]: { file: 'write-job.lua', numberOfKeys: 6 },
   [ScriptName.MirrorCreate]: { file: 'mirror-create.lua', numberOfKeys: 1 },
@@ -107,5 +110,20 @@ export function callScript<T>(client: Redis | Cluster, name: string, args: Scrip
   const fn = (client as unknown as Record<string, (a: ScriptArg[]) => Promise<T>>)[buffers ? `${name}Buffer` : name];
   if (typeof fn !== 'function') throw new Error(`Script ${name} is not registered on this client`);
   // One array argument (ioredis flattens it): spreading a 100k-field snapshot would overflow the JS stack.
-  return fn.call(client, args);
+  return fn.call(client, args).catch((err: unknown) => {
+    throw lockLost(err) ?? err;
+  });
+}
+
+/**
+ * Every data script that checks the operator lock refuses with `FENCED lock`
+ * (src/core/lua/includes/holds-lock.lua): mapped here, once, to FencedError
+ * (exit 4), whichever script said it. State scripts refuse with
+ * `FENCED <fence>`, mapped with the context of the change in src/core/state.ts.
+ */
+function lockLost(err: unknown): FencedError | null {
+  if (!isReplyError(err) || replyMessage(err) !== 'FENCED lock') return null;
+  return new FencedError('This run no longer holds the migration lock (its lease expired, was deleted or was taken over): it stopped before changing anything more', {
+    cause: err,
+  });
 }

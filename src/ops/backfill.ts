@@ -35,7 +35,7 @@ import { callScript, ScriptName } from '../core/scripts.js';
 import { StateField, type MigrationState } from '../core/state.js';
 import { loadAccepted } from './accept.js';
 import type { CheckpointMeta, Counters } from './checkpoint.js';
-import { assertLockHeld, fenceOf, lockArgs, type OpContext, type ProgressFn } from './context.js';
+import { assertLockHeld, fenceOf, lockArgs, throttled, type OpContext, type ProgressFn } from './context.js';
 import { estimateLayout } from './count.js';
 import { FindingsStore, type Finding } from './findings.js';
 import { enforceGates, gatesFor } from './gates.js';
@@ -171,10 +171,10 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
   const maxListed = opts.maxListed ?? 1000;
   const accepted = direction === 'forward' ? await loadAccepted(ctx.client, ctx.keys) : new Set<string>();
 
-  const estimate = await estimateLayout(ctx.client, ctx.keys, direction === 'forward' ? 'legacy' : 'v2').catch(() => null);
+  const estimate = await estimateLayout(ctx.client, ctx.keys, direction === 'forward' ? 'legacy' : 'v2');
   const shardShare = opts.shard && opts.shard.count > 1 ? 1 / opts.shard.count : 1;
-  const total = estimate === null ? null : Math.round(estimate * shardShare);
-  let lastReport = 0;
+  const total = Math.round(estimate * shardShare);
+  const progress = throttled(opts.onProgress);
 
   const mover = new BatchMover(ctx, { direction, dryRun, mode, accepted, findings, dryListed, maxListed });
   const scanStart = Date.now();
@@ -196,12 +196,7 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
     guard: () => assertLockHeld(ctx),
     meta: { direction, mode, shard: opts.shard ? `${opts.shard.index}/${opts.shard.count}` : null },
     process: (batch) => mover.process(batch),
-    onProgress: (p) => {
-      const t = Date.now();
-      if (t - lastReport < 200) return;
-      lastReport = t;
-      opts.onProgress?.({ stage, done: p.scanned, total: total === null ? null : Math.max(total, p.scanned), totalIsEstimate: true });
-    },
+    onProgress: (p) => progress({ stage, done: p.scanned, total, totalIsEstimate: true }),
   });
   // The last sample may be up to 200 ms old: the final count, unthrottled.
   opts.onProgress?.({ stage, done: res.counters.scanned ?? 0, total, totalIsEstimate: true });

@@ -39,7 +39,7 @@ import { listWriters } from '../core/writers.js';
 import { loadAccepted } from './accept.js';
 import { readFieldsBatch } from './backfill.js';
 import { loadCheckpoint, type Counters } from './checkpoint.js';
-import { assertLockHeld, fenceOf, lockArgs, type OpContext, type ProgressFn } from './context.js';
+import { assertLockHeld, fenceOf, lockArgs, throttled, type OpContext, type ProgressFn } from './context.js';
 import { estimateLayout } from './count.js';
 import { FindingsStore, type Finding } from './findings.js';
 import { DEFAULT_MIN_SOAK_MS, enforceGates, gatesFor, type GateStatus } from './gates.js';
@@ -426,7 +426,8 @@ export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promis
   }
 
   async function runCleanup(): Promise<CleanupResult> {
-  const total = await estimateLayout(ctx.client, ctx.keys, 'legacy').catch(() => null);
+  const total = await estimateLayout(ctx.client, ctx.keys, 'legacy');
+  const progress = throttled(opts.onProgress);
   const summary = async (scanned: number, deleted: number, complete: boolean, resumed: boolean): Promise<CleanupSummary> => {
     const kept = findings ? await findings.summary() : null;
     return {
@@ -466,8 +467,7 @@ export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promis
       epoch: state.epoch,
       meta: { execute },
       process: (batch) => cleaner.process(batch),
-      onProgress: (p) =>
-        opts.onProgress?.({ stage: execute ? 'cleanup' : 'cleanup (dry run)', done: p.scanned, total, totalIsEstimate: true }),
+      onProgress: (p) => progress({ stage: execute ? 'cleanup' : 'cleanup (dry run)', done: p.scanned, total, totalIsEstimate: true }),
     });
   } catch (err) {
     // Interrupted or failed: record how far it got, so status can say "resume". Never

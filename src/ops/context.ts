@@ -58,3 +58,19 @@ export function lockArgs(ctx: OpContext): { key: string; value: string } {
 export async function assertLockHeld(ctx: OpContext): Promise<void> {
   if (ctx.lock) await ctx.lock.assertHeld();
 }
+
+/**
+ * A progress callback that passes at most one report per `everyMs` (the
+ * terminal redraws, a log gets a line every few seconds anyway). The last
+ * report of a stage may be dropped: operations send their final count
+ * unthrottled when they finish.
+ */
+export function throttled(fn: ProgressFn | undefined, everyMs = 200): ProgressFn {
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (now - last < everyMs && !p.message) return;
+    last = now;
+    fn?.(p);
+  };
+}

@@ -5,6 +5,7 @@
  * override is recorded in the history; forcing one gate never forces another.
  * The phase precondition is never overridable: transitions move one step at a time.
  */
+import { humanDuration } from '../core/durations.js';
 import { ConfigError, GateError } from '../core/errors.js';
 import { Phase, PHASE_ORDER } from '../core/phase.js';
 import type { MigrationState } from '../core/state.js';
@@ -43,15 +44,7 @@ export interface GateInputs {
   writers?: WriterStatus[];
 }
 
-function ago(ms: number): string {
-  const s = Math.round(ms / 1000);
-  if (s < 120) return `${s}s`;
-  if (s < 7200) return `${Math.round(s / 60)}m`;
-  return `${(s / 3600).toFixed(1)}h`;
-}
-
-/** Human duration, e.g. "45s", "12m", "1.5h". */
-export const formatDuration = ago;
+const ago = humanDuration;
 
 /** The command that moves the phase one step from `from` toward `to`. */
 export function commandToward(from: Phase, to: Phase): string {

@@ -21,10 +21,15 @@
  *   // res: { nodes[], counters (cumulative, resumed runs included), runCounters (this run only),
  *   //        resumed, complete (every selected node scanned to the end), durationMs, shardNodes, allNodes }
  *
+ * Shape: one {@link NodeScanner} per selected master (its cursor, run_id,
+ * checkpoint and the batches it has in flight), all driven through one p-limit
+ * for the processing, with the rate limiter beside it.
+ *
  * Guarantees:
  *  - Its own SCAN loop per master (never scanStream), all selected masters in
- *    parallel. Memory is bounded: at most `concurrency + nodes` batches exist at
- *    once; the SCAN of the next batch overlaps the processing of earlier ones.
+ *    parallel. Memory is bounded: at most `concurrency + 1` batches are queued
+ *    or processing at once; the SCAN of the next batch overlaps the processing
+ *    of earlier ones.
  *  - Checkpoint per master `{run_id, cursor, done, counters}` (src/ops/checkpoint.ts).
  *    A node's cursor only advances past a batch once that batch and every
  *    earlier one of the node were processed, so a resume never skips a key.
@@ -41,7 +46,7 @@
  *  - SCAN may return a key twice (rehashing); `process` must be idempotent.
  */
 import type { Redis } from 'ioredis';
-import pLimit from 'p-limit';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { InterruptedError, OrchError, RedisUnavailableError } from '../core/errors.js';
 import type { Keyspace } from '../core/keys.js';
 import { masterNodes, nodeAddress, type RedisClient } from '../core/redis.js';
@@ -154,17 +159,8 @@ export interface ScanEngineResult {
 export const PER_KEY_CONCURRENCY = 64;
 
 /** Maps `items` through `fn` with at most `limit` calls in flight; results in order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
+export function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  return pLimit(limit).map(items, fn);
 }
 
 /** Adds `inc` into `into`. */
@@ -202,215 +198,232 @@ export class RateLimiter {
   }
 }
 
+/** One SCAN batch whose processing may finish out of order. */
 interface PendingBatch {
   next: string;
   settled: boolean;
   counters: Counters;
 }
 
-interface NodeState {
-  addr: string;
-  node: Redis;
-  runId: string;
-  cursor: string;
-  done: boolean;
-  resumedFrom: string | null;
-  rescanned: boolean;
-  counters: Counters;
-  runCounters: Counters;
-  pending: PendingBatch[];
-  lastSave: number;
-  saveChain: Promise<void>;
+/** What every scanner of one run shares. */
+interface ScanRun {
+  client: RedisClient;
+  keys: Keyspace;
+  opts: ScanEngineOptions;
+  /** The processing of batches (p-limit: `concurrency` at once). */
+  limit: LimitFunction;
+  /** Batches queued or processing, across all masters: the memory bound. */
+  inflight: Set<Promise<void>>;
+  maxInflight: number;
+  limiter: RateLimiter | null;
+  checkpointEveryMs: number;
+  /** Stops every scanner: the first failure wins. */
+  fail(err: unknown): void;
+  stopped(): boolean;
+  progress(): void;
 }
 
-/** Runs one scan over every selected master. See the module header for the contract. */
-export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEngineOptions): Promise<ScanEngineResult> {
-  const started = Date.now();
-  const batchSize = Math.max(1, opts.batchSize ?? DEFAULT_BATCH_SIZE);
-  const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
-  const every = opts.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS;
-  const all = masterNodes(client).map((node) => ({ addr: nodeAddress(node), node }));
-  const selected = selectShard(all, opts.shard);
+/**
+ * One master: its SCAN loop, its cursor and run_id, its checkpoint. A
+ * cursor moves past a batch only once that batch and every earlier one of the
+ * node are processed, so a resume never skips a key.
+ */
+class NodeScanner {
+  cursor: string;
+  done: boolean;
+  readonly resumedFrom: string | null;
+  readonly rescanned: boolean;
+  readonly counters: Counters;
+  readonly runCounters: Counters = {};
+  private readonly pending: PendingBatch[] = [];
+  private lastSave = Date.now();
+  private saveChain: Promise<void> = Promise.resolve();
 
-  // Load positions: a node whose run_id changed is rescanned from 0.
-  const loaded = opts.op !== null && !opts.restart ? await loadCheckpoint(client, keys, opts.op) : null;
-  const cp = loaded && (opts.resumeIf?.(loaded.meta) ?? true) ? loaded : { meta: null, nodes: [] as NodeCheckpoint[] };
-  const byAddr = new Map(cp.nodes.map((n) => [n.node, n]));
-  const states: NodeState[] = await Promise.all(
-    selected.map(async ({ addr, node }) => {
-      const runId = await nodeRunId(node);
-      return { addr, node, runId, cp: byAddr.get(addr) };
-    }),
-  ).then((rows) => {
-    // A checkpoint in which every selected node is done is a finished pass: start a new one.
-    const finished = rows.length > 0 && rows.every((r) => r.cp && r.cp.done && r.cp.runId === r.runId);
-    return rows.map(({ addr, node, runId, cp: c }): NodeState => {
-      const usable = !finished && c !== undefined && c.runId === runId;
-      return {
-        addr,
-        node,
-        runId,
-        cursor: usable ? c.cursor : '0',
-        done: usable ? c.done : false,
-        resumedFrom: usable && (c.cursor !== '0' || c.done) ? c.cursor : null,
-        rescanned: !finished && c !== undefined && c.runId !== runId,
-        counters: usable ? { ...c.counters } : {},
-        runCounters: {},
-        pending: [],
-        lastSave: Date.now(),
-        saveChain: Promise.resolve(),
-      };
-    });
-  });
-  const resumed = states.some((s) => s.resumedFrom !== null);
-  if (!resumed) await opts.onFreshPass?.();
-  if (opts.op !== null) {
-    await opts.guard?.();
-    await saveCheckpointMeta(client, keys, opts.op, {
-      startedAt: resumed && cp.meta ? cp.meta.startedAt : Date.now(),
-      epoch: opts.epoch ?? cp.meta?.epoch ?? 0,
-      ...(opts.lineage === undefined ? {} : { lineage: opts.lineage }),
-      options: { match: opts.match, ...(opts.type ? { type: opts.type } : {}), ...(opts.meta ?? {}) },
-    });
+  constructor(
+    readonly addr: string,
+    readonly node: Redis,
+    readonly runId: string,
+    cp: NodeCheckpoint | undefined,
+    usable: boolean,
+  ) {
+    this.cursor = usable && cp ? cp.cursor : '0';
+    this.done = usable && cp ? cp.done : false;
+    this.resumedFrom = usable && cp && (cp.cursor !== '0' || cp.done) ? cp.cursor : null;
+    this.rescanned = cp !== undefined && !usable && cp.runId !== runId;
+    this.counters = usable && cp ? { ...cp.counters } : {};
   }
 
-  const limit = pLimit(concurrency);
-  const limiter = opts.rate ? new RateLimiter(opts.rate) : null;
-  let failure: unknown = null;
-  let stopping = false;
-  const fail = (err: unknown): void => {
-    if (failure === null) failure = err;
-    stopping = true;
-  };
-
-  // In-flight bound: the scanners wait while this many batches are queued or running.
-  let inflight = 0;
-  const maxInflight = concurrency + 1;
-  let wakeups: Array<() => void> = [];
-  const wake = (): void => {
-    const w = wakeups;
-    wakeups = [];
-    for (const f of w) f();
-  };
-  const waitForSlot = async (): Promise<void> => {
-    while (inflight >= maxInflight && !stopping && !opts.signal.aborted) {
-      await new Promise<void>((resolve) => wakeups.push(resolve));
-    }
-  };
-  const onAbort = (): void => wake();
-  opts.signal.addEventListener('abort', onAbort);
-
-  // A dropped connection invalidates the cursor even if ioredis reconnects.
-  const closers = states.map((s) => {
-    const onClose = (): void => {
-      fail(new RedisUnavailableError(s.addr, 'the connection to this node was lost mid-run (a restarted node has a new SCAN order); checkpoint kept, rerun to resume'));
-      wake();
-    };
-    s.node.on('close', onClose);
-    return () => s.node.off('close', onClose);
-  });
-
-  const totals = (): ScanProgress => {
-    const counters: Counters = {};
-    let runScanned = 0;
-    for (const s of states) {
-      addCounters(counters, s.counters);
-      runScanned += s.runCounters.scanned ?? 0;
-    }
-    return { scanned: counters.scanned ?? 0, counters, runScanned };
-  };
-
-  const save = (s: NodeState): Promise<void> => {
-    if (opts.op === null) return Promise.resolve();
-    const op = opts.op;
-    const entry: NodeCheckpoint = { node: s.addr, runId: s.runId, cursor: s.cursor, done: s.done, counters: { ...s.counters }, updatedAt: Date.now() };
-    s.lastSave = Date.now();
-    // Chained so that positions are written in order.
-    s.saveChain = s.saveChain.then(async () => {
-      await opts.guard?.();
-      await saveNodeCheckpoint(client, keys, op, entry);
+  /** Writes this node's position (in order; refused by the guard once the run lost its lock). */
+  save(run: ScanRun): Promise<void> {
+    const op = run.opts.op;
+    if (op === null) return Promise.resolve();
+    const entry: NodeCheckpoint = { node: this.addr, runId: this.runId, cursor: this.cursor, done: this.done, counters: { ...this.counters }, updatedAt: Date.now() };
+    this.lastSave = Date.now();
+    this.saveChain = this.saveChain.then(async () => {
+      await run.opts.guard?.();
+      await saveNodeCheckpoint(run.client, run.keys, op, entry);
     });
-    return s.saveChain;
-  };
+    return this.saveChain;
+  }
 
-  const commit = (s: NodeState): void => {
+  /** Moves the cursor past every leading batch that is processed. */
+  private commit(run: ScanRun): void {
     let moved = false;
-    while (s.pending.length > 0 && s.pending[0]!.settled) {
-      const b = s.pending.shift()!;
-      s.cursor = b.next;
-      addCounters(s.counters, b.counters);
-      addCounters(s.runCounters, b.counters);
+    while (this.pending.length > 0 && this.pending[0]!.settled) {
+      const b = this.pending.shift()!;
+      this.cursor = b.next;
+      addCounters(this.counters, b.counters);
+      addCounters(this.runCounters, b.counters);
       moved = true;
     }
     if (!moved) return;
-    if (Date.now() - s.lastSave >= every) save(s).catch(fail);
-    opts.onProgress?.(totals());
-  };
+    if (Date.now() - this.lastSave >= run.checkpointEveryMs) this.save(run).catch((err: unknown) => run.fail(err));
+    run.progress();
+  }
 
-  const scanNode = async (s: NodeState): Promise<void> => {
-    if (s.done) return;
-    let cursor = s.cursor;
-    const tasks: Array<Promise<void>> = [];
+  /** Hands one batch to the shared limit; its result commits when it and every earlier batch are done. */
+  private submit(run: ScanRun, batch: PendingBatch, found: string[]): void {
+    const task = run
+      .limit(() => run.opts.process({ node: this.node, nodeAddr: this.addr, keys: found }))
+      .then(
+        (inc) => {
+          addCounters(batch.counters, inc);
+          batch.settled = true;
+          this.commit(run);
+        },
+        (err: unknown) => run.fail(err),
+      )
+      .finally(() => run.inflight.delete(task));
+    run.inflight.add(task);
+  }
+
+  /** The SCAN loop of this master. */
+  async scan(run: ScanRun): Promise<void> {
+    if (this.done) return;
+    const { opts } = run;
     const typeArgs = opts.type ? ['TYPE', opts.type] : [];
-    let count = batchSize;
+    let count = Math.max(1, opts.batchSize ?? DEFAULT_BATCH_SIZE);
     // A low rate gets small batches, so progress and interrupts stay responsive.
-    if (opts.rate) count = Math.max(10, Math.min(batchSize, Math.ceil(opts.rate / 10)));
+    if (opts.rate) count = Math.max(10, Math.min(count, Math.ceil(opts.rate / 10)));
+    let cursor = this.cursor;
     let reachedEnd = false;
-    while (!stopping && !opts.signal.aborted) {
-      await waitForSlot();
-      if (stopping || opts.signal.aborted) break;
-      const [next, found] = (await s.node.scan(cursor, 'MATCH', opts.match, 'COUNT', count, ...(typeArgs as [])) as [string, string[]]);
-      if (limiter && found.length > 0) {
+    while (!run.stopped()) {
+      // Backpressure: never more than maxInflight batches queued or processing, across all masters.
+      while (run.inflight.size >= run.maxInflight && !run.stopped()) await Promise.race(run.inflight);
+      if (run.stopped()) break;
+      const [next, found] = (await this.node.scan(cursor, 'MATCH', opts.match, 'COUNT', count, ...(typeArgs as []))) as [string, string[]];
+      if (run.limiter && found.length > 0) {
         try {
-          await limiter.consume(found.length, opts.signal);
+          await run.limiter.consume(found.length, opts.signal);
         } catch {
           break; // aborted while throttled: this batch is not taken, the cursor stays before it
         }
       }
-      if (stopping || opts.signal.aborted) break;
-      const batch: PendingBatch = { next, settled: false, counters: { scanned: found.length } };
-      s.pending.push(batch);
-      if (found.length === 0) {
-        batch.settled = true;
-        commit(s);
-      } else {
-        inflight++;
-        tasks.push(
-          limit(() => opts.process({ node: s.node, nodeAddr: s.addr, keys: found }))
-            .then(
-              (inc) => {
-                addCounters(batch.counters, inc);
-                batch.settled = true;
-                commit(s);
-              },
-              (err: unknown) => fail(err),
-            )
-            .finally(() => {
-              inflight--;
-              wake();
-            }),
-        );
-      }
+      if (run.stopped()) break;
+      const batch: PendingBatch = { next, settled: found.length === 0, counters: { scanned: found.length } };
+      this.pending.push(batch);
+      if (found.length === 0) this.commit(run);
+      else this.submit(run, batch, found);
       cursor = next;
       if (next === '0') {
         reachedEnd = true;
         break;
       }
     }
-    await Promise.all(tasks);
-    if (reachedEnd && failure === null && s.pending.length === 0) s.done = true;
+    // Wait for this node's batches (a failure elsewhere lets them finish too: their counts are real).
+    while (this.pending.some((b) => !b.settled) && run.inflight.size > 0) await Promise.race(run.inflight);
+    if (reachedEnd && this.pending.length === 0) this.done = true;
+  }
+
+  result(): NodeScanResult {
+    return {
+      node: this.addr,
+      runId: this.runId,
+      resumedFrom: this.resumedFrom,
+      rescanned: this.rescanned,
+      done: this.done,
+      cursor: this.cursor,
+      counters: this.counters,
+      runCounters: this.runCounters,
+    };
+  }
+}
+
+/** Creates the scanners of a run from the saved checkpoint (a node whose run_id changed starts at 0). */
+async function scannersFor(client: RedisClient, keys: Keyspace, opts: ScanEngineOptions): Promise<{ scanners: NodeScanner[]; meta: CheckpointMeta | null; allNodes: number }> {
+  const all = masterNodes(client).map((node) => ({ addr: nodeAddress(node), node }));
+  const selected = selectShard(all, opts.shard);
+  const loaded = opts.op !== null && !opts.restart ? await loadCheckpoint(client, keys, opts.op) : null;
+  const cp = loaded && (opts.resumeIf?.(loaded.meta) ?? true) ? loaded : { meta: null, nodes: [] as NodeCheckpoint[] };
+  const byAddr = new Map(cp.nodes.map((n) => [n.node, n]));
+  const rows = await Promise.all(selected.map(async ({ addr, node }) => ({ addr, node, runId: await nodeRunId(node), cp: byAddr.get(addr) })));
+  // A checkpoint in which every selected node is done is a finished pass: start a new one.
+  const finished = rows.length > 0 && rows.every((r) => r.cp && r.cp.done && r.cp.runId === r.runId);
+  const scanners = rows.map((r) => new NodeScanner(r.addr, r.node, r.runId, finished ? undefined : r.cp, !finished && r.cp !== undefined && r.cp.runId === r.runId));
+  return { scanners, meta: cp.meta, allNodes: all.length };
+}
+
+/** Sums the counters of the scanners. */
+function totals(scanners: NodeScanner[]): ScanProgress {
+  const counters: Counters = {};
+  let runScanned = 0;
+  for (const s of scanners) {
+    addCounters(counters, s.counters);
+    runScanned += s.runCounters.scanned ?? 0;
+  }
+  return { scanned: counters.scanned ?? 0, counters, runScanned };
+}
+
+/** Runs one scan over every selected master. See the module header for the contract. */
+export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEngineOptions): Promise<ScanEngineResult> {
+  const started = Date.now();
+  const { scanners, meta, allNodes } = await scannersFor(client, keys, opts);
+  const resumed = scanners.some((s) => s.resumedFrom !== null);
+  if (!resumed) await opts.onFreshPass?.();
+  if (opts.op !== null) {
+    await opts.guard?.();
+    await saveCheckpointMeta(client, keys, opts.op, {
+      startedAt: resumed && meta ? meta.startedAt : Date.now(),
+      epoch: opts.epoch ?? meta?.epoch ?? 0,
+      ...(opts.lineage === undefined ? {} : { lineage: opts.lineage }),
+      options: { match: opts.match, ...(opts.type ? { type: opts.type } : {}), ...(opts.meta ?? {}) },
+    });
+  }
+
+  const concurrency = Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY);
+  let failure: unknown = null;
+  const run: ScanRun = {
+    client,
+    keys,
+    opts,
+    limit: pLimit(concurrency),
+    inflight: new Set(),
+    maxInflight: concurrency + 1,
+    limiter: opts.rate ? new RateLimiter(opts.rate) : null,
+    checkpointEveryMs: opts.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS,
+    fail: (err) => {
+      if (failure === null) failure = err;
+    },
+    stopped: () => failure !== null || opts.signal.aborted,
+    progress: () => opts.onProgress?.(totals(scanners)),
   };
 
+  // A dropped connection invalidates the cursor even if ioredis reconnects.
+  const closers = scanners.map((s) => {
+    const onClose = (): void =>
+      run.fail(new RedisUnavailableError(s.addr, 'the connection to this node was lost mid-run (a restarted node has a new SCAN order); checkpoint kept, rerun to resume'));
+    s.node.on('close', onClose);
+    return () => s.node.off('close', onClose);
+  });
   try {
-    await Promise.all(states.map((s) => scanNode(s).catch(fail)));
+    await Promise.all(scanners.map((s) => s.scan(run).catch(run.fail)));
   } finally {
-    opts.signal.removeEventListener('abort', onAbort);
     for (const off of closers) off();
   }
 
-  // Save what was committed, whatever happened.
+  // Save what was committed, whatever happened (a run that lost its lock is refused by the guard).
   if (opts.op !== null) {
-    const saved = Promise.all(states.map((s) => save(s)));
+    const saved = Promise.all(scanners.map((s) => s.save(run)));
     if (failure === null) await saved;
     else await saved.catch(() => undefined);
   }
@@ -419,27 +432,17 @@ export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEng
     const reason: unknown = opts.signal.reason;
     throw reason instanceof OrchError ? reason : new InterruptedError();
   }
-
-  const t = totals();
+  const t = totals(scanners);
   const runCounters: Counters = {};
-  for (const s of states) addCounters(runCounters, s.runCounters);
+  for (const s of scanners) addCounters(runCounters, s.runCounters);
   return {
-    nodes: states.map((s) => ({
-      node: s.addr,
-      runId: s.runId,
-      resumedFrom: s.resumedFrom,
-      rescanned: s.rescanned,
-      done: s.done,
-      cursor: s.cursor,
-      counters: s.counters,
-      runCounters: s.runCounters,
-    })),
+    nodes: scanners.map((s) => s.result()),
     counters: t.counters,
     runCounters,
     resumed,
-    complete: states.every((s) => s.done),
-    shardNodes: states.length,
-    allNodes: all.length,
+    complete: scanners.every((s) => s.done),
+    shardNodes: scanners.length,
+    allNodes,
     durationMs: Date.now() - started,
   };
 }

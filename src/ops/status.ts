@@ -10,7 +10,8 @@ import type { HistoryEntry, MigrationState } from '../core/state.js';
 import { loadCheckpoint, sumCounter } from './checkpoint.js';
 import type { OpContext } from './context.js';
 import { countKeys, type KeyCounts } from './count.js';
-import { formatDuration, gatesFor, onlySourceProblems, type GateStatus } from './gates.js';
+import { humanDuration } from '../core/durations.js';
+import { gatesFor, onlySourceProblems, type GateStatus } from './gates.js';
 import { asBackfillSummary, asCleanupSummary, asVerifySummary, type BackfillSummary, type CleanupSummary, type VerifySummary } from './summaries.js';
 
 /** Options of {@link getStatus}. */
@@ -202,7 +203,7 @@ export function nextStep(
         return { command: 'orch-migrate cleanup --execute', why: 'legacy keys remain; cleanup resumes where it stopped' };
       }
       const kept = lc.kept > 0 ? `; ${lc.kept} legacy key(s) were kept (see runbooks/incident-unmigratable.md)` : '';
-      return { command: 'none', why: `migration complete ${formatDuration(now - (state.changedAt ?? now))} ago${kept}; \`orch-migrate rollback\` previews a way back` };
+      return { command: 'none', why: `migration complete ${humanDuration(now - (state.changedAt ?? now))} ago${kept}; \`orch-migrate rollback\` previews a way back` };
     }
     default:
       return { command: 'orch-migrate status', why: 'unknown phase' };

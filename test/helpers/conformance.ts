@@ -98,8 +98,12 @@ export function runQueueConformance(name: string, make: () => Promise<Conformanc
           for (let i = 0; i < 6; i++) await t.queue.enqueue({ workspaceId: 'ws-other', jobId: `O${i}`, action: 'a' });
           for (const limit of [1, 7, 23, 200]) {
             const ids = await drain(t.queue, 'ws-list', limit);
-            expect(ids.length).toBe(mine.length);
+            // None skipped, none of another workspace. On the legacy path SCAN may repeat a key while
+            // Redis resizes its table (the shared server's keyspace changes all the time): a repeat is
+            // allowed there, a skip never (docs/api.md, "Listing order").
             expect(new Set(ids)).toEqual(new Set(mine));
+            if (phase === Phase.ReadNew || phase === Phase.NewOnly) expect(ids.length).toBe(mine.length);
+            else expect(ids.length).toBeGreaterThanOrEqual(mine.length);
           }
           expect((await t.queue.listJobs('ws-empty', { limit: 5 })).jobs).toEqual([]);
           await expect(t.queue.listJobs('ws-list', { limit: 0 })).rejects.toBeInstanceOf(ValidationError);

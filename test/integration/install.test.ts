@@ -14,7 +14,7 @@
  * tarball's version ranges needs; that metadata is the only download.
  */
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,8 +89,13 @@ describe('install: from a checkout, packed, installed globally', () => {
     const list = run('tar', ['-tzf', tarball]);
     expect(list.status, show(list)).toBe(0);
     const files = list.stdout.split('\n').filter(Boolean);
-    const lua = readFileSync(path.join(REPO, 'src/core/scripts.ts'), 'utf8').match(/[a-z0-9-]+\.lua/g) ?? [];
-    expect(lua.length).toBeGreaterThan(0);
+    // Every script file and every include it pulls in (src/core/lua, src/core/lua/includes).
+    const luaDir = path.join(REPO, 'src/core/lua');
+    const lua = [
+      ...readdirSync(luaDir).filter((f) => f.endsWith('.lua')),
+      ...readdirSync(path.join(luaDir, 'includes')).map((f) => `includes/${f}`),
+    ];
+    expect(lua.length).toBeGreaterThan(10);
     for (const f of [
       'package/package.json',
       'package/bin/orch-migrate',

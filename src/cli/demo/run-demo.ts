@@ -295,7 +295,9 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
       out.line(c.cyan(`\n━━ ${step.title}\n$ orch-migrate ${step.args.map((a) => (/\s/.test(a) ? `"${a}"` : a)).join(' ')}`));
       const code = await runStep([...g, ...step.args], url, opts.signal);
       result.steps.push({ command: step.args.join(' '), exitCode: code, expected: step.expected });
-      if (opts.signal.aborted) throw new InterruptedError('Demo interrupted');
+      // 130: the step was interrupted, by the same signal that stops the demo (a closed terminal's
+      // SIGHUP reaches the whole process group, the step first, sometimes).
+      if (opts.signal.aborted || code === 130) throw new InterruptedError('Demo interrupted');
       if (!step.expected.includes(code)) {
         out.line(c.red(`step exited ${code}, expected ${step.expected.join(' or ')}; stopping the demo`));
         break;

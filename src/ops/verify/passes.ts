@@ -1,0 +1,264 @@
+/**
+ * Round 1 of verify: one walk of the keyspace on the scan engine (every master
+ * in parallel), in three passes that share it:
+ *  - legacy → v2: each legacy record against its v2 record; unmigratable and
+ *    non-hash keys. On a single node a batch script (verify-batch.lua) answers
+ *    "identical" or "suspect" server-side, and only suspects are read here;
+ *  - v2 → legacy: orphans and id conflicts (a v2 record its legacy key does not
+ *    back), and non-hash keys;
+ *  - the indexes: entries whose v2 record does not exist.
+ * Each pass records suspects; the pair checker decides what a pair's difference is.
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { describeInput, isJobId } from '../../core/ids.js';
+import { createdAtScore, JobField } from '../../core/job.js';
+import { readRecord } from '../../core/protocol.js';
+import { isCluster } from '../../core/redis.js';
+import { callScript, ScriptName } from '../../core/scripts.js';
+import { readFieldsBatch } from '../backfill.js';
+import type { Counters } from '../checkpoint.js';
+import type { OpContext } from '../context.js';
+import { checkSource, isUnmigratable, UnmigratableReason } from '../migratable.js';
+import { fieldText, MismatchKind, viewOf } from '../record-compare.js';
+import { mapLimit, PER_KEY_CONCURRENCY, runScan, type ScanBatch, type ScanProgress } from '../scan-engine.js';
+import type { PairChecker } from './pair-check.js';
+import type { VerifyPlan } from './plan.js';
+import { SuspectSet } from './suspects.js';
+
+/** What round 1 examined. */
+export interface FirstRound {
+  /** Records examined (legacy and v2). */
+  scanned: number;
+  /** Index entries examined. */
+  indexEntries: number;
+}
+
+/** Progress of round 1: keys scanned so far, against an estimate. */
+export type FirstRoundProgress = (stage: string, p: ScanProgress, total: number | null) => void;
+
+/** A legacy key that parses and reads as migratable, with its workspace; or why it is not. */
+type LegacyVerdict = { ok: true; ws: string } | { ok: false; kind: MismatchKind; detail: string } | null;
+
+/** The three passes of round 1 over one context. */
+export class Passes {
+  private readonly cluster: boolean;
+
+  constructor(
+    private readonly ctx: OpContext,
+    private readonly plan: VerifyPlan,
+    private readonly suspects: SuspectSet,
+    private readonly checker: PairChecker,
+  ) {
+    this.cluster = isCluster(ctx.client);
+  }
+
+  /** Runs round 1: one walk of the `<p>:job*` family, or, for one workspace, the legacy layout, its v2 keys and its index. */
+  async run(estimate: { legacy: number; v2: number } | null, progress: FirstRoundProgress): Promise<FirstRound> {
+    const { keys, signal } = this.ctx;
+    const base = { op: null, batchSize: this.plan.batchSize, concurrency: this.plan.concurrency, signal };
+    const label = `verify round 1/${this.plan.rounds}`;
+    if (this.plan.workspace === null) {
+      const total = estimate === null ? null : estimate.legacy + estimate.v2;
+      const r = await runScan(this.ctx.client, keys, {
+        ...base,
+        // One walk of the keyspace: legacy, v2 and index keys share the `<p>:job` stem.
+        match: keys.jobFamilyPattern,
+        process: (batch) => this.familyBatch(batch),
+        onProgress: (p) => progress(`${label}: both layouts and the indexes`, p, total),
+      });
+      return { scanned: r.counters.checked ?? 0, indexEntries: r.counters.entries ?? 0 };
+    }
+    // One workspace: legacy records name their workspace inside, so the legacy
+    // layout is walked whole; v2 and the index are narrowed by name.
+    const r1 = await runScan(this.ctx.client, keys, {
+      ...base,
+      match: keys.legacyPattern,
+      process: (batch) => this.legacyBatch(batch),
+      onProgress: (p) => progress(`${label}: legacy → v2`, p, estimate?.legacy ?? null),
+    });
+    const r2 = await runScan(this.ctx.client, keys, {
+      ...base,
+      match: keys.v2Pattern(this.plan.workspace),
+      process: (batch) => this.v2Batch(batch),
+      onProgress: (p) => progress(`${label}: v2 → legacy`, p, null),
+    });
+    // One index: no scan (the cluster client routes it to its master).
+    const entries = await this.indexKey(this.ctx.client, keys.index(this.plan.workspace));
+    return { scanned: (r1.counters.checked ?? 0) + (r2.counters.checked ?? 0), indexEntries: entries };
+  }
+
+  /** Splits one batch of the `<p>:job*` walk into its three passes. */
+  private async familyBatch(batch: ScanBatch): Promise<Counters> {
+    const parts: Record<'legacy' | 'v2' | 'index', string[]> = { legacy: [], v2: [], index: [] };
+    for (const key of batch.keys) {
+      const layout = this.ctx.keys.layoutOf(key);
+      if (layout !== null) parts[layout].push(key);
+    }
+    const sub = (list: string[]): ScanBatch => ({ node: batch.node, nodeAddr: batch.nodeAddr, keys: list });
+    const none: Counters = {};
+    const [a, b, c] = await Promise.all([
+      parts.legacy.length > 0 ? this.legacyBatch(sub(parts.legacy)) : none,
+      parts.v2.length > 0 ? this.v2Batch(sub(parts.v2)) : none,
+      parts.index.length > 0 ? this.indexBatch(sub(parts.index)) : none,
+    ]);
+    return { checked: (a.checked ?? 0) + (b.checked ?? 0), entries: c.entries ?? 0 };
+  }
+
+  /** The same rules as backfill (src/ops/migratable.ts), so both call a record by one name. */
+  private legacyVerdict(key: string, jobId: string, kind: string, ws: string | null, rev: string | null): LegacyVerdict {
+    if (kind === 'none') return null;
+    if (kind !== 'hash') return { ok: false, kind: MismatchKind.NonHash, detail: `type ${kind}` };
+    const checked = checkSource(this.ctx.keys, 'forward', { key, jobId, keyWorkspace: null }, ws, null, rev);
+    if (!isUnmigratable(checked)) return { ok: true, ws: checked.workspaceId };
+    return { ok: false, kind: MismatchKind.Unmigratable, detail: `${checked.reason}${checked.detail ? ` ${checked.detail}` : ''}` };
+  }
+
+  /** Legacy → v2 for one batch. */
+  private async legacyBatch(batch: ScanBatch): Promise<Counters> {
+    const { keys } = this.ctx;
+    const candidates: Array<{ key: string; jobId: string }> = [];
+    for (const key of batch.keys) {
+      if (!this.plan.sampled()) continue;
+      const jobId = keys.parseLegacy(key);
+      if (jobId === null) {
+        if (this.plan.workspace === null) this.suspects.addKey(key, MismatchKind.Unmigratable, `${UnmigratableReason.InvalidJobId} ${describeInput(keys.legacySuffix(key) ?? key)}`);
+        continue;
+      }
+      candidates.push({ key, jobId });
+    }
+    if (candidates.length === 0) return { checked: 0 };
+    return this.cluster ? this.legacyPerKey(candidates) : this.legacyScripted(batch, candidates);
+  }
+
+  /** Cluster: reads are routed per key; each pair is compared here. */
+  private async legacyPerKey(candidates: Array<{ key: string; jobId: string }>): Promise<Counters> {
+    let checked = 0;
+    await mapLimit(candidates, PER_KEY_CONCURRENCY, async (c) => {
+      const raw = await readRecord(this.ctx.client, c.key);
+      const view = viewOf(raw);
+      const verdict = this.legacyVerdict(c.key, c.jobId, raw.type, fieldText(view, JobField.WorkspaceId) ?? null, fieldText(view, JobField.Rev) ?? null);
+      if (!this.keep(c.key, verdict)) return;
+      checked++;
+      await this.checker.record(verdict.ws, c.jobId);
+    });
+    return { checked };
+  }
+
+  /** Records a bad key (whole-keyspace runs only); true when the record is in scope for a pair check. */
+  private keep(key: string, verdict: LegacyVerdict): verdict is { ok: true; ws: string } {
+    if (verdict === null) return false;
+    if (!verdict.ok) {
+      if (this.plan.workspace === null) this.suspects.addKey(key, verdict.kind, verdict.detail);
+      return false;
+    }
+    return this.plan.inScope(verdict.ws);
+  }
+
+  /** Single node: one read script, then the comparison script for the whole batch; only suspects are read. */
+  private async legacyScripted(batch: ScanBatch, candidates: Array<{ key: string; jobId: string }>): Promise<Counters> {
+    const { keys } = this.ctx;
+    const rows = await readFieldsBatch(batch.node, candidates.map((c) => c.key), [JobField.WorkspaceId, JobField.Rev, JobField.CreatedAt]);
+    const pairs: Array<{ key: string; ws: string; jobId: string; score: number }> = [];
+    candidates.forEach((c, i) => {
+      const [kind, ws, rev, createdAt] = rows[i]!;
+      const verdict = this.legacyVerdict(c.key, c.jobId, kind ?? 'none', ws ?? null, rev ?? null);
+      if (this.keep(c.key, verdict)) pairs.push({ key: c.key, ws: verdict.ws, jobId: c.jobId, score: createdAtScore(createdAt) });
+    });
+    if (pairs.length === 0) return { checked: 0 };
+    const keyArgs: string[] = [];
+    const argv: Array<string | number> = [this.plan.toleranceMs];
+    for (const p of pairs) {
+      keyArgs.push(p.key, keys.v2Job(p.ws, p.jobId), keys.index(p.ws));
+      argv.push(p.jobId, p.score);
+    }
+    const codes = await callScript<number[]>(batch.node, ScriptName.VerifyBatch, [keyArgs.length, ...keyArgs, ...argv]);
+    // verify-batch.lua: 0 identical, 1 suspect.
+    await Promise.all(pairs.filter((_, i) => Number(codes[i]) !== 0).map((p) => this.checker.record(p.ws, p.jobId)));
+    return { checked: pairs.length };
+  }
+
+  /** v2 → legacy for one batch: content and index were compared from the legacy side; this finds what only it can. */
+  private async v2Batch(batch: ScanBatch): Promise<Counters> {
+    const { keys } = this.ctx;
+    const items: Array<{ key: string; ws: string; jobId: string }> = [];
+    for (const key of batch.keys) {
+      if (!this.plan.sampled()) continue;
+      const parts = keys.parseV2(key);
+      if (parts === null) {
+        this.suspects.addKey(key, MismatchKind.Unmigratable, 'not a valid v2 key (<prefix>:job:<workspace_id>:<job_id>)');
+        continue;
+      }
+      items.push({ key, ws: parts.workspaceId, jobId: parts.jobId });
+    }
+    if (items.length === 0) return { checked: 0 };
+    const facts = await this.v2Facts(batch, items);
+    let checked = 0;
+    const flagged: Array<{ ws: string; jobId: string }> = [];
+    items.forEach((it, i) => {
+      const [type, legacyWs] = facts[i]!;
+      if (type === 'none') return;
+      checked++;
+      if (type !== 'hash') return this.suspects.addKey(it.key, MismatchKind.NonHash, `type ${type}`);
+      if (this.suspects.has(SuspectSet.pairId(it.ws, it.jobId))) return;
+      if (legacyWs !== it.ws) flagged.push(it);
+    });
+    await Promise.all(flagged.map((f) => this.checker.record(f.ws, f.jobId)));
+    return { checked };
+  }
+
+  /** Per v2 key: its type, and the workspace its legacy key names (null when absent or not a hash). */
+  private async v2Facts(batch: ScanBatch, items: Array<{ key: string; jobId: string }>): Promise<Array<[string, string | null]>> {
+    const { client, keys } = this.ctx;
+    if (!this.cluster) {
+      const keyArgs: string[] = [];
+      for (const it of items) keyArgs.push(it.key, keys.legacyJob(it.jobId));
+      const flat = await callScript<Array<string | null>>(batch.node, ScriptName.VerifyV2Batch, [keyArgs.length, ...keyArgs]);
+      return items.map((_, i) => [flat[i * 2] ?? 'none', flat[i * 2 + 1] ?? null]);
+    }
+    return mapLimit(items, PER_KEY_CONCURRENCY, async (it) => {
+      const [type, legacy] = await Promise.all([client.type(it.key), readRecord(client, keys.legacyJob(it.jobId))]);
+      return [type, fieldText(viewOf(legacy), JobField.WorkspaceId) ?? null] as [string, string | null];
+    });
+  }
+
+  private async indexBatch(batch: ScanBatch): Promise<Counters> {
+    let entries = 0;
+    for (const key of batch.keys) entries += await this.indexKey(batch.node, key);
+    return { entries };
+  }
+
+  /** One index: entries whose v2 record does not exist; an index that is not a sorted set. */
+  private async indexKey(node: Redis | Cluster, key: string): Promise<number> {
+    const { keys, client, signal } = this.ctx;
+    const ws = keys.parseIndex(key);
+    if (ws === null) {
+      this.suspects.addKey(key, MismatchKind.Unmigratable, 'index key with an invalid workspace id');
+      return 0;
+    }
+    const type = await node.type(key);
+    if (type === 'none') return 0;
+    if (type !== 'zset') {
+      this.suspects.addKey(key, MismatchKind.NonHash, `index is a ${type}, not a sorted set`);
+      return 0;
+    }
+    let cursor = '0';
+    let seen = 0;
+    do {
+      if (signal.aborted) return seen;
+      const [next, flat] = await node.zscan(key, cursor, 'COUNT', 1000);
+      cursor = next;
+      const members: string[] = [];
+      for (let i = 0; i < flat.length; i += 2) if (this.plan.sampled()) members.push(flat[i]!);
+      seen += members.length;
+      const valid = members.filter((m) => isJobId(m));
+      for (const m of members) if (!isJobId(m)) this.suspects.add(`d|${ws}|${m}`, { t: 'dangling', ws, member: m });
+      const kinds = this.cluster
+        ? await Promise.all(valid.map((m) => client.exists(keys.v2Job(ws, m)).then((n) => (n === 1 ? 'hash' : 'none'))))
+        : (await readFieldsBatch(node as Redis, valid.map((m) => keys.v2Job(ws, m)), [])).map((r) => r[0] ?? 'none');
+      valid.forEach((m, i) => {
+        if (kinds[i] === 'none') this.suspects.add(`d|${ws}|${m}`, { t: 'dangling', ws, member: m });
+      });
+    } while (cursor !== '0');
+    return seen;
+  }
+}
