@@ -162,6 +162,11 @@ export function toOrchError(err: unknown): OrchError {
       .join('; ');
     return new ValidationError(`Invalid input: ${issues}`, { cause: err, suggestion: 'Fix the value named above; see --help for the allowed forms.' });
   }
+  // The data scripts (backfill, cleanup, repair) refuse with 'FENCED lock' once this run lost its lease
+  // (src/core/lua/includes/holds-lock.lua): a lost lock, exit 4, not an internal error.
+  if (isReplyError(err) && replyMessage(err).startsWith('FENCED')) {
+    return new FencedError('This run no longer holds the migration lock (its lease expired, was deleted or taken over): the refused batch changed nothing', { cause: err });
+  }
   const message = err instanceof Error ? err.message : String(err);
   return new OrchError(message, { code: 'ERR_INTERNAL', exitCode: ExitCode.Problems, cause: err });
 }
