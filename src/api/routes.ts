@@ -54,8 +54,13 @@ export function requireScope(ctx: ApiContext, scope: Scope) {
 
 /** Registers /ai/jobs routes. */
 export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
-  const preview = requireScope(ctx, Scope.Preview);
-  const write = requireScope(ctx, Scope.Write);
+  // Every job route is routed by the phase: while the state record is unusable ctx.phase() throws
+  // (503) instead of the route acting on a guessed or last-known phase.
+  const phaseKnown = async (_request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (!reply.sent) await ctx.phase();
+  };
+  const preview = [requireScope(ctx, Scope.Preview), phaseKnown];
+  const write = [requireScope(ctx, Scope.Write), phaseKnown];
   const wire = (j: Parameters<typeof toWireJob>[0]): WireJob => toWireJob(j, ctx.redactor);
 
   app.get('/ai/jobs', { onRequest: preview }, async (request, reply): Promise<ListResponse> => {

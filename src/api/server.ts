@@ -253,6 +253,8 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
   const phase = async (): Promise<PhaseView> => {
     if (!queue) throw new Error('queue not ready');
     const s = await queue.phase();
+    // The watcher keeps the last valid phase for writers; the API must not act on it (503).
+    if (queue.watcher.problem) throw queue.watcher.problem;
     return { phase: s.phase, epoch: s.epoch, shadowReadRate: s.shadowReadRate };
   };
   const metrics = new ApiMetrics({
