@@ -51,6 +51,7 @@ function toJson(r: BackfillResult): Record<string, unknown> {
     thisRun: r.thisRun,
     vanished: r.vanished,
     applied: r.applied,
+    accepted: r.accepted,
     epoch: r.epoch,
     settleWaitMs: r.settleWaitMs,
     nodes: r.nodes.map((n) => ({ node: n.node, done: n.done, resumedFrom: n.resumedFrom, rescanned: n.rescanned, scanned: n.counters.scanned ?? 0 })),

@@ -18,6 +18,7 @@ function render(r: VerifyResult, out: Output): void {
   const scope = r.scope === 'full' ? 'full' : c.yellow('partial (--workspace/--sample: does not open gates)');
   out.line(`verify ${scope}: ${fmtInt(r.scanned)} records and ${fmtInt(r.indexEntries)} index entries checked in ${r.rounds} round(s), ${(r.durationMs / 1000).toFixed(1)}s`);
   out.line(`suspects after each round: ${r.suspectsPerRound.map(fmtInt).join(' → ')} (differences that resolve between rounds were live writes)`);
+  if (r.accepted > 0) out.line(`${fmtInt(r.accepted)} accepted unmigratable key(s) not counted as mismatches (orch-migrate accept --list)`);
   if (r.mismatches === 0) {
     out.line(c.green('clean: both layouts agree field by field, expiries match, every v2 record is indexed.'));
     return;
@@ -45,6 +46,7 @@ function toJson(r: VerifyResult): Record<string, unknown> {
     repaired: r.repaired,
     remaining: r.remaining,
     unconfirmed: r.unconfirmed,
+    accepted: r.accepted,
     scope: r.scope,
     epoch: r.epoch,
     phase: r.phase,
