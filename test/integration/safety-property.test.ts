@@ -13,13 +13,12 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GateError } from '../../src/core/errors.js';
+import { GateError, JobExistsError, JobNotFoundError } from '../../src/core/errors.js';
 import { jobFromHash, type Job } from '../../src/core/job.js';
 import { Keyspace } from '../../src/core/keys.js';
 import { Layout, Phase, routeFor } from '../../src/core/phase.js';
 import { closeRedis, type RedisClient } from '../../src/core/redis.js';
 import { RedisJobQueue } from '../../src/core/redis-queue.js';
-import { JobExistsError, JobNotFoundError } from '../../src/core/errors.js';
 import { backfill } from '../../src/ops/backfill.js';
 import { cleanup } from '../../src/ops/cleanup.js';
 import { enableDualWrite } from '../../src/ops/enable-dual-write.js';

@@ -13,11 +13,12 @@
  *    published.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { EpochConflictError } from '../../src/core/errors.js';
 import { Keyspace } from '../../src/core/keys.js';
 import { Phase } from '../../src/core/phase.js';
 import { closeRedis, connectRedis, isCluster } from '../../src/core/redis.js';
 import { RedisJobQueue } from '../../src/core/redis-queue.js';
-import { StateCorruptError } from '../../src/core/state.js';
+import { StateCorruptError, StateStore } from '../../src/core/state.js';
 import { target } from '../helpers/cli.js';
 import { cleanupClient, coreClient, movePhase, TOPOLOGIES, topologyUrl, type Topology } from '../helpers/core-clients.js';
 import { uniquePrefix } from '../helpers/fixtures.js';
@@ -156,7 +157,7 @@ describe('eviction under allkeys-lru takes the state record (item 5, a real serv
       expect(await client.exists(keys.state)).toBe(1);
       // Make LRU order certain despite its 1 s clock: the record is written, a second later
       // older filler keys, a second after that the history is read. Eviction then takes the
-      // record (the oldest) long before it could reach the history (newer than ~2,000 fillers).
+      // record (the oldest) long before it could reach the history (newer than ~4,000 fillers).
       const idle = async (key: string): Promise<number> => Number(await client.object('IDLETIME', key));
       await waitFor('the record to age by a second', async () => (await idle(keys.state)) >= 1, 10_000);
       const payload = 'x'.repeat(1024);
@@ -165,8 +166,8 @@ describe('eviction under allkeys-lru takes the state record (item 5, a real serv
         for (let i = 0; i < n; i++) pipe.set(`${keys.prefix}:filler:${tag}:${i}`, payload);
         await pipe.exec();
       };
-      await fill('old', 2000);
-      await waitFor('the old fillers to age by a second', async () => (await idle(`${keys.prefix}:filler:old:0`)) >= 1, 10_000);
+      await fill('old', 4000);
+      await waitFor('the newest old filler to age by a second', async () => (await idle(`${keys.prefix}:filler:old:3999`)) >= 1, 10_000);
       expect(await client.xlen(keys.history)).toBeGreaterThan(0);
       // The policy the issue ran into, set after the migration started, just above what is in use.
       const used = Number((/used_memory:(\d+)/.exec(await client.info('memory')) ?? [])[1]);
@@ -241,6 +242,36 @@ describe.each(TOPOLOGIES)('a transition never half-happens on %s (item 6)', (top
       expect(h.some(([, f]) => f[1] === 'transition')).toBe(true);
     } finally {
       sub.disconnect();
+      await cleanupClient(client, keys.prefix);
+    }
+  });
+
+  it('a transition refused by its compare-and-set leaves the phase alone and no unexplained entry; every epoch has its transition entry', async () => {
+    const client = await coreClient(topology);
+    const keys = new Keyspace(uniquePrefix(`stcas${topology}`));
+    const { url, cluster } = topologyUrl(topology);
+    const args = target(url, keys.prefix, cluster);
+    try {
+      await cli([...args, 'enable-dual-write', '--settle-ms', '100', '--reason', 'cas test']);
+      await cli([...args, 'rollback', '--execute', '--reason', 'cas test']);
+      await cli([...args, 'enable-dual-write', '--reason', 'cas test']);
+      // A second operator acting on what it read before the last move: refused.
+      const store = new StateStore(client, keys);
+      await expect(store.transition({ from: Phase.Legacy, to: Phase.DualWrite, expectedEpoch: 2, fence: null, reason: 'stale operator' })).rejects.toBeInstanceOf(EpochConflictError);
+      expect(await readState(client, keys)).toMatchObject({ phase: 'dual-write', epoch: 3 });
+
+      const entries = (await store.history(100)).reverse();
+      const abandoned = new Set(entries.filter((e) => e.type === 'transition-abandoned').map((e) => String(e.data.entry)));
+      const moves = entries.filter((e) => e.type === 'transition' && !abandoned.has(e.id));
+      // One entry per epoch, in order, each naming the move that happened.
+      expect(moves.map((e) => [e.data.from, e.data.to, e.data.epoch])).toEqual([
+        ['legacy', 'dual-write', 1],
+        ['dual-write', 'legacy', 2],
+        ['legacy', 'dual-write', 3],
+      ]);
+      // On one node the refused move wrote nothing; on a cluster its intent entry is marked abandoned.
+      expect(abandoned.size).toBe(cluster ? 1 : 0);
+    } finally {
       await cleanupClient(client, keys.prefix);
     }
   });
