@@ -113,6 +113,7 @@ export function requireScope(ctx: ApiContext, scope: Scope) {
 
 /** Registers /ai/jobs routes. */
 export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  // While the state record is unusable the app's onRequest hook answers 503 (src/api/server.ts).
   const preview = requireScope(ctx, Scope.Preview);
   const write = requireScope(ctx, Scope.Write);
   const wire = (j: Parameters<typeof toWireJob>[0]): WireJob => toWireJob(j, ctx.redactor);

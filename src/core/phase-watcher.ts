@@ -41,9 +41,16 @@ export class PhaseWatcher {
     if (this.opts.subscribe !== false) {
       const sub = this.store.client.duplicate();
       sub.on('error', () => undefined);
-      sub.on('message', () => this.invalidate());
-      // A reconnect may have missed messages: drop the cache.
-      sub.on('ready', () => this.invalidate());
+      // Re-read at once rather than on the next write: onChange must fire for an idle
+      // process too, or it never acknowledges the new epoch and every transition waits
+      // out --ack-timeout for it (src/core/writers.ts).
+      const reread = (): void => {
+        this.invalidate();
+        void this.refresh().catch(() => undefined);
+      };
+      sub.on('message', reread);
+      // A reconnect may have missed messages.
+      sub.on('ready', reread);
       await sub.subscribe(this.keys.events);
       this.subscriber = sub;
     }

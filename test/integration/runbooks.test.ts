@@ -20,11 +20,13 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyspace } from '../../src/core/keys.js';
 import { closeRedis, type RedisClient } from '../../src/core/redis.js';
+import { RedisJobQueue } from '../../src/core/redis-queue.js';
 import { StateStore } from '../../src/core/state.js';
 import { CLI, runCli, target } from '../helpers/cli.js';
 import { coreClient, topologyUrl } from '../helpers/core-clients.js';
+import { waitForCheckpoint } from '../helpers/fault-helpers.js';
 import { deleteKeysWithPrefix, uniquePrefix } from '../helpers/fixtures.js';
-import { exited, seedJobs, waitForLock } from '../helpers/lifecycle.js';
+import { exited, scanAll, seedJobs, waitForLock } from '../helpers/lifecycle.js';
 
 const RUNBOOKS = fileURLToPath(new URL('../../runbooks/', import.meta.url));
 
@@ -53,6 +55,8 @@ const INCIDENTS = [
   'incident-stuck-lock.md',
   'incident-unmigratable.md',
   'incident-state-record.md',
+  'incident-id-conflict.md',
+  'incident-lost-lease.md',
 ];
 
 interface Block {
@@ -296,6 +300,71 @@ describe('runbooks run against a real Redis', () => {
     const [dry] = await r.run('incident-unmigratable.md');
     expect(dry!.stdout).toMatch(/job_77\s+invalid-workspace/);
     expect(dry!.stdout).toMatch(/job_78\s+missing-workspace/);
+  });
+
+  /** Steps 1–5 by the CLI, as in the journey, into new-only. */
+  async function toNewOnly(r: RunbookRunner): Promise<void> {
+    await toReadNew(r);
+    const c = await runCli([...r.args, 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'runbook test']);
+    expect(c.code, c.stderr).toBe(0);
+  }
+
+  async function toReadNew(r: RunbookRunner): Promise<void> {
+    for (const cmd of [['enable-dual-write', '--settle-ms', '100'], ['backfill'], ['verify', '--round-delay', '50ms'], ['flip-read'], ['verify', '--round-delay', '50ms']]) {
+      const res = await runCli([...r.args, ...cmd]);
+      expect(res.code, `${cmd.join(' ')}\n${res.stderr}`).toBe(0);
+    }
+  }
+
+  it('incident: one job id in two workspaces', async () => {
+    const r = runner('rbidconflict');
+    await seedJobs(client, r.keys, 20);
+    await toNewOnly(r);
+    // In new-only v2 keys are per workspace: two tenants create the same id, and both jobs finish.
+    const q = await RedisJobQueue.create(client, { keys: r.keys, register: false, phase: { subscribe: false } });
+    try {
+      for (const ws of ['acme', 'globex']) {
+        await q.enqueue({ workspaceId: ws, jobId: 'job_7f3a', action: 'report', params: { ws } });
+        await q.updateStatus(ws, 'job_7f3a', { status: 'succeeded' });
+      }
+    } finally {
+      await q.close();
+    }
+    const rb = await runCli([...r.args, 'rollback', '--execute']);
+    expect(rb.code).toBe(1);
+    expect(rb.stderr).toMatch(/id-conflict/);
+    await r.run('incident-id-conflict.md');
+    expect(await new StateStore(client, r.keys).read()).toMatchObject({ phase: 'read-new', legacyComplete: true });
+    // Both jobs are whole: one under its id in both layouts, the other under its new id.
+    const owner = (await client.hget(r.keys.legacyJob('job_7f3a'), 'workspace_id'))!;
+    const other = owner === 'acme' ? 'globex' : 'acme';
+    expect(await client.hget(r.keys.v2Job(owner, 'job_7f3a'), 'workspace_id')).toBe(owner);
+    expect(await client.exists(r.keys.v2Job(other, 'job_7f3a'))).toBe(0);
+    expect(await client.hgetall(r.keys.v2Job(other, `job_7f3a-${other}`))).toMatchObject({ job_id: `job_7f3a-${other}`, workspace_id: other, status: 'succeeded', action: 'report' });
+    expect(await client.hget(r.keys.legacyJob(`job_7f3a-${other}`), 'workspace_id')).toBe(other);
+    expect(await client.zscore(r.keys.index(other), `job_7f3a-${other}`)).not.toBeNull();
+  });
+
+  it('incident: a run lost its lease (lock deleted under a running cleanup)', async () => {
+    const r = runner('rblostlease');
+    await seedJobs(client, r.keys, 300);
+    await toReadNew(r);
+    let fault: Promise<void> | undefined;
+    const stale = await runCli([...r.args, 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'runbook test', '--rate', '100', '--batch-size', '10'], {
+      onSpawn: (c) => {
+        children.push(c);
+        fault = waitForCheckpoint(client, r.keys, 'cleanup', 30).then(async () => void (await client.del(r.keys.lock)));
+      },
+    });
+    await fault;
+    expect(stale.code, stale.stderr).toBe(4);
+    expect(stale.stderr).toMatch(/no longer holds the migration lock|lease was lost/);
+    expect((await scanAll(client, r.keys.legacyPattern)).length).toBeGreaterThan(0);
+    await r.run('incident-lost-lease.md');
+    const st = await new StateStore(client, r.keys).read();
+    expect(st).toMatchObject({ phase: 'new-only' });
+    expect(st.lastCleanup).toMatchObject({ complete: true, kept: 0 });
+    expect(await scanAll(client, r.keys.legacyPattern)).toEqual([]);
   });
 
   it('incident: the state record is corrupt', async () => {

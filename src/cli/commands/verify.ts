@@ -32,9 +32,9 @@ function render(r: VerifyResult, out: Output): void {
   const scope = r.scope === 'full' ? 'full' : c.yellow('partial (--workspace/--sample: does not open gates)');
   out.print(`verify ${scope}: ${fmtInt(r.scanned)} records and ${fmtInt(r.indexEntries)} index entries checked in ${r.rounds} round(s), ${(r.durationMs / 1000).toFixed(1)}s`);
   out.print(`suspects after each round: ${r.suspectsPerRound.map(fmtInt).join(' → ')} (differences that resolve between rounds were live writes)`);
+  if (r.accepted > 0) out.print(`${fmtInt(r.accepted)} accepted unmigratable key(s) not counted as mismatches (orch-migrate accept --list)`);
   if (r.mismatches === 0) {
     out.print(c.green('clean: both layouts agree field by field, expiries match, every v2 record is indexed.'));
-    if (r.accepted > 0) out.print(`${fmtInt(r.accepted)} accepted unmigratable key(s) left out (orch-migrate accept --list)`);
     return;
   }
   out.print(c.red(`${fmtInt(r.mismatches)} persistent mismatch(es):`) + ' ' + Object.entries(r.byKind).map(([k, n]) => `${k} ${fmtInt(n)}`).join(', '));
