@@ -332,7 +332,7 @@ describe('runbooks run against a real Redis', () => {
     }
     const rb = await runCli([...r.args, 'rollback', '--execute']);
     expect(rb.code).toBe(1);
-    expect(rb.stderr).toMatch(/id-conflict/);
+    expect(rb.stdout).toMatch(/id-conflict/);
     await r.run('incident-id-conflict.md');
     expect(await new StateStore(client, r.keys).read()).toMatchObject({ phase: 'read-new', legacyComplete: true });
     // Both jobs are whole: one under its id in both layouts, the other under its new id.

@@ -53,7 +53,7 @@ describe.each(TOPOLOGIES)('one job id in two workspaces on %s (item 2)', (topolo
       // legacy key and must report the other as an id conflict, not as "already there".
       const rb = await cli([...args, '--json', 'rollback', '--execute', '--reason', 'id conflict test'], 1);
       expect(rb.json).toMatchObject({ from: 'new-only', to: 'read-new', legacyComplete: false, reverseBackfill: { complete: true, unmigratable: 1 } });
-      expect(rb.stderr).toMatch(/id-conflict/);
+      expect(rb.stdout).toMatch(/id-conflict/);
       let st = await readState(client, keys);
       expect(st).toMatchObject({ phase: 'read-new', legacyComplete: false });
       const legacyOwner = await client.hget(keys.legacyJob('dup-1'), 'workspace_id');

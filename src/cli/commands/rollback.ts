@@ -57,7 +57,17 @@ function toJson(r: RollbackResult): Record<string, unknown> {
     next: r.next,
     gates: r.gates.map((g) => ({ name: g.name, open: g.open, reason: g.reason })),
     reverseBackfill: b
-      ? { complete: b.complete, resumed: b.resumed, scanned: b.scanned, copied: b.copied, skipped: b.skipped, unmigratable: b.unmigratable, durationMs: b.durationMs, keysPerSecond: b.keysPerSecond }
+      ? {
+          complete: b.complete,
+          resumed: b.resumed,
+          scanned: b.scanned,
+          copied: b.copied,
+          skipped: b.skipped,
+          unmigratable: b.unmigratable,
+          unmigratableRecords: b.unmigratableRecords,
+          durationMs: b.durationMs,
+          keysPerSecond: b.keysPerSecond,
+        }
       : null,
   };
 }
