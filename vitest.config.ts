@@ -19,6 +19,9 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           environment: 'node',
+          // A bound on a hang, not a speed goal: on 2 shared cores beside the integration
+          // servers, a unit test that spawns vitest or pages 10k jobs can take several seconds.
+          testTimeout: 60_000,
         },
       },
       {

@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError, type ZodType } from 'zod';
 import { CursorError } from '../core/errors.js';
-import { Layout, readPathFor } from '../core/phase.js';
+import { effectivePhase, Layout, readPathFor, type Phase } from '../core/phase.js';
 import { Scope, type Principal } from './auth.js';
 import { ApiError, zodSummary } from './http-errors.js';
 import type { RouteDoc } from './openapi.js';
@@ -23,7 +23,7 @@ import {
   type ListResponse,
   type WireJob,
 } from './schemas.js';
-import type { ApiContext } from './server.js';
+import type { ApiContext, PhaseView } from './server.js';
 
 const JOBS = ['jobs'];
 
@@ -86,6 +86,11 @@ function parse<T>(schema: ZodType<T>, value: unknown, what: string): T {
   return res.data;
 }
 
+/** The phase a workspace's requests follow: its canary phase when it runs ahead, else the global one. */
+function phaseFor(view: PhaseView, workspaceId: string): Phase {
+  return effectivePhase(view.phase, view.overrides?.[workspaceId]);
+}
+
 /** The principal set by the route's auth hook. */
 function principalOf(request: FastifyRequest): Principal {
   const p = request.orchPrincipal;
@@ -99,6 +104,8 @@ export function requireScope(ctx: ApiContext, scope: Scope) {
     const res = ctx.tokens.authenticate(request.headers.authorization, scope);
     if (res.ok) {
       request.orchPrincipal = res.principal;
+      // Now that the workspace is known, the read path header (and the metrics label) is this workspace's.
+      if (request.orchPhase) reply.header('x-read-path', readPathFor(phaseFor(request.orchPhase, res.principal.workspaceId)));
       return;
     }
     if (res.status === 401) {
@@ -126,7 +133,7 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     let raw: string | null = null;
     if (q.cursor !== undefined) {
       try {
-        raw = ctx.cursor.open(q.cursor, workspaceId, readPathFor(view.phase));
+        raw = ctx.cursor.open(q.cursor, workspaceId, readPathFor(phaseFor(view, workspaceId)));
       } catch (err) {
         ctx.metrics.cursorRejected(/read path/.test(err instanceof Error ? err.message : '') ? 'read_path_changed' : 'invalid');
         throw err;
@@ -145,7 +152,7 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     reply.header('x-read-path', page.readPath);
     ctx.metrics.observeList(workspaceId, page.readPath, page.jobs.length, seconds);
-    if (ctx.shadow && page.readPath === Layout.Legacy && ctx.shadow.sampled(view.phase, view.shadowReadRate)) {
+    if (ctx.shadow && page.readPath === Layout.Legacy && ctx.shadow.sampled(phaseFor(view, workspaceId), view.shadowReadRate)) {
       ctx.shadow.shadow(workspaceId, page.jobs, request.log);
     }
     return {
@@ -163,7 +170,7 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     // Same answer whether the job is absent or belongs to another workspace.
     if (!job) throw new ApiError(404, 'not_found', 'Job not found');
     const view = request.orchPhase;
-    if (ctx.shadow && view && readPathFor(view.phase) === Layout.Legacy && ctx.shadow.sampled(view.phase, view.shadowReadRate)) {
+    if (ctx.shadow && view && readPathFor(phaseFor(view, workspaceId)) === Layout.Legacy && ctx.shadow.sampled(phaseFor(view, workspaceId), view.shadowReadRate)) {
       ctx.shadow.shadow(workspaceId, [job], request.log);
     }
     return wire(job);

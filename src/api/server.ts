@@ -45,8 +45,11 @@ declare module 'fastify' {
 
 /** What the API needs to know about the phase. */
 export interface PhaseView {
+  /** The global phase. */
   phase: Phase;
   epoch: number;
+  /** Canary workspaces ahead of it (a workspace's reads follow effectivePhase, src/core/phase.ts); none when absent. */
+  overrides?: Record<string, Phase>;
   /** Fraction of dual-write reads shadowed against v2 (state record `shadow_read_rate`). */
   shadowReadRate: number;
 }
@@ -415,7 +418,7 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
     // must not fall back to legacy); the API must not guess either: its job routes answer 503.
     const problem = queue.watcher.problem;
     if (problem) throw problem;
-    return { phase: s.phase, epoch: s.epoch, shadowReadRate: s.shadowReadRate };
+    return { phase: s.phase, epoch: s.epoch, overrides: s.overrides, shadowReadRate: s.shadowReadRate };
   };
   const metrics = new ApiMetrics({
     workspaceLabel: config.metricsWorkspaceLabel,

@@ -97,6 +97,14 @@ export function workspaceFlag() {
   return str(isWorkspaceId, (v) => `expected a workspace id (a-z, 0-9, "_" or "-", at most 32), got ${shown(v)}`);
 }
 
+/** A comma-separated list of workspace ids (full match each), without duplicates. */
+export function workspaceListFlag() {
+  return str(
+    (v) => v.split(',').every((w) => isWorkspaceId(w.trim())),
+    (v) => `expected workspace ids separated by commas (each a-z, 0-9, "_" or "-", at most 32), got ${shown(v)}`,
+  ).transform((v) => [...new Set(v.split(',').map((w) => w.trim()))]);
+}
+
 /** Free text (a reason): bounded, never empty. */
 export function textFlag(max = 500) {
   return z.string().trim().min(1, 'must not be empty').max(max, `at most ${max} characters`);

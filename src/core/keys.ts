@@ -86,6 +86,19 @@ export class Keyspace {
     return `${this.prefix}:migration:jobs:writers`;
   }
 
+  /**
+   * Per-workspace phases (canaries): hash `<workspace_id>` → phase, for the
+   * workspaces ahead of the global phase (src/core/phase.ts effectivePhase).
+   */
+  get workspacePhases(): string {
+    return `${this.prefix}:migration:jobs:workspaces`;
+  }
+
+  /** What the gates need per canary workspace: hash `<workspace_id>` → JSON (src/core/workspaces.ts). */
+  get workspaceState(): string {
+    return `${this.prefix}:migration:jobs:workspaces:state`;
+  }
+
   /** Legacy keys accepted as known-unmigratable (hash: key → JSON {reason, by, at}). */
   get accepted(): string {
     return `${this.prefix}:migration:jobs:accepted`;

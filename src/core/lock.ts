@@ -18,6 +18,15 @@ import { StateField } from './state.js';
 /** Default lease. Short enough that a killed run frees the lock quickly, long enough to ride out a GC pause. */
 export const DEFAULT_LOCK_TTL_MS = 30_000;
 
+/**
+ * How long before the lease's end a cluster write is refused: a fifth of the
+ * lease, at most 2 s. It absorbs clock skew between the lock's node and the
+ * data's node; renewal runs every third of the lease, well inside it.
+ */
+export function leaseMargin(ttlMs: number): number {
+  return Math.min(2_000, Math.floor(ttlMs / 5));
+}
+
 /** Options of {@link LeaseLock.acquire}. */
 export interface LeaseLockOptions {
   /** Lease length in ms (default 30 s). */
@@ -45,6 +54,8 @@ export class LeaseLock {
   private readonly controller = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private released = false;
+  /** Server time (unix ms) of the last successful renewal; 0 before the first. */
+  private renewedAtServerMs = 0;
 
   private constructor(
     private readonly client: RedisClient,
@@ -74,6 +85,19 @@ export class LeaseLock {
   private lostError(): FencedError {
     const reason: unknown = this.controller.signal.reason;
     return reason instanceof FencedError ? reason : new FencedError('The migration lock lease was lost (expired, deleted or taken over)');
+  }
+
+  /**
+   * The server time (unix ms) after which this run must assume its lease is
+   * gone: the last renewal's server time plus the lease, minus a margin for
+   * clock skew between cluster nodes. Cluster data scripts, which cannot read
+   * the lock key (another slot), refuse to write past it; a process paused
+   * past its lease therefore cannot delete anything when it wakes. 0 before
+   * the first renewal (no deadline: nothing is written before it).
+   */
+  get deadlineMs(): number {
+    if (this.renewedAtServerMs === 0) return 0;
+    return this.renewedAtServerMs + this.ttlMs - leaseMargin(this.ttlMs);
   }
 
   /** Aborted when the lease is lost; long operations watch it and stop writing. */
@@ -133,6 +157,8 @@ export class LeaseLock {
     }
     const fence = await client.hincrby(keys.state, StateField.LockFence, 1);
     const lock = new LeaseLock(client, keys.lock, value, fence, ttlMs);
+    // The first renewal fixes the deadline on the server's clock at once.
+    await lock.renew();
     lock.startRenewal();
     return lock;
   }
@@ -150,9 +176,14 @@ export class LeaseLock {
   async renew(): Promise<boolean> {
     if (this.released || this.controller.signal.aborted) return false;
     try {
-      const ok = await callScript<number>(this.client, ScriptName.LockRenew, [this.key, this.value, this.ttlMs]);
-      if (ok !== 1) this.lose();
-      return ok === 1;
+      const at = Number(await callScript<number>(this.client, ScriptName.LockRenew, [this.key, this.value, this.ttlMs]));
+      if (at <= 0) {
+        this.lose();
+        return false;
+      }
+      // Replies can arrive out of order across reconnects: keep the latest.
+      this.renewedAtServerMs = Math.max(this.renewedAtServerMs, at);
+      return true;
     } catch {
       // Transient: the next tick retries. If Redis stays away the run fails on its own commands.
       return true;

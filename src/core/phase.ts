@@ -68,3 +68,23 @@ export function previousPhase(phase: Phase): Phase | null {
 export function phaseDiagram(current: Phase): string {
   return PHASE_ORDER.map((p) => (p === current ? `[${p}]` : p)).join(' → ');
 }
+
+/** Position of a phase in the forward order. */
+export function phaseRank(phase: Phase): number {
+  return PHASE_ORDER.indexOf(phase);
+}
+
+/** Phases a workspace may run ahead to (a canary). */
+export const OVERRIDE_PHASES: readonly Phase[] = [Phase.ReadNew, Phase.NewOnly];
+
+/**
+ * The phase a workspace's jobs follow: its override when it runs ahead of the
+ * global phase, else the global phase. Overrides count only while the global
+ * phase is dual-write or later (v2 is being written for everyone), and only
+ * ahead of it: an override the global phase caught up with is moot.
+ */
+export function effectivePhase(global: Phase, override: Phase | null | undefined): Phase {
+  if (!override || !OVERRIDE_PHASES.includes(override)) return global;
+  if (phaseRank(global) < phaseRank(Phase.DualWrite)) return global;
+  return phaseRank(override) > phaseRank(global) ? override : global;
+}

@@ -192,7 +192,7 @@ export interface WriteJobOptions {
   indexScore?: number;
   /** Push a reference onto the pending list (enqueue). */
   push?: boolean;
-  /** The caller's last valid phase: used only when the state record is unusable. */
+  /** The caller's last valid phase for this workspace: used only when the state record is unusable. */
   fallback: { phase: Phase; epoch: number };
 }
 
@@ -238,6 +238,7 @@ export async function writeJob(client: Redis, keys: Keyspace, opts: WriteJobOpti
         keys.v2Job(opts.workspaceId, opts.jobId),
         keys.index(opts.workspaceId),
         keys.queue,
+        keys.workspacePhases,
         opts.mode,
         opts.fallback.phase,
         opts.fallback.epoch,

@@ -47,8 +47,9 @@ import {
   type WriteJobResult,
 } from './protocol.js';
 import { isCluster, type RedisClient } from './redis.js';
+import { ensureScripts } from './scripts.js';
 import { MAX_PAGE_LIMIT, type JobQueue, type ListJobsOptions, type ListJobsResult } from './queue.js';
-import type { MigrationState } from './state.js';
+import { phaseOf, type MigrationState } from './state.js';
 import { WriterRegistration, type WriterRegistrationOptions } from './writers.js';
 
 /** Information passed to {@link RedisJobQueueOptions.onMirrorFailure}. */
@@ -119,6 +120,7 @@ export class RedisJobQueue implements JobQueue {
   ) {
     this.keys = opts.keys ?? new Keyspace();
     this.cluster = isCluster(client);
+    ensureScripts(client);
     this.watcher = new PhaseWatcher(client, this.keys, {
       ...opts.phase,
       onChange: (s) => {
@@ -231,11 +233,11 @@ export class RedisJobQueue implements JobQueue {
           ...(parsed.ttlMs === undefined ? {} : { ttlMs: parsed.ttlMs }),
           indexScore: score,
           push: true,
-          fallback: { phase: state.phase, epoch: state.epoch },
+          fallback: { phase: phaseOf(state, parsed.workspaceId), epoch: state.epoch },
         });
         return this.afterWrite(r, parsed.workspaceId, jobId);
       }
-      const snap = await this.clusterCreate(state.phase, parsed.workspaceId, jobId, fields, score, parsed.ttlMs);
+      const snap = await this.clusterCreate(phaseOf(state, parsed.workspaceId), parsed.workspaceId, jobId, fields, score, parsed.ttlMs);
       return jobFromHash(snapshotToHash(snap));
     });
   }
@@ -315,7 +317,7 @@ export class RedisJobQueue implements JobQueue {
     assertWorkspaceId(workspaceId);
     assertJobId(jobId);
     const state = await this.watcher.current();
-    const { primary } = routeFor(state.phase);
+    const { primary } = routeFor(phaseOf(state, workspaceId));
     const key = this.recordKey(primary, workspaceId, jobId);
     const type = await this.client.type(key);
     if (type !== 'hash') return null;
@@ -333,14 +335,14 @@ export class RedisJobQueue implements JobQueue {
     const fields = statusPatchFields(parsed, this.now());
     return this.tracked(state.epoch, async () => {
       if (!this.cluster) {
-        const r = await writeJob(this.client as Redis, this.keys, { mode: 'update', workspaceId, jobId, fields, fallback: { phase: state.phase, epoch: state.epoch } });
+        const r = await writeJob(this.client as Redis, this.keys, { mode: 'update', workspaceId, jobId, fields, fallback: { phase: phaseOf(state, workspaceId), epoch: state.epoch } });
         if (r.indexMissing) {
           const e = this.indexEntry(workspaceId, jobId, snapshotField(r.snapshot, JobField.CreatedAt));
           await this.client.zadd(e.key, e.score, e.member);
         }
         return this.afterWrite(r, workspaceId, jobId);
       }
-      const route = routeFor(state.phase);
+      const route = routeFor(phaseOf(state, workspaceId));
       const key = this.recordKey(route.primary, workspaceId, jobId);
       if (route.primary === Layout.Legacy) {
         // workspace_id never changes, so checking it before the atomic write is race-free.
@@ -359,7 +361,7 @@ export class RedisJobQueue implements JobQueue {
       throw new ValidationError(`Invalid limit ${String(opts.limit)}: use an integer from 1 to ${MAX_PAGE_LIMIT}`);
     }
     const state = await this.watcher.current();
-    const path = routeFor(state.phase).primary;
+    const path = routeFor(phaseOf(state, workspaceId)).primary;
     return path === Layout.V2 ? this.lister.listV2(workspaceId, opts) : this.lister.listLegacy(workspaceId, opts);
   }
 

@@ -31,6 +31,8 @@ export const ScriptName = {
   IndexDropDangling: 'orchIndexDropDangling',
   RepairCasOneKey: 'orchRepairCasOneKey',
   WriteJob: 'orchWriteJob',
+  WorkspaceTransition: 'orchWorkspaceTransition',
+  WorkspaceTransitionStateOnly: 'orchWorkspaceTransitionStateOnly',
   MirrorCreate: 'orchMirrorCreate',
   WriterHeartbeat: 'orchWriterHeartbeat',
 } as const;
@@ -65,7 +67,9 @@ const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }>
   [ScriptName.RepairCas]: { file: 'repair-cas.lua', numberOfKeys: null },
   [ScriptName.IndexDropDangling]: { file: 'index-drop-dangling.lua', numberOfKeys: 3 },
   [ScriptName.RepairCasOneKey]: { file: 'repair-cas.lua', numberOfKeys: 1 },
-  [ScriptName.WriteJob]: { file: 'write-job.lua', numberOfKeys: 6 },
+  [ScriptName.WriteJob]: { file: 'write-job.lua', numberOfKeys: 7 },
+  [ScriptName.WorkspaceTransition]: { file: 'workspace-transition.lua', numberOfKeys: 4 },
+  [ScriptName.WorkspaceTransitionStateOnly]: { file: 'workspace-transition.lua', numberOfKeys: 1 },
   [ScriptName.MirrorCreate]: { file: 'mirror-create.lua', numberOfKeys: 1 },
   [ScriptName.WriterHeartbeat]: { file: 'writer-heartbeat.lua', numberOfKeys: 1 },
 };
@@ -100,6 +104,15 @@ export function defineScript(client: Registrable, name: string, file: string, nu
 /** Registers every core script on a client. */
 export function registerScripts(client: Registrable): void {
   for (const [name, def] of Object.entries(SCRIPTS)) defineScript(client, name, def.file, def.numberOfKeys ?? undefined);
+}
+
+/**
+ * Registers the core scripts unless this client already has them: a library
+ * caller may hand the queue or the state store a plain `new Redis()` rather
+ * than one from connectRedis (src/core/redis.ts).
+ */
+export function ensureScripts(client: Registrable): void {
+  if (typeof (client as unknown as Record<string, unknown>)[ScriptName.WriteJob] !== 'function') registerScripts(client);
 }
 
 /** Anything a script call accepts. */

@@ -6,9 +6,11 @@
 import os from 'node:os';
 import { ConfigError, EpochConflictError, FencedError, InterruptedError, isReplyError, replyMessage } from './errors.js';
 import type { Keyspace } from './keys.js';
-import { isPhase, Phase } from './phase.js';
+import { isWorkspaceId } from './ids.js';
+import { effectivePhase, isPhase, OVERRIDE_PHASES, Phase } from './phase.js';
 import { isCluster, type RedisClient } from './redis.js';
-import { callScript, ScriptName } from './scripts.js';
+import { callScript, ensureScripts, ScriptName } from './scripts.js';
+import { defaultWorkspaceState, encodeWorkspaceState, writeWorkspaceStates, type WorkspaceState } from './workspaces.js';
 
 /** Field names of the state hash. */
 export const StateField = {
@@ -27,6 +29,8 @@ export const StateField = {
   ShadowReadRate: 'shadow_read_rate',
   /** +1 on every move back to legacy: forward checkpoints of an older lineage are void. */
   Lineage: 'lineage',
+  /** When the global phase last moved; `changed_at` also moves with a canary's (workspace) transition. */
+  PhaseChangedAt: 'phase_changed_at',
 } as const;
 
 /** Checkpointed operations whose checkpoint shows that a migration exists. */
@@ -59,8 +63,20 @@ export interface MigrationState {
   lastBackfill: Record<string, unknown> | null;
   lastVerify: Record<string, unknown> | null;
   lastCleanup: Record<string, unknown> | null;
+  /**
+   * Per-workspace phases (canaries), as stored: only the ones that are ahead
+   * of the global phase count (see {@link MigrationState.phaseOf}).
+   */
+  overrides: Record<string, Phase>;
+  /** When the global phase last moved (server ms): the soak counts from here, not from a canary move. */
+  phaseChangedAt: number | null;
   /** Every field as stored. */
   raw: Record<string, string>;
+}
+
+/** The phase a workspace's jobs follow in `state` (its canary override, or the global phase). */
+export function phaseOf(state: Pick<MigrationState, 'phase' | 'overrides'>, workspaceId: string): Phase {
+  return effectivePhase(state.phase, state.overrides[workspaceId]);
 }
 
 /** A history stream entry. */
@@ -87,6 +103,25 @@ export interface TransitionOptions {
   forcedGates?: string[];
   /** settle_ms to record if the record has none yet. */
   settleMs?: number;
+}
+
+/** Input of {@link StateStore.transitionWorkspaces}. */
+export interface WorkspaceTransitionOptions {
+  /** The workspaces that move together. */
+  workspaces: string[];
+  /** Each one's override as the caller saw it (null = none): the move is refused if any changed. */
+  expected: Record<string, Phase | null>;
+  /** The phase they move to; null = back to the global phase (the override goes). */
+  to: Phase | null;
+  /** Each one's new state record (src/core/workspaces.ts). */
+  states: Map<string, WorkspaceState>;
+  expectedEpoch: number;
+  fence: number | null;
+  actor?: string;
+  reason?: string;
+  forcedGates?: string[];
+  /** What the history entry says (command, from, …). */
+  data?: Record<string, unknown>;
 }
 
 /** Result of a transition. */
@@ -139,7 +174,7 @@ function corrupt(key: string, what: string): StateCorruptError {
  * A record that names an epoch or a change but no valid phase is corrupt
  * (exit 2), never read as legacy.
  */
-export function decodeState(key: string, raw: Record<string, string>): MigrationState {
+export function decodeState(key: string, raw: Record<string, string>, overridesRaw: Record<string, string> = {}): MigrationState {
   const phaseRaw = raw[StateField.Phase];
   const started = raw[StateField.Epoch] !== undefined || raw[StateField.ChangedAt] !== undefined;
   if (phaseRaw === undefined && started) throw corrupt(key, 'it has an epoch or a change time but no phase field');
@@ -155,6 +190,12 @@ export function decodeState(key: string, raw: Record<string, string>): Migration
     return n;
   };
   const changedAt = raw[StateField.ChangedAt] === undefined ? null : num(StateField.ChangedAt, 0);
+  const overrides: Record<string, Phase> = {};
+  for (const [ws, p] of Object.entries(overridesRaw)) {
+    // A canary entry is routing: one that is not a workspace id and a phase it may run ahead to is corruption.
+    if (!isWorkspaceId(ws) || !isPhase(p) || !OVERRIDE_PHASES.includes(p)) throw corrupt(`${key}:workspaces`, `entry ${JSON.stringify(ws.slice(0, 40))} → ${JSON.stringify(p.slice(0, 40))} is not a workspace in read-new or new-only`);
+    overrides[ws] = p;
+  }
   return {
     phase,
     epoch: Number(epochRaw),
@@ -170,6 +211,8 @@ export function decodeState(key: string, raw: Record<string, string>): Migration
     lastBackfill: parseJsonField(raw[StateField.LastBackfill]),
     lastVerify: parseJsonField(raw[StateField.LastVerify]),
     lastCleanup: parseJsonField(raw[StateField.LastCleanup]),
+    overrides,
+    phaseChangedAt: raw[StateField.PhaseChangedAt] === undefined ? changedAt : num(StateField.PhaseChangedAt, 0),
     raw,
   };
 }
@@ -195,7 +238,9 @@ export class StateStore {
   constructor(
     readonly client: RedisClient,
     readonly keys: Keyspace,
-  ) {}
+  ) {
+    ensureScripts(client);
+  }
 
   /**
    * Reads and decodes the record. A missing record means legacy, epoch 0 only
@@ -204,12 +249,14 @@ export class StateStore {
    */
   async read(): Promise<MigrationState> {
     let raw: Record<string, string>;
+    let overrides: Record<string, string>;
     try {
-      raw = await this.client.hgetall(this.keys.state);
+      // One HGETALL each: on a cluster the two hashes live in different slots.
+      [raw, overrides] = await Promise.all([this.client.hgetall(this.keys.state), this.client.hgetall(this.keys.workspacePhases)]);
     } catch (err) {
       throw wrongTypeAsCorrupt(err, this.keys.state);
     }
-    const state = decodeState(this.keys.state, raw);
+    const state = decodeState(this.keys.state, raw, overrides);
     if (raw[StateField.Epoch] === undefined) {
       const traces = await this.migrationTraces();
       if (traces.length > 0) {
@@ -244,7 +291,7 @@ export class StateStore {
         if (isReplyError(err) && replyMessage(err).startsWith('WRONGTYPE')) return false;
         throw err;
       }
-      for (const [, flat] of rows) if (flat[0] === 'type' && (flat[1] === 'transition' || flat[1] === 'transition-abandoned')) return true;
+      for (const [, flat] of rows) if (flat[0] === 'type' && (flat[1] === 'transition' || flat[1] === 'workspace-transition' || flat[1] === 'transition-abandoned')) return true;
       if (rows.length < 1000) return false;
       start = `(${rows[rows.length - 1]![0]}`;
     }
@@ -312,6 +359,90 @@ export class StateStore {
     const result: TransitionResult = { from: opts.from, to: opts.to, epoch: Number(reply[0]), changedAt: Number(reply[1]) };
     await this.client.publish(this.keys.events, JSON.stringify({ phase: opts.to, epoch: result.epoch, changed_at: result.changedAt }));
     return result;
+  }
+
+  /**
+   * Moves canary workspaces: overrides, their state records, the epoch (so
+   * writers re-read and acknowledge), history and event, as one step on a
+   * single node. On a cluster the overrides hash lives in another slot: it is
+   * written first (an override is routing only once the epoch moves and writers
+   * re-read), then the epoch's compare-and-set; if that refuses, the overrides
+   * are put back.
+   */
+  async transitionWorkspaces(opts: WorkspaceTransitionOptions): Promise<{ epoch: number; changedAt: number }> {
+    const actor = opts.actor ?? defaultActor();
+    const data = {
+      ...(opts.data ?? {}),
+      workspaces: opts.workspaces,
+      to: opts.to ?? 'global',
+      reason: opts.reason ?? '',
+      ...(opts.forcedGates && opts.forcedGates.length > 0 ? { forced: opts.forcedGates } : {}),
+    };
+    const perWs: string[] = [];
+    for (const ws of opts.workspaces) perWs.push(ws, opts.expected[ws] ?? '', encodeWorkspaceState(opts.states.get(ws) ?? defaultWorkspaceState()));
+    const common = (roles: string, events: string): Array<string | number> => [
+      roles,
+      opts.expectedEpoch,
+      opts.fence === null ? '' : String(opts.fence),
+      actor,
+      HISTORY_MAXLEN,
+      JSON.stringify(data),
+      events,
+      opts.to ?? '',
+      ...perWs,
+    ];
+    const what = `workspaces ${opts.workspaces.join(',')} → ${opts.to ?? 'the global phase'}`;
+    if (!isCluster(this.client)) {
+      try {
+        const [epoch, changedAt] = await callScript<[number, number]>(this.client, ScriptName.WorkspaceTransition, [
+          this.keys.state,
+          this.keys.history,
+          this.keys.workspacePhases,
+          this.keys.workspaceState,
+          ...common('hws', this.keys.events),
+        ]);
+        return { epoch: Number(epoch), changedAt: Number(changedAt) };
+      } catch (err) {
+        throw mapStateScriptError(err, what, this.keys);
+      }
+    }
+    await this.assertHistoryWritable();
+    const intent = await this.appendHistory('workspace-transition', actor, { ...data, epoch: opts.expectedEpoch + 1 });
+    await this.applyOverrides(opts.workspaces, opts.to, opts.states);
+    try {
+      const [epoch, changedAt] = await callScript<[number, number]>(this.client, ScriptName.WorkspaceTransitionStateOnly, [this.keys.state, ...common('', '')]);
+      await this.client.publish(this.keys.events, JSON.stringify({ phase: null, epoch: Number(epoch), changed_at: Number(changedAt), workspaces: true }));
+      return { epoch: Number(epoch), changedAt: Number(changedAt) };
+    } catch (err) {
+      // Put the routing back as it was: the move did not happen.
+      for (const ws of opts.workspaces) {
+        const was = opts.expected[ws] ?? null;
+        await (was === null ? this.client.hdel(this.keys.workspacePhases, ws) : this.client.hset(this.keys.workspacePhases, ws, was)).catch(() => undefined);
+      }
+      await this.appendHistory('transition-abandoned', actor, { entry: intent, workspaces: opts.workspaces }).catch(() => undefined);
+      throw mapStateScriptError(err, what, this.keys);
+    }
+  }
+
+  /** Sets (or, with `to` null, removes) the overrides of `workspaces` and writes their state records. */
+  private async applyOverrides(workspaces: string[], to: Phase | null, states: Map<string, WorkspaceState>): Promise<void> {
+    if (to === null) await this.client.hdel(this.keys.workspacePhases, ...workspaces);
+    else await this.client.hset(this.keys.workspacePhases, ...workspaces.flatMap((ws) => [ws, to]));
+    await writeWorkspaceStates(this.client, this.keys, states);
+  }
+
+  /**
+   * Drops overrides the global phase has caught up with (a global transition
+   * clears them). Only cosmetic for routing: an override at or behind the
+   * global phase is ignored anyway (src/core/phase.ts effectivePhase).
+   */
+  async dropCaughtUpOverrides(global: Phase): Promise<string[]> {
+    const raw = await this.client.hgetall(this.keys.workspacePhases);
+    const stale = Object.entries(raw)
+      .filter(([, p]) => !isPhase(p) || effectivePhase(global, p) === global)
+      .map(([ws]) => ws);
+    if (stale.length > 0) await this.client.hdel(this.keys.workspacePhases, ...stale);
+    return stale;
   }
 
   /** The history stream must be a stream (or absent) before a transition relies on it. */
@@ -408,5 +539,9 @@ export function mapStateScriptError(err: unknown, what: string, keys: Keyspace):
     return new EpochConflictError(`Refused ${what}: the state record is now at epoch ${epoch ?? '?'}, phase ${phase ?? '?'}`, { cause: err });
   }
   if (msg.startsWith('HISTORY_WRONGTYPE')) return historyWrongType(keys, msg.split(' ')[1] ?? '?');
+  if (msg.startsWith('WSPHASE')) {
+    const [, ws, now] = msg.split(' ');
+    return new EpochConflictError(`Refused ${what}: workspace ${ws ?? '?'} is now ${now ? `in ${now}` : 'at the global phase'}`, { cause: err });
+  }
   return wrongTypeAsCorrupt(err, keys.state);
 }

@@ -25,17 +25,19 @@
  * kept in the findings hash (so counts and listings agree across resumes),
  * never touched; accepted ones (`orch-migrate accept`) are counted apart.
  */
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { readWorkspaceStates, writeWorkspaceStates } from '../core/workspaces.js';
 import { ExitCode } from '../core/errors.js';
 import { JobField } from '../core/job.js';
 import { Layout, routeFor, type Phase } from '../core/phase.js';
 import { digestOf, rawRev, readRecord, snapshotField, snapshotOf, type RawRecord } from '../core/protocol.js';
 import { isCluster } from '../core/redis.js';
 import { callScript, ScriptName } from '../core/scripts.js';
-import { StateField, type MigrationState } from '../core/state.js';
+import { phaseOf, StateField, type MigrationState } from '../core/state.js';
 import { loadAccepted } from './accept.js';
 import type { CheckpointMeta, Counters } from './checkpoint.js';
-import { assertLockHeld, fenceOf, lockArgs, throttled, type OpContext, type ProgressFn } from './context.js';
+import { assertLockHeld, fenceOf, leaseDeadline, lockArgs, throttled, type OpContext, type ProgressFn } from './context.js';
 import { estimateLayout } from './count.js';
 import { FindingsStore, type Finding } from './findings.js';
 import { enforceGates, gatesFor } from './gates.js';
@@ -53,8 +55,9 @@ import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, mapLimit, PER_KEY_CONCURRENCY,
 import { waitForWriters } from './settle.js';
 import type { BackfillSummary } from './summaries.js';
 
-/** Checkpoint / operation name of a direction. */
-export function backfillOpName(direction: Direction): 'backfill' | 'reverse-backfill' {
+/** Checkpoint / operation name of a direction (a canary's reverse backfill has one of its own). */
+export function backfillOpName(direction: Direction, workspace: string | null = null): string {
+  if (workspace !== null) return `reverse-ws-${createHash('sha1').update(workspace).digest('hex').slice(0, 16)}`;
   return direction === 'forward' ? 'backfill' : 'reverse-backfill';
 }
 
@@ -81,6 +84,12 @@ export interface BackfillOptions {
   maxListed?: number;
   /** Bound of the wait for writer acknowledgements before copying (default 10 s). */
   ackTimeoutMs?: number;
+  /**
+   * Reverse only: copy back this one workspace's v2 records (a canary rolled
+   * back after its cleanup). Its own checkpoint; its legacy completeness is
+   * recorded in its workspace record, not in the global one.
+   */
+  workspace?: string | null;
   onProgress?: ProgressFn;
 }
 
@@ -105,6 +114,8 @@ export function copyModeFor(direction: Direction, phase: Phase): CopyMode {
 export interface BackfillResult extends BackfillCounts {
   direction: Direction;
   op: string;
+  /** The canary workspace of a reverse backfill, or null. */
+  workspace: string | null;
   dryRun: boolean;
   /** Total wall time of the operation, settle wait included. */
   durationMs: number;
@@ -122,7 +133,7 @@ export interface BackfillResult extends BackfillCounts {
   applied: number;
   /** Unmigratable records that were accepted with `orch-migrate accept` (not counted in unmigratable). */
   accepted: number;
-  /** Who won where both layouts held a record. */
+  /** Who won where both layouts held a record, at the global phase (a canary workspace follows its own). */
   mode: CopyMode;
   unmigratableRecords: UnmigratableRecord[];
   /** More unmigratable records exist than are listed. */
@@ -152,7 +163,8 @@ function resumable(direction: Direction, state: MigrationState): (meta: Checkpoi
 export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Promise<BackfillResult> {
   const startedAt = Date.now();
   const direction: Direction = opts.direction ?? 'forward';
-  const op = backfillOpName(direction);
+  const workspace = direction === 'reverse' ? (opts.workspace ?? null) : null;
+  const op = backfillOpName(direction, workspace);
   const dryRun = opts.dryRun ?? false;
   const stage = direction === 'forward' ? 'backfill' : 'reverse backfill';
   const state = await ctx.state.read();
@@ -171,16 +183,16 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
   const maxListed = opts.maxListed ?? 1000;
   const accepted = direction === 'forward' ? await loadAccepted(ctx.client, ctx.keys) : new Set<string>();
 
-  const estimate = await estimateLayout(ctx.client, ctx.keys, direction === 'forward' ? 'legacy' : 'v2');
+  const estimate = workspace !== null ? await ctx.client.zcard(ctx.keys.index(workspace)) : await estimateLayout(ctx.client, ctx.keys, direction === 'forward' ? 'legacy' : 'v2');
   const shardShare = opts.shard && opts.shard.count > 1 ? 1 / opts.shard.count : 1;
   const total = Math.round(estimate * shardShare);
   const progress = throttled(opts.onProgress);
 
-  const mover = new BatchMover(ctx, { direction, dryRun, mode, accepted, findings, dryListed, maxListed });
+  const mover = new BatchMover(ctx, { direction, dryRun, state, accepted, findings, dryListed, maxListed });
   const scanStart = Date.now();
   const res = await runScan(ctx.client, ctx.keys, {
     op: dryRun ? null : op,
-    match: direction === 'forward' ? ctx.keys.legacyPattern : ctx.keys.v2Pattern(),
+    match: direction === 'forward' ? ctx.keys.legacyPattern : ctx.keys.v2Pattern(workspace ?? undefined),
     batchSize: opts.batchSize ?? DEFAULT_BATCH_SIZE,
     concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
     rate: opts.rate ?? null,
@@ -215,6 +227,7 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
     ...all,
     direction,
     op,
+    workspace,
     dryRun,
     durationMs: finishedAt - startedAt,
     keysPerSecond: Math.round((run.scanned / scanMs) * 1000),
@@ -236,7 +249,15 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
     finishedAt,
     forced,
   };
-  if (!dryRun) {
+  if (!dryRun && workspace !== null) {
+    // A canary's legacy records are whole again only when every one of its v2 records made it back.
+    if (complete && all.unmigratable === 0) {
+      const states = await readWorkspaceStates(ctx.client, ctx.keys, [workspace]);
+      states.set(workspace, { ...states.get(workspace)!, legacyComplete: true });
+      await assertLockHeld(ctx);
+      await writeWorkspaceStates(ctx.client, ctx.keys, states);
+    }
+  } else if (!dryRun) {
     const summary: BackfillSummary = {
       direction,
       epoch: state.epoch,
@@ -321,7 +342,8 @@ export function decodeFieldsRow(buf: Buffer, nf: number): Array<string | null> {
 interface MoverOptions {
   direction: Direction;
   dryRun: boolean;
-  mode: CopyMode;
+  /** The copy mode of each record follows the phase of its workspace (a canary's may be ahead). */
+  state: MigrationState;
   /** Legacy keys accepted as unmigratable. */
   accepted: ReadonlySet<string>;
   /** Where findings go (null on a dry run). */
@@ -343,6 +365,11 @@ class BatchMover {
     private readonly o: MoverOptions,
   ) {
     this.cluster = isCluster(ctx.client);
+  }
+
+  /** Who wins for this workspace's records: the primary of the phase it is in. */
+  private modeOf(workspaceId: string): CopyMode {
+    return copyModeFor(this.o.direction, phaseOf(this.o.state, workspaceId));
   }
 
   async process(batch: ScanBatch): Promise<Counters> {
@@ -404,10 +431,10 @@ class BatchMover {
     const stride = this.o.direction === 'forward' ? 3 : 2;
     const lock = lockArgs(this.ctx);
     const keyArgs: string[] = [lock.key];
-    const argv: Array<string | number> = [lock.value, stride, this.o.dryRun ? '1' : '0', this.o.mode];
+    const argv: Array<string | number> = [lock.value, stride, this.o.dryRun ? '1' : '0'];
     for (const g of good) {
       keyArgs.push(g.key, g.target);
-      argv.push(g.workspaceId);
+      argv.push(g.workspaceId, this.modeOf(g.workspaceId));
       if (stride === 3) {
         keyArgs.push(g.index!);
         argv.push(g.score, g.jobId);
@@ -525,11 +552,11 @@ class BatchMover {
       const owner = snapshotField({ rev: 0, pexpireAt: 0, fields: target.fields }, JobField.WorkspaceId)?.toString();
       if (owner !== undefined && owner !== g.workspaceId) return BACKFILL_CODES.idConflict;
       if (sameRecord(source, target)) return BACKFILL_CODES.skipped;
-      if (this.o.mode === 'target') return /^[0-9]*$/.test(rawRev(target.fields)) ? BACKFILL_CODES.skipped : BACKFILL_CODES.targetBadRev;
+      if (this.modeOf(g.workspaceId) === 'target') return /^[0-9]*$/.test(rawRev(target.fields)) ? BACKFILL_CODES.skipped : BACKFILL_CODES.targetBadRev;
       const replaced = await callScript<number>(client, ScriptName.RepairCasOneKey, [
         g.target,
-        '',
-        '',
+        'd',
+        leaseDeadline(this.ctx),
         'replace',
         'hash',
         rawRev(target.fields),

@@ -39,7 +39,7 @@ import { listWriters } from '../core/writers.js';
 import { loadAccepted } from './accept.js';
 import { readFieldsBatch } from './backfill.js';
 import { loadCheckpoint, type Counters } from './checkpoint.js';
-import { assertLockHeld, fenceOf, lockArgs, throttled, type OpContext, type ProgressFn } from './context.js';
+import { assertLockHeld, fenceOf, leaseDeadline, lockArgs, throttled, type OpContext, type ProgressFn } from './context.js';
 import { estimateLayout } from './count.js';
 import { FindingsStore, type Finding } from './findings.js';
 import { DEFAULT_MIN_SOAK_MS, enforceGates, gatesFor, type GateStatus } from './gates.js';
@@ -49,9 +49,13 @@ import { runScan, type ScanBatch } from './scan-engine.js';
 import { waitForWriters } from './settle.js';
 import type { CleanupSummary } from './summaries.js';
 import { runTransition } from './transition.js';
+import { canaryContext, moveWorkspaces, workspaceGates } from './canary.js';
+import { defaultWorkspaceState, readWorkspaceStates, writeWorkspaceStates } from '../core/workspaces.js';
 
 /** Checkpoint name of cleanup's scan. */
 export const CLEANUP_OP = 'cleanup';
+/** Checkpoint name of a canary cleanup's scan (its meta names the workspaces). */
+export const CANARY_CLEANUP_OP = 'cleanup-canary';
 
 /** Why a legacy key was kept. */
 export const KeepReason = {
@@ -116,6 +120,8 @@ export interface CleanupOptions {
    * run writes the keys as it finds them.
    */
   reportPath?: string | null;
+  /** A canary cleanup: only these workspaces (read-new → new-only for them; exactly their legacy keys). */
+  workspaces?: readonly string[] | null;
   onProgress?: ProgressFn;
 }
 
@@ -126,8 +132,10 @@ export interface CleanupResult {
   dryRun: boolean;
   /** Phase after the run. */
   phase: Phase;
-  /** Phase before the run. */
+  /** Phase before the run (of the canary workspaces, for a canary cleanup). */
   from: Phase;
+  /** The canary workspaces, or null for the global cleanup. */
+  workspaces: string[] | null;
   /** Epoch after the run. */
   epoch: number;
   /** read-new → new-only happened in this run. */
@@ -208,15 +216,25 @@ const KEEP_BY_CODE: Record<number, KeepReason | 'deleted' | 'gone'> = {
 class BatchCleaner {
   private readonly cluster: boolean;
 
+  private readonly execute: boolean;
+  private readonly accepted: ReadonlySet<string>;
+  private readonly findings: FindingsStore | null;
+  private readonly samples: KeptKey[];
+  private readonly dryReport: WriteStream | null;
+  /** A canary cleanup: only these workspaces' records are looked at; every other key is skipped, not kept. */
+  private readonly only: ReadonlySet<string> | null;
+
   constructor(
     private readonly ctx: OpContext,
-    private readonly execute: boolean,
-    private readonly accepted: ReadonlySet<string>,
-    private readonly findings: FindingsStore | null,
-    private readonly samples: KeptKey[],
-    private readonly dryReport: WriteStream | null,
+    o: { execute: boolean; accepted: ReadonlySet<string>; findings: FindingsStore | null; samples: KeptKey[]; dryReport: WriteStream | null; only: ReadonlySet<string> | null },
   ) {
     this.cluster = isCluster(ctx.client);
+    this.execute = o.execute;
+    this.accepted = o.accepted;
+    this.findings = o.findings;
+    this.samples = o.samples;
+    this.dryReport = o.dryReport;
+    this.only = o.only;
   }
 
   async process(batch: ScanBatch): Promise<Counters> {
@@ -245,14 +263,18 @@ class BatchCleaner {
     const named: Array<{ key: string; jobId: string }> = [];
     for (const key of batch.keys) {
       const parsed = parseSourceKey(keys, 'forward', key);
-      if (isUnmigratable(parsed)) keep({ key, reason: KeepReason.InvalidJobId, ...(parsed.detail ? { detail: parsed.detail } : {}) });
-      else named.push({ key, jobId: parsed.jobId });
+      // A key without a valid job id belongs to no canary: only a global cleanup reports it.
+      if (isUnmigratable(parsed)) {
+        if (this.only === null) keep({ key, reason: KeepReason.InvalidJobId, ...(parsed.detail ? { detail: parsed.detail } : {}) });
+      } else named.push({ key, jobId: parsed.jobId });
     }
     if (named.length === 0) return [];
     const rows = await this.readLegacy(batch, named.map((n) => n.key));
     const out: Candidate[] = [];
     named.forEach((n, i) => {
       const [kind, ws, rev] = rows[i]!;
+      // A canary cleanup skips every record that is not one of its workspaces' (never counted, never kept).
+      if (this.only !== null && (kind !== 'hash' || typeof ws !== 'string' || !this.only.has(ws))) return;
       if (kind === 'none') {
         c.gone = (c.gone ?? 0) + 1;
         return;
@@ -334,7 +356,7 @@ class BatchCleaner {
         if (v2Rev < r.legacyRev) return this.outcome(r, 0, keep, c, `legacy rev ${r.legacyRev} > v2 rev ${v2Rev}`);
         if (!this.execute) return this.outcome(r, 1, keep, c);
         assertLegacyKey(this.ctx.keys, r.key);
-        const code = await callScript<number>(client, ScriptName.CleanupUnlink, [r.key, v2Rev, r.workspaceId]);
+        const code = await callScript<number>(client, ScriptName.CleanupUnlink, [r.key, v2Rev, r.workspaceId, leaseDeadline(this.ctx)]);
         // cleanup-unlink.lua: 1 unlinked, 0 legacy rev rose above v2, -1 not a hash, -2 bad rev, -3 workspace changed, -4 gone.
         this.outcome(r, code, keep, c, code === 0 ? `legacy rev rose above v2 rev ${v2Rev}` : undefined);
       }),
@@ -348,91 +370,245 @@ function keptByReason(counters: Counters): Record<string, number> {
   return out;
 }
 
-/**
- * Runs cleanup. Throws GateError (exit 3) when `execute` is refused by a gate;
- * a dry run reports closed data gates in `blockedBy` instead.
- */
-export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promise<CleanupResult> {
-  const startedAt = Date.now();
-  const execute = opts.execute === true;
-  let state: MigrationState = await ctx.state.read();
-  const from = state.phase;
-  const now = await ctx.state.serverTime();
-  if (opts.minSoakMs !== undefined && opts.minSoakMs < DEFAULT_MIN_SOAK_MS && execute && state.phase === Phase.ReadNew && (opts.reason ?? '').trim() === '') {
-    throw new ConfigError(`--min-soak shorter than the default (1h) shortens the soak gate: it needs --reason "…"`, {
+/** What the preparation of a cleanup decided: the phase it sweeps in, its gates, the move it made. */
+interface CleanupStart {
+  state: MigrationState;
+  from: Phase;
+  gates: GateStatus[];
+  forced: string[];
+  blockedBy: CleanupResult['blockedBy'];
+  transitioned: boolean;
+  settleWaitMs: number;
+}
+
+function blockedByOf(gates: GateStatus[], force: readonly string[]): CleanupResult['blockedBy'] {
+  const closed = gates.find((g) => !g.open && !(g.forceable && force.includes(g.name)));
+  return closed ? { gate: closed.name, reason: closed.reason, opensWith: closed.opensWith } : null;
+}
+
+/** A shorter soak than the default is allowed, but only with a reason, and it is recorded. */
+async function checkSoakOverride(ctx: OpContext, opts: CleanupOptions, applies: boolean): Promise<void> {
+  if (!applies || opts.minSoakMs === undefined || opts.minSoakMs >= DEFAULT_MIN_SOAK_MS) return;
+  if ((opts.reason ?? '').trim() === '') {
+    throw new ConfigError('--min-soak shorter than the default (1h) shortens the soak gate: it needs --reason "…"', {
       suggestion: 'Add --reason "why a shorter soak is safe here"; the override is recorded in the history.',
     });
   }
-  const gateInputs = {
+  await ctx.state.appendHistory('override', ctx.actor, { command: 'cleanup', minSoakMs: opts.minSoakMs, defaultMs: DEFAULT_MIN_SOAK_MS, reason: opts.reason ?? '' });
+}
+
+function gateTuning(opts: CleanupOptions): { minSoakMs?: number; maxVerifyAgeMs?: number } {
+  return {
     ...(opts.minSoakMs === undefined ? {} : { minSoakMs: opts.minSoakMs }),
     ...(opts.maxVerifyAgeMs === undefined ? {} : { maxVerifyAgeMs: opts.maxVerifyAgeMs }),
   };
-  const gates = gatesFor('cleanup', { state, now, writers: await listWriters(ctx.client, ctx.keys, now), ...gateInputs });
+}
+
+/** Writers must drop the previous phase before anything is deleted. */
+function waitBeforeDeleting(ctx: OpContext, opts: CleanupOptions, state: MigrationState): Promise<number> {
+  return waitForWriters(ctx, state, {
+    ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
+    onWait: (message) => opts.onProgress?.({ stage: 'cleanup', done: 0, total: null, totalIsEstimate: false, message }),
+  });
+}
+
+/** The global cleanup's gates and its read-new → new-only move (legacy_complete=0 in the same fenced step). */
+async function startGlobal(ctx: OpContext, opts: CleanupOptions, execute: boolean): Promise<CleanupStart> {
+  let state = await ctx.state.read();
+  const from = state.phase;
+  const now = await ctx.state.serverTime();
+  const gates = gatesFor('cleanup', { state, now, writers: await listWriters(ctx.client, ctx.keys, now), ...gateTuning(opts) });
   // The phase precondition is enforced even on a dry run; data gates only block --execute.
   enforceGates(
     gates.filter((g) => !g.forceable),
     {},
   );
   const force = opts.force ?? [];
-  let forced: string[];
-  let blockedBy: CleanupResult['blockedBy'] = null;
+  if (!execute) {
+    return { state, from, gates, forced: gates.filter((g) => !g.open && g.forceable && force.includes(g.name)).map((g) => g.name), blockedBy: blockedByOf(gates, force), transitioned: false, settleWaitMs: 0 };
+  }
+  const forced = enforceGates(gates, { force, reason: opts.reason ?? '' });
   let transitioned = false;
-  let settleWaitMs = 0;
-
-  if (execute) {
-    forced = enforceGates(gates, { force, reason: opts.reason ?? '' });
-    if (state.phase === Phase.ReadNew) {
-      if (opts.minSoakMs !== undefined && opts.minSoakMs < DEFAULT_MIN_SOAK_MS) {
-        await ctx.state.appendHistory('override', ctx.actor, { command: 'cleanup', minSoakMs: opts.minSoakMs, defaultMs: DEFAULT_MIN_SOAK_MS, reason: opts.reason ?? '' });
-      }
-      // legacy_complete=0 in the same fenced step as the phase change: before anything is deleted.
-      await runTransition(ctx, {
-        command: 'cleanup',
-        to: () => Phase.NewOnly,
-        ...(opts.reason === undefined ? {} : { reason: opts.reason }),
-        force,
-        ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
-        gates: gateInputs,
-        state,
-        extra: () => ({ [StateField.LegacyComplete]: '0' }),
-      });
-      transitioned = true;
-      state = await ctx.state.read();
-    } else {
-      await ctx.state.setFields(fenceOf(ctx), { [StateField.LegacyComplete]: '0' });
-    }
-    settleWaitMs = await waitForWriters(ctx, state, {
+  if (state.phase === Phase.ReadNew) {
+    await checkSoakOverride(ctx, opts, true);
+    await runTransition(ctx, {
+      command: 'cleanup',
+      to: () => Phase.NewOnly,
+      ...(opts.reason === undefined ? {} : { reason: opts.reason }),
+      force,
       ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
-      onWait: (message) => opts.onProgress?.({ stage: 'cleanup', done: 0, total: null, totalIsEstimate: false, message }),
+      gates: gateTuning(opts),
+      state,
+      extra: () => ({ [StateField.LegacyComplete]: '0' }),
     });
+    transitioned = true;
+    state = await ctx.state.read();
   } else {
-    const closed = gates.find((g) => !g.open && !(g.forceable && force.includes(g.name)));
-    if (closed) blockedBy = { gate: closed.name, reason: closed.reason, opensWith: closed.opensWith };
-    forced = gates.filter((g) => !g.open && g.forceable && force.includes(g.name)).map((g) => g.name);
+    await ctx.state.setFields(fenceOf(ctx), { [StateField.LegacyComplete]: '0' });
   }
+  return { state, from, gates, forced, blockedBy: null, transitioned, settleWaitMs: await waitBeforeDeleting(ctx, opts, state) };
+}
 
+/** A canary cleanup's gates (for those workspaces alone) and their read-new → new-only move. */
+async function startCanary(ctx: OpContext, opts: CleanupOptions, execute: boolean, workspaces: string[]): Promise<CleanupStart> {
+  const c = await canaryContext(ctx, workspaces);
+  const force = opts.force ?? [];
+  const gates: GateStatus[] = [];
+  for (const ws of workspaces) {
+    const g = workspaceGates('cleanup', { state: c.state, now: c.now, workspace: ws, wsState: c.states.get(ws) ?? defaultWorkspaceState(), writers: c.writers, ...gateTuning(opts) });
+    enforceGates(
+      g.filter((x) => !x.forceable),
+      {},
+    );
+    gates.push(...g);
+  }
+  const from = c.state.overrides[workspaces[0]!] ?? c.state.phase;
+  if (!execute) {
+    return { state: c.state, from, gates, forced: [], blockedBy: blockedByOf(gates, force), transitioned: false, settleWaitMs: 0 };
+  }
+  const moving = workspaces.filter((ws) => c.state.overrides[ws] === Phase.ReadNew);
+  await checkSoakOverride(ctx, opts, moving.length > 0);
+  const move = await moveWorkspaces(
+    ctx,
+    workspaces,
+    { command: 'cleanup', from: Phase.ReadNew, to: Phase.NewOnly, already: (ws, cc) => cc.state.overrides[ws] === Phase.NewOnly },
+    // Its legacy records stop being complete before the first one is deleted.
+    (_ws, st, cc) => ({ ...st, changedAt: cc.now, epoch: cc.state.epoch + 1, legacyComplete: false }),
+    { force, ...(opts.reason === undefined ? {} : { reason: opts.reason }), ...gateTuning(opts), ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) },
+  );
+  const state = await ctx.state.read();
+  return { state, from, gates, forced: move.forced, blockedBy: null, transitioned: moving.length > 0, settleWaitMs: await waitBeforeDeleting(ctx, opts, state) };
+}
+
+/**
+ * Runs cleanup: the global one, or (with `workspaces`) a canary cleanup of
+ * those workspaces alone. Throws GateError (exit 3) when `execute` is refused
+ * by a gate; a dry run reports closed data gates in `blockedBy` instead.
+ */
+export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promise<CleanupResult> {
+  const startedAt = Date.now();
+  const execute = opts.execute === true;
+  const workspaces = opts.workspaces && opts.workspaces.length > 0 ? [...opts.workspaces] : null;
+  const start = workspaces === null ? await startGlobal(ctx, opts, execute) : await startCanary(ctx, opts, execute, workspaces);
   // Pending references first: once legacy records go, a bare reference cannot be resolved.
-  const queue = await convertQueueRefs(ctx.client, ctx.keys, { dryRun: !execute });
+  const queue = await convertQueueRefs(ctx.client, ctx.keys, { dryRun: !execute, ...(workspaces === null ? {} : { workspaces: new Set(workspaces) }) });
+  const sweep = await new Sweep(ctx, opts, { execute, workspaces, state: start.state, startedAt, queue }).run();
+  const result: CleanupResult = {
+    ...sweep,
+    dryRun: !execute,
+    phase: workspaces === null ? start.state.phase : (start.state.overrides[workspaces[0]!] ?? start.state.phase),
+    from: start.from,
+    epoch: start.state.epoch,
+    transitioned: start.transitioned,
+    workspaces,
+    queue,
+    durationMs: Date.now() - startedAt,
+    gates: start.gates,
+    forced: start.forced,
+    blockedBy: start.blockedBy,
+    settleWaitMs: start.settleWaitMs,
+  };
+  if (execute && workspaces !== null) await recordCanaryCleanup(ctx, workspaces, result);
+  return result;
+}
 
-  const samples: KeptKey[] = [];
-  const findings = execute ? new FindingsStore(ctx.client, ctx.keys, CLEANUP_OP) : null;
-  const dryReport = !execute && opts.reportPath ? createWriteStream(opts.reportPath, { flags: 'w' }) : null;
-  const cleaner = new BatchCleaner(ctx, execute, await loadAccepted(ctx.client, ctx.keys), findings, samples, dryReport);
-  try {
-    return await runCleanup();
-  } finally {
-    if (dryReport) await new Promise<void>((resolve) => dryReport.end(() => resolve()));
-    else if (findings && opts.reportPath) await findings.writeReport(opts.reportPath).catch(() => undefined);
+/** What a sweep found. */
+type SweepResult = Pick<CleanupResult, 'ok' | 'scanned' | 'deleted' | 'wouldDelete' | 'kept' | 'accepted' | 'gone' | 'keptByReason' | 'keptSamples' | 'complete' | 'resumed' | 'keysPerSecond'>;
+
+/**
+ * The deleting scan: legacy keys only, in batches, each key deleted only if v2
+ * holds it at the same or a higher rev; the rest kept, in the findings hash.
+ * Resumable within its epoch (and, for a canary cleanup, its set of workspaces).
+ */
+class Sweep {
+  private readonly op: string;
+  private readonly findings: FindingsStore | null;
+
+  constructor(
+    private readonly ctx: OpContext,
+    private readonly opts: CleanupOptions,
+    private readonly run_: { execute: boolean; workspaces: string[] | null; state: MigrationState; startedAt: number; queue: QueueConversion },
+  ) {
+    this.op = run_.workspaces === null ? CLEANUP_OP : CANARY_CLEANUP_OP;
+    this.findings = run_.execute ? new FindingsStore(ctx.client, ctx.keys, this.op) : null;
   }
 
-  async function runCleanup(): Promise<CleanupResult> {
-  const total = await estimateLayout(ctx.client, ctx.keys, 'legacy');
-  const progress = throttled(opts.onProgress);
-  const summary = async (scanned: number, deleted: number, complete: boolean, resumed: boolean): Promise<CleanupSummary> => {
-    const kept = findings ? await findings.summary() : null;
+  async run(): Promise<SweepResult> {
+    const { opts } = this;
+    const dryReport = !this.run_.execute && opts.reportPath ? createWriteStream(opts.reportPath, { flags: 'w' }) : null;
+    try {
+      return await this.scan(dryReport);
+    } finally {
+      if (dryReport) await new Promise<void>((resolve) => dryReport.end(() => resolve()));
+      else if (this.findings && opts.reportPath) await this.findings.writeReport(opts.reportPath).catch(() => undefined);
+    }
+  }
+
+  private async scan(dryReport: WriteStream | null): Promise<SweepResult> {
+    const { ctx, opts, findings } = this;
+    const { execute, workspaces, state } = this.run_;
+    const samples: KeptKey[] = [];
+    const cleaner = new BatchCleaner(ctx, { execute, accepted: await loadAccepted(ctx.client, ctx.keys), findings, samples, dryReport, only: workspaces === null ? null : new Set(workspaces) });
+    const stage = execute ? 'cleanup' : 'cleanup (dry run)';
+    const total = workspaces === null ? await estimateLayout(ctx.client, ctx.keys, 'legacy') : null;
+    const progress = throttled(opts.onProgress);
+    const setKey = workspaces === null ? null : [...workspaces].sort().join(',');
+    let scan;
+    try {
+      scan = await runScan(ctx.client, ctx.keys, {
+        // A dry run keeps no checkpoint: it must not disturb a resumable --execute.
+        op: execute ? this.op : null,
+        match: ctx.keys.legacyPattern,
+        ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }),
+        ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
+        rate: opts.rate ?? null,
+        restart: opts.restart ?? false,
+        // Resume only a pass of this epoch (and these workspaces): one from before a rollback would skip keys.
+        resumeIf: (meta) => meta !== null && meta.epoch === state.epoch && (setKey === null || meta.options?.workspaces === setKey),
+        onFreshPass: async () => {
+          await findings?.clear();
+        },
+        guard: () => assertLockHeld(ctx),
+        signal: ctx.signal,
+        epoch: state.epoch,
+        meta: { execute, ...(setKey === null ? {} : { workspaces: setKey }) },
+        process: (batch) => cleaner.process(batch),
+        onProgress: (p) => progress({ stage, done: p.scanned, total, totalIsEstimate: true }),
+      });
+    } catch (err) {
+      // Interrupted or failed: record how far it got, so status can say "resume". Never
+      // when the lease was lost: the run must not write after another took the lock.
+      if (execute && workspaces === null && !ctx.signal.aborted) await this.recordInterrupted().catch(() => undefined);
+      throw err;
+    }
+    const counters = scan.counters;
+    opts.onProgress?.({ stage, done: counters.scanned ?? 0, total, totalIsEstimate: true });
+    const stored = findings ? await findings.summary() : { total: counters.kept ?? 0, byReason: keptByReason(counters) };
+    const acceptedCount = stored.byReason[KeepReason.Accepted] ?? 0;
+    const durationMs = Date.now() - this.run_.startedAt;
+    const result: SweepResult = {
+      ok: scan.complete && stored.total - acceptedCount === 0,
+      scanned: counters.scanned ?? 0,
+      deleted: execute ? (counters.deleted ?? 0) : 0,
+      wouldDelete: execute ? 0 : (counters.deleted ?? 0),
+      kept: stored.total,
+      accepted: acceptedCount,
+      gone: counters.gone ?? 0,
+      keptByReason: stored.byReason,
+      keptSamples: [...samples.filter((k) => k.reason !== KeepReason.Accepted), ...samples.filter((k) => k.reason === KeepReason.Accepted)],
+      complete: scan.complete,
+      resumed: scan.resumed,
+      keysPerSecond: durationMs > 0 ? Math.round(((scan.runCounters.scanned ?? 0) * 1000) / durationMs) : 0,
+    };
+    if (execute && workspaces === null) await ctx.state.setFields(fenceOf(ctx), { [StateField.LastCleanup]: JSON.stringify(await this.summary(result.scanned, result.deleted, scan.complete, scan.resumed)) });
+    return result;
+  }
+
+  private async summary(scanned: number, deleted: number, complete: boolean, resumed: boolean): Promise<CleanupSummary> {
+    const kept = this.findings ? await this.findings.summary() : null;
     return {
-      epoch: state.epoch,
-      startedAt,
+      epoch: this.run_.state.epoch,
+      startedAt: this.run_.startedAt,
       finishedAt: Date.now(),
       dryRun: false,
       complete,
@@ -440,83 +616,32 @@ export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promis
       deleted,
       kept: kept?.total ?? 0,
       keptByReason: kept?.byReason ?? {},
-      queueConverted: queue.converted,
-      queueUnresolved: queue.unresolved,
-      durationMs: Date.now() - startedAt,
+      queueConverted: this.run_.queue.converted,
+      queueUnresolved: this.run_.queue.unresolved,
+      durationMs: Date.now() - this.run_.startedAt,
       resumed,
     };
-  };
-
-  let scan;
-  try {
-    scan = await runScan(ctx.client, ctx.keys, {
-      // A dry run keeps no checkpoint: it must not disturb a resumable --execute.
-      op: execute ? CLEANUP_OP : null,
-      match: ctx.keys.legacyPattern,
-      ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }),
-      ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
-      rate: opts.rate ?? null,
-      restart: opts.restart ?? false,
-      // Resume only a pass of this new-only epoch: one from before a rollback would skip keys.
-      resumeIf: (meta) => meta !== null && meta.epoch === state.epoch,
-      onFreshPass: async () => {
-        await findings?.clear();
-      },
-      guard: () => assertLockHeld(ctx),
-      signal: ctx.signal,
-      epoch: state.epoch,
-      meta: { execute },
-      process: (batch) => cleaner.process(batch),
-      onProgress: (p) => progress({ stage: execute ? 'cleanup' : 'cleanup (dry run)', done: p.scanned, total, totalIsEstimate: true }),
-    });
-  } catch (err) {
-    // Interrupted or failed: record how far it got, so status can say "resume". Never
-    // when the lease was lost: the run must not write after another took the lock.
-    if (execute && !ctx.signal.aborted) {
-      const cp = await loadCheckpoint(ctx.client, ctx.keys, CLEANUP_OP).catch(() => null);
-      const sums: Counters = {};
-      for (const n of cp?.nodes ?? []) for (const [k, v] of Object.entries(n.counters)) sums[k] = (sums[k] ?? 0) + v;
-      await summary(sums.scanned ?? 0, sums.deleted ?? 0, false, false)
-        .then((s) => ctx.state.setFields(fenceOf(ctx), { [StateField.LastCleanup]: JSON.stringify(s) }))
-        .catch(() => undefined);
-    }
-    throw err;
   }
 
-  const counters = scan.counters;
-  opts.onProgress?.({ stage: execute ? 'cleanup' : 'cleanup (dry run)', done: counters.scanned ?? 0, total, totalIsEstimate: true });
-  const durationMs = Date.now() - startedAt;
-  const scanned = counters.scanned ?? 0;
-  const stored = findings ? await findings.summary() : { total: counters.kept ?? 0, byReason: keptByReason(counters) };
-  const acceptedCount = stored.byReason[KeepReason.Accepted] ?? 0;
-  const result: CleanupResult = {
-    ok: scan.complete && stored.total - acceptedCount === 0,
-    dryRun: !execute,
-    phase: state.phase,
-    from,
-    epoch: state.epoch,
-    transitioned,
-    scanned,
-    deleted: execute ? (counters.deleted ?? 0) : 0,
-    wouldDelete: execute ? 0 : (counters.deleted ?? 0),
-    kept: stored.total,
-    accepted: acceptedCount,
-    gone: counters.gone ?? 0,
-    keptByReason: stored.byReason,
-    keptSamples: [...samples.filter((k) => k.reason !== KeepReason.Accepted), ...samples.filter((k) => k.reason === KeepReason.Accepted)],
-    queue,
-    complete: scan.complete,
-    resumed: scan.resumed,
-    durationMs,
-    keysPerSecond: durationMs > 0 ? Math.round(((scan.runCounters.scanned ?? 0) * 1000) / durationMs) : 0,
-    gates,
-    forced,
-    blockedBy,
-    settleWaitMs,
-  };
-  if (execute) await ctx.state.setFields(fenceOf(ctx), { [StateField.LastCleanup]: JSON.stringify(await summary(scanned, result.deleted, scan.complete, scan.resumed)) });
-  return result;
+  /** The summary of an interrupted global run, from its saved checkpoint. */
+  private async recordInterrupted(): Promise<void> {
+    const cp = await loadCheckpoint(this.ctx.client, this.ctx.keys, CLEANUP_OP);
+    const sums: Counters = {};
+    for (const n of cp.nodes) for (const [k, v] of Object.entries(n.counters)) sums[k] = (sums[k] ?? 0) + v;
+    const s = await this.summary(sums.scanned ?? 0, sums.deleted ?? 0, false, false);
+    await this.ctx.state.setFields(fenceOf(this.ctx), { [StateField.LastCleanup]: JSON.stringify(s) });
   }
+}
+
+/** A canary cleanup's outcome in each workspace's record (its status line and its rollback read it). */
+async function recordCanaryCleanup(ctx: OpContext, workspaces: string[], r: CleanupResult): Promise<void> {
+  const states = await readWorkspaceStates(ctx.client, ctx.keys, workspaces);
+  for (const ws of workspaces) {
+    const st = states.get(ws)!;
+    states.set(ws, { ...st, lastCleanup: { epoch: r.epoch, complete: r.complete, deleted: r.deleted, kept: r.kept, finishedAt: Date.now() } });
+  }
+  await assertLockHeld(ctx);
+  await writeWorkspaceStates(ctx.client, ctx.keys, states);
 }
 
 /** The findings hash of cleanup's kept keys (the CLI writes `--report` from it). */

@@ -51,6 +51,15 @@ export function lockArgs(ctx: OpContext): { key: string; value: string } {
 }
 
 /**
+ * The lease deadline (server unix ms) a cluster data script compares with
+ * TIME before it writes (src/core/lua/includes/within-lease.lua); 0 when the
+ * run holds no lock.
+ */
+export function leaseDeadline(ctx: OpContext): number {
+  return ctx.lock ? ctx.lock.deadlineMs : 0;
+}
+
+/**
  * Before each batch where no script can check the lock atomically (a cluster:
  * the lock key lives in another slot than the data): stop with exit 4 unless
  * this run still holds its lease.

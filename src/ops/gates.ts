@@ -7,7 +7,7 @@
  */
 import { humanDuration } from '../core/durations.js';
 import { ConfigError, GateError } from '../core/errors.js';
-import { Phase, PHASE_ORDER } from '../core/phase.js';
+import { effectivePhase, Phase, PHASE_ORDER } from '../core/phase.js';
 import type { MigrationState } from '../core/state.js';
 import { describeWriter, laggards, type WriterStatus } from '../core/writers.js';
 import { asBackfillSummary, asVerifySummary } from './summaries.js';
@@ -18,7 +18,7 @@ export const DEFAULT_MAX_VERIFY_AGE_MS = 60 * 60 * 1000;
 export const DEFAULT_MIN_SOAK_MS = 60 * 60 * 1000;
 
 /** Names of the gates `--force` may override, as status and the refusals print them. */
-export const FORCEABLE_GATES = ['verify', 'soak', 'legacy-complete', 'writers'] as const;
+export const FORCEABLE_GATES = ['verify', 'soak', 'legacy-complete', 'writers', 'workspaces'] as const;
 export type ForceableGate = (typeof FORCEABLE_GATES)[number];
 
 /** One gate's state. */
@@ -83,7 +83,7 @@ export function verifyGate(inp: GateInputs): GateStatus {
   const maxAge = inp.maxVerifyAgeMs ?? DEFAULT_MAX_VERIFY_AGE_MS;
   const closed = (reason: string): GateStatus => ({ name: 'verify', open: false, reason, opensWith: 'orch-migrate verify', forceable: true });
   if (!v) return closed('no verify has run');
-  if (v.epoch !== inp.state.epoch) return closed(`the last verify ran in epoch ${v.epoch}; the phase changed since (epoch ${inp.state.epoch})`);
+  if (v.epoch !== inp.state.epoch) return closed(`the last verify ran in epoch ${v.epoch}; the routing changed since (a phase or canary move; epoch ${inp.state.epoch})`);
   if (v.scope !== 'full') return closed('the last verify was partial (--workspace/--sample); a full verify is needed');
   if (!v.ok) {
     if (onlySourceProblems(v.byKind)) {
@@ -113,7 +113,8 @@ export function onlySourceProblems(byKind: Record<string, number>): boolean {
 /** Minimum time in read-new before cleanup. */
 export function soakGate(inp: GateInputs): GateStatus {
   const min = inp.minSoakMs ?? DEFAULT_MIN_SOAK_MS;
-  const since = inp.state.changedAt === null ? 0 : inp.now - inp.state.changedAt;
+  // Counted from the global phase's move: a canary moving meanwhile does not restart the soak.
+  const since = inp.state.phaseChangedAt === null ? 0 : inp.now - inp.state.phaseChangedAt;
   const open = inp.state.phase === Phase.ReadNew && since >= min;
   return {
     name: 'soak',
@@ -157,6 +158,28 @@ export function writersGate(inp: GateInputs): GateStatus {
   };
 }
 
+/**
+ * A global rollback below a canary: refused while workspaces run ahead, until
+ * they are rolled back (`rollback --workspace`). Forcing it (`--force
+ * workspaces`) is possible only for canaries in read-new, whose legacy records
+ * are complete (writers mirror into legacy there); a canary in new-only never
+ * lets the global phase fall below it (its legacy records are gone).
+ */
+export function workspacesGate(state: MigrationState): GateStatus {
+  const ahead = Object.entries(state.overrides).filter(([, p]) => effectivePhase(state.phase, p) !== state.phase);
+  if (ahead.length === 0) return { name: 'workspaces', open: true, reason: 'no workspace runs ahead of the global phase', opensWith: null, forceable: true };
+  const names = ahead.slice(0, 5).map(([ws, p]) => `${ws} (${p})`).join(', ');
+  const newOnly = ahead.filter(([, p]) => p === Phase.NewOnly).map(([ws]) => ws);
+  return {
+    name: 'workspaces',
+    open: false,
+    reason: `${ahead.length} workspace(s) run ahead of the global phase: ${names}${ahead.length > 5 ? ', …' : ''}`,
+    opensWith: `orch-migrate rollback --workspace ${ahead.map(([ws]) => ws).join(',')} --execute`,
+    // Never past a canary whose legacy records were deleted.
+    forceable: newOnly.length === 0,
+  };
+}
+
 /** Gates of each command, given the current state. */
 export function gatesFor(command: string, inp: GateInputs): GateStatus[] {
   const s = inp.state;
@@ -175,8 +198,8 @@ export function gatesFor(command: string, inp: GateInputs): GateStatus[] {
       if (s.phase === Phase.Legacy) {
         return [{ name: 'phase', open: false, reason: 'the phase is legacy, the start: there is nothing to roll back', opensWith: 'orch-migrate status', forceable: false }];
       }
-      if (s.phase === Phase.ReadNew) return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), legacyCompleteGate(s), writersGate(inp)];
-      return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), writersGate(inp)];
+      if (s.phase === Phase.ReadNew) return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), legacyCompleteGate(s), workspacesGate(s), writersGate(inp)];
+      return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), workspacesGate(s), writersGate(inp)];
     default:
       return [];
   }

@@ -74,7 +74,7 @@ async function resolve(client: RedisClient, keys: Keyspace, refs: string[]): Pro
  * Converts the bare references on the pending list. With `dryRun` nothing is
  * written and `converted` counts what would be rewritten.
  */
-export async function convertQueueRefs(client: RedisClient, keys: Keyspace, opts: { dryRun: boolean }): Promise<QueueConversion> {
+export async function convertQueueRefs(client: RedisClient, keys: Keyspace, opts: { dryRun: boolean; workspaces?: ReadonlySet<string> }): Promise<QueueConversion> {
   const first = await bareRefs(client, keys);
   const result: QueueConversion = { length: first.length, bare: first.refs.size, converted: 0, unresolved: 0, unresolvedSamples: [] };
   const unresolved = new Set<string>();
@@ -85,7 +85,8 @@ export async function convertQueueRefs(client: RedisClient, keys: Keyspace, opts
     const pairs: string[] = [];
     for (const [id, ws] of owners) {
       if (ws === null) unresolved.add(id);
-      else pairs.push(id, `${ws}:${id}`);
+      // A canary cleanup converts only its workspaces' references (their legacy records are about to go).
+      else if (!opts.workspaces || opts.workspaces.has(ws)) pairs.push(id, `${ws}:${id}`);
     }
     if (opts.dryRun) {
       for (let i = 0; i < pairs.length; i += 2) result.converted += first.refs.get(pairs[i]!) ?? 0;

@@ -4,6 +4,7 @@
  * field names and values are compared as raw bytes, never decoded.
  */
 import { createdAtScore, JobField } from '../core/job.js';
+import { Layout, Phase, routeFor } from '../core/phase.js';
 import { digestOf, type RawRecord } from '../core/protocol.js';
 
 /** Kinds of mismatch verify reports (`byKind` keys). */
@@ -151,8 +152,15 @@ export interface PairObservation {
  * The mismatches of one (legacy, v2) pair. A legacy record that names another
  * workspace does not back this v2 record: for this pair it counts as absent.
  */
-export function classifyPair(o: PairObservation, toleranceMs: number, v2IsPrimary = false): PairIssue[] {
+export function classifyPair(o: PairObservation, toleranceMs: number, phase: Phase = Phase.DualWrite): PairIssue[] {
   const issues: PairIssue[] = [];
+  const v2IsPrimary = routeFor(phase).primary === Layout.V2;
+  if (phase === Phase.NewOnly) {
+    // Legacy is no longer written for this workspace (cleanup deletes it): only v2 and its index count.
+    if (o.v2.type !== 'hash' && o.v2.type !== 'none') issues.push({ kind: MismatchKind.NonHash });
+    if (o.v2.type === 'hash') indexIssues(o, issues);
+    return issues;
+  }
   const legacyHere = o.legacy.type === 'hash' && fieldText(o.legacy, JobField.WorkspaceId) === o.workspaceId;
   const legacyElsewhere = o.legacy.type === 'hash' && !legacyHere;
   const v2Hash = o.v2.type === 'hash';
@@ -169,10 +177,13 @@ export function classifyPair(o: PairObservation, toleranceMs: number, v2IsPrimar
   }
   // While legacy is the primary, an orphan's index entry is moot: repair deletes
   // the orphan and its entry together. With v2 primary the record is real and must be indexed.
-  if (v2Hash && (legacyHere || v2IsPrimary)) {
-    const expected = createdAtScore(o.v2.fields.get(JobField.CreatedAt));
-    if (o.indexScore === null) issues.push({ kind: MismatchKind.IndexMissing });
-    else if (o.indexScore !== expected) issues.push({ kind: MismatchKind.IndexScore });
-  }
+  if (v2Hash && (legacyHere || v2IsPrimary)) indexIssues(o, issues);
   return issues;
+}
+
+/** A v2 record's index entry: present, with created_at as its score. */
+function indexIssues(o: PairObservation, issues: PairIssue[]): void {
+  const expected = createdAtScore(o.v2.fields.get(JobField.CreatedAt));
+  if (o.indexScore === null) issues.push({ kind: MismatchKind.IndexMissing });
+  else if (o.indexScore !== expected) issues.push({ kind: MismatchKind.IndexScore });
 }

@@ -29,8 +29,11 @@
  * makes every v2 copy equal to legacy again (v2 may have fallen behind writers
  * that do not bump rev).
  */
+import { ValidationError } from '../core/errors.js';
 import { Phase, previousPhase } from '../core/phase.js';
-import { StateField, type MigrationState } from '../core/state.js';
+import { phaseOf, StateField, type MigrationState } from '../core/state.js';
+import { readWorkspaceStates } from '../core/workspaces.js';
+import { canaryContext, moveWorkspaces } from './canary.js';
 import { listWriters } from '../core/writers.js';
 import { backfill, backfillOpName, type BackfillResult } from './backfill.js';
 import { clearCheckpoint } from './checkpoint.js';
@@ -221,4 +224,102 @@ export async function rollback(ctx: OpContext, opts: RollbackOptions = {}): Prom
           ? 'orch-migrate verify  # both layouts should agree again; rollback --execute once more moves reads to legacy'
           : 'orch-migrate status';
   return { ...base, epoch: tr.epoch, dryRun: tr.dryRun, changedAt: tr.changedAt, forced: tr.forced, reverseBackfill: reverse, legacyComplete, next };
+}
+
+/** Result of {@link rollbackWorkspaces}. */
+export interface WorkspaceRollbackResult {
+  workspaces: string[];
+  /** Where the workspaces were, and where they end (the global phase once the override goes). */
+  from: Phase;
+  to: Phase;
+  epoch: number;
+  dryRun: boolean;
+  action: RollbackAction;
+  plan: string[];
+  forced: string[];
+  gates: Record<string, GateStatus[]>;
+  /** One reverse backfill per workspace, when they ran. */
+  reverseBackfills: BackfillResult[];
+  /** Whether each workspace's legacy records are complete after the run. */
+  legacyComplete: Record<string, boolean>;
+  next: string;
+}
+
+/**
+ * `rollback --workspace a,b`: one step back for those canaries only. From
+ * new-only: back to read-new (writers mirror into legacy again for them), then
+ * a reverse backfill of exactly their v2 records. From read-new: back to the
+ * global phase (the override goes), once their legacy records are complete;
+ * while they are not, it resumes their reverse backfill instead.
+ */
+export async function rollbackWorkspaces(ctx: OpContext, workspaces: string[], opts: RollbackOptions = {}): Promise<WorkspaceRollbackResult> {
+  const execute = opts.execute === true;
+  const c = await canaryContext(ctx, workspaces);
+  const phases = new Set(workspaces.map((ws) => phaseOf(c.state, ws)));
+  if (phases.size !== 1) {
+    throw new ValidationError(`The workspaces are in different phases (${workspaces.map((ws) => `${ws}: ${phaseOf(c.state, ws)}`).join(', ')})`, {
+      suggestion: 'Roll back workspaces that are in the same phase together, one --workspace list per phase.',
+    });
+  }
+  const from = [...phases][0]!;
+  const incomplete = workspaces.filter((ws) => !(c.states.get(ws)?.legacyComplete ?? true));
+  const forcedLegacy = (opts.force ?? []).includes('legacy-complete');
+  const resume = from === Phase.ReadNew && incomplete.length > 0 && !opts.phaseOnly && !forcedLegacy;
+  const to = from === Phase.NewOnly ? Phase.ReadNew : resume ? Phase.ReadNew : c.state.phase;
+  const action = from === Phase.NewOnly ? (opts.phaseOnly ? RollbackAction.Transition : RollbackAction.TransitionAndReverseBackfill) : resume ? RollbackAction.ResumeReverseBackfill : RollbackAction.Transition;
+  const plan =
+    from === Phase.NewOnly
+      ? [
+          `move workspace(s) ${workspaces.join(', ')} new-only → read-new: writers mirror their writes into legacy again; their reads stay on v2`,
+          ...(opts.phaseOnly ? [] : ['wait until every writer follows', `reverse-backfill exactly their v2 records into legacy; mark their legacy complete when done`]),
+        ]
+      : resume
+        ? [`their legacy records are incomplete: resume the reverse backfill of ${incomplete.join(', ')}; reads stay on v2`]
+        : [`move workspace(s) ${workspaces.join(', ')} read-new → ${c.state.phase} (the global phase): their reads go back to legacy`];
+  const reverseBackfills: BackfillResult[] = [];
+  const legacyComplete = (): Promise<Record<string, boolean>> =>
+    readWorkspaceStates(ctx.client, ctx.keys, workspaces).then((m) => Object.fromEntries(workspaces.map((ws) => [ws, m.get(ws)!.legacyComplete])));
+  const base = { workspaces, from, to, action, plan };
+  if (!execute) {
+    return { ...base, epoch: c.state.epoch, dryRun: true, forced: [], gates: {}, reverseBackfills, legacyComplete: await legacyComplete(), next: `orch-migrate rollback --workspace ${workspaces.join(',')} --execute` };
+  }
+  let epoch = c.state.epoch;
+  let forced: string[] = [];
+  let gates: Record<string, GateStatus[]> = {};
+  if (!resume) {
+    const move = await moveWorkspaces(
+      ctx,
+      workspaces,
+      { command: 'rollback', from, to, already: () => false },
+      (_ws, st, cc) => ({ ...st, changedAt: cc.now, epoch: cc.state.epoch + 1, legacyComplete: from === Phase.NewOnly ? false : st.legacyComplete }),
+      { force: opts.force ?? [], ...(opts.reason === undefined ? {} : { reason: opts.reason }), ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) },
+    );
+    epoch = move.epoch;
+    forced = move.forced;
+    gates = move.gates;
+  }
+  if (action === RollbackAction.TransitionAndReverseBackfill || action === RollbackAction.ResumeReverseBackfill) {
+    for (const ws of action === RollbackAction.ResumeReverseBackfill ? incomplete : workspaces) {
+      reverseBackfills.push(
+        await backfill(ctx, {
+          direction: 'reverse',
+          workspace: ws,
+          ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
+          ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }),
+          ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
+          rate: opts.rate ?? null,
+          ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+        }),
+      );
+    }
+  }
+  const complete = await legacyComplete();
+  const allComplete = workspaces.every((ws) => complete[ws]);
+  const next =
+    to === Phase.ReadNew
+      ? allComplete
+        ? `orch-migrate verify --workspace ${workspaces.join(',')}  # then rollback --workspace … --execute once more moves their reads to legacy`
+        : `orch-migrate rollback --workspace ${workspaces.join(',')} --execute  # resumes their reverse backfill`
+      : 'orch-migrate status';
+  return { ...base, epoch, dryRun: false, forced, gates, reverseBackfills, legacyComplete: complete, next };
 }

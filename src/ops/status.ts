@@ -5,8 +5,10 @@
  */
 import { LeaseLock, type LockInfo } from '../core/lock.js';
 import { listWriters, type WriterStatus } from '../core/writers.js';
+import { readWorkspaceStates } from '../core/workspaces.js';
+import { workspaceGates } from './canary.js';
 import { Phase, phaseDiagram } from '../core/phase.js';
-import type { HistoryEntry, MigrationState } from '../core/state.js';
+import { phaseOf, type HistoryEntry, type MigrationState } from '../core/state.js';
 import { loadCheckpoint, sumCounter } from './checkpoint.js';
 import type { OpContext } from './context.js';
 import { countKeys, type KeyCounts } from './count.js';
@@ -23,6 +25,19 @@ export interface StatusOptions {
   maxVerifyAgeMs?: number;
   minSoakMs?: number;
 }
+
+/** One canary workspace in status. */
+export interface CanaryStatus {
+  workspace: string;
+  phase: Phase;
+  legacyComplete: boolean;
+  /** The step that moves it on (or back), and its gates. */
+  next: 'cleanup' | 'rollback';
+  gates: GateStatus[];
+}
+
+/** Canaries listed by name in status (the rest are counted). */
+const CANARIES_LISTED = 10;
 
 /** Backfill checkpoint progress. */
 export interface CheckpointProgress {
@@ -60,6 +75,8 @@ export interface StatusResult {
   writers: WriterStatus[];
   /** Legacy keys accepted as unmigratable (`orch-migrate accept`). */
   accepted: number;
+  /** Canary workspaces ahead of the global phase: how many per phase, and the first few with the gates of their next step. */
+  canaries: { byPhase: Record<string, number>; listed: CanaryStatus[] };
   /** The command to run next, with why. */
   next: { command: string; why: string };
   serverTime: number;
@@ -116,6 +133,7 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
   }
   const lastBackfill = asBackfillSummary(state.lastBackfill);
   const lastVerify = asVerifySummary(state.lastVerify);
+  const canaries = await canaryStatus(ctx, state, now, writers, opts);
   return {
     phase: state.phase,
     epoch: state.epoch,
@@ -137,6 +155,7 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
     history,
     writers,
     accepted,
+    canaries,
     next: nextStep(state, gates, lock, lastBackfill, now, checkpoints),
     serverTime: now,
   };
@@ -176,7 +195,9 @@ export function nextStep(
       return { command: 'orch-migrate enable-dual-write --reason "start migration"', why: 'writers start mirroring into v2' };
     case Phase.DualWrite: {
       if (pending('backfill')) return { command: 'orch-migrate backfill', why: 'a backfill was interrupted; it resumes from its checkpoint' };
-      const backfilled = lastBackfill !== null && lastBackfill.direction === 'forward' && lastBackfill.complete && lastBackfill.epoch === state.epoch;
+      // Started in this global phase: a canary's move bumps the epoch but does not undo a backfill.
+      const backfilled =
+        lastBackfill !== null && lastBackfill.direction === 'forward' && lastBackfill.complete && (lastBackfill.epoch === state.epoch || lastBackfill.startedAt >= (state.phaseChangedAt ?? Infinity));
       if (!backfilled) return { command: 'orch-migrate backfill', why: 'copy the history into v2' };
       const g = closed('flip-read');
       if (g) return verifyHint(g);
@@ -208,4 +229,23 @@ export function nextStep(
     default:
       return { command: 'orch-migrate status', why: 'unknown phase' };
   }
+}
+
+/** The canaries: counted per phase, the first few with the gates of the step that moves them on. */
+async function canaryStatus(ctx: OpContext, state: MigrationState, now: number, writers: WriterStatus[], opts: StatusOptions): Promise<StatusResult['canaries']> {
+  const ahead = Object.keys(state.overrides)
+    .filter((ws) => phaseOf(state, ws) !== state.phase)
+    .sort();
+  const byPhase: Record<string, number> = {};
+  for (const ws of ahead) byPhase[phaseOf(state, ws)] = (byPhase[phaseOf(state, ws)] ?? 0) + 1;
+  const shown = ahead.slice(0, CANARIES_LISTED);
+  const states = await readWorkspaceStates(ctx.client, ctx.keys, shown);
+  const listed = shown.map((ws): CanaryStatus => {
+    const phase = phaseOf(state, ws);
+    const wsState = states.get(ws)!;
+    const next = phase === Phase.ReadNew ? 'cleanup' : 'rollback';
+    const tuning = { ...(opts.maxVerifyAgeMs === undefined ? {} : { maxVerifyAgeMs: opts.maxVerifyAgeMs }), ...(opts.minSoakMs === undefined ? {} : { minSoakMs: opts.minSoakMs }) };
+    return { workspace: ws, phase, legacyComplete: wsState.legacyComplete, next, gates: workspaceGates(next, { state, now, workspace: ws, wsState, writers, ...tuning }) };
+  });
+  return { byPhase, listed };
 }

@@ -96,6 +96,8 @@ export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): 
   if (forced.length > 0) {
     await ctx.state.appendHistory('force', ctx.actor, { command: opts.command, gates: forced, reason: opts.reason ?? '', epoch: res.epoch });
   }
+  // The global phase caught up with any canary at or behind it: its override is moot now.
+  await ctx.state.dropCaughtUpOverrides(to).catch(() => undefined);
   if (!forced.includes('writers')) await awaitAcks(ctx, state.phase, to, res.epoch, opts.ackTimeoutMs);
   // The first transition records opts.settleMs when the record had none.
   const settleMs = state.raw[StateField.SettleMs] === undefined && opts.settleMs !== undefined ? opts.settleMs : state.settleMs;
@@ -107,7 +109,7 @@ export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): 
  * says which did not (exit 3). The phase has moved either way; the steps that
  * need every writer on it wait for the acknowledgements again themselves.
  */
-async function awaitAcks(ctx: OpContext, from: Phase, to: Phase, epoch: number, timeoutMs: number | undefined): Promise<void> {
+export async function awaitAcks(ctx: OpContext, from: Phase, to: Phase, epoch: number, timeoutMs: number | undefined): Promise<void> {
   try {
     await waitForAcks(ctx.client, ctx.keys, epoch, { ...(timeoutMs === undefined ? {} : { timeoutMs }), signal: ctx.signal, serverTime: () => ctx.state.serverTime() });
   } catch (err) {

@@ -13,9 +13,10 @@
  * verify is what opens flip-read and proves v2 complete.
  */
 import { ExitCode } from '../core/errors.js';
-import { Phase, routeFor } from '../core/phase.js';
+import { Phase } from '../core/phase.js';
 import { isCluster } from '../core/redis.js';
 import { StateField } from '../core/state.js';
+import { readWorkspaceStates, writeWorkspaceStates } from '../core/workspaces.js';
 import { loadAccepted } from './accept.js';
 import { fenceOf, throttled, type OpContext, type ProgressFn } from './context.js';
 import { countKeys } from './count.js';
@@ -37,8 +38,8 @@ export interface VerifyOptions {
   rounds?: number;
   roundDelayMs?: number;
   ttlToleranceMs?: number;
-  /** Only this workspace (scope partial). */
-  workspace?: string | null;
+  /** Only these workspaces (scope partial): the verify that opens a canary's flip and cleanup. */
+  workspaces?: readonly string[] | null;
   /** Check only this fraction of the keys, 0 < f ≤ 1 (scope partial). */
   sample?: number | null;
   /** NDJSON report of every persistent mismatch (values redacted). */
@@ -75,6 +76,8 @@ export interface VerifyResult {
   /** Unmigratable keys accepted with `orch-migrate accept`: excluded from mismatches, reported here. */
   accepted: number;
   scope: 'full' | 'partial';
+  /** The workspaces a `--workspace` verify (without --sample) covered: their canary gates read it; null otherwise. */
+  workspaces: string[] | null;
   epoch: number;
   phase: Phase;
   /** The first persistent mismatches (see the report file for all). */
@@ -107,7 +110,7 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
   let repaired = 0;
   let remaining = found.total;
   if (opts.repair && found.total > 0) {
-    const repairer = new Repairer(ctx, state, routeFor(state.phase).primary, isCluster(ctx.client));
+    const repairer = new Repairer(ctx, state, isCluster(ctx.client));
     const run = await repairer.run(suspects, plan.concurrency);
     repaired = run.repaired;
     await rechecker.recheck(run.ids, 'verify: confirming repairs', recheckProgress);
@@ -135,6 +138,8 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
     unconfirmed: suspects.unconfirmed,
     accepted: suspects.acceptedCount,
     scope: plan.scope,
+    // A sampled check is no evidence for a gate, a canary's included.
+    workspaces: plan.workspaces === null || plan.sample !== null ? null : [...plan.workspaces].sort(),
     epoch: state.epoch,
     phase: state.phase,
     listed: report.listed,
@@ -143,7 +148,25 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
     finishedAt,
   };
   await recordVerify(ctx, result);
+  if (result.workspaces !== null) await recordWorkspaceVerifies(ctx, new Set(result.workspaces), suspects, result);
   return result;
+}
+
+/**
+ * A verify of some workspaces is the evidence their canary gates read: one
+ * verdict per workspace, from the mismatches that persisted for it.
+ */
+async function recordWorkspaceVerifies(ctx: OpContext, workspaces: ReadonlySet<string>, suspects: SuspectSet, r: VerifyResult): Promise<void> {
+  const perWs = new Map<string, number>();
+  for (const [, s] of suspects.entries()) if (s.t !== 'key') perWs.set(s.ws, (perWs.get(s.ws) ?? 0) + 1);
+  const states = await readWorkspaceStates(ctx.client, ctx.keys, [...workspaces]);
+  for (const ws of workspaces) {
+    const mismatches = perWs.get(ws) ?? 0;
+    const st = states.get(ws)!;
+    states.set(ws, { ...st, lastVerify: { ok: mismatches === 0 && r.unconfirmed === 0, epoch: r.epoch, startedAt: r.startedAt, finishedAt: r.finishedAt, mismatches } });
+  }
+  if (ctx.lock) await ctx.lock.assertHeld();
+  await writeWorkspaceStates(ctx.client, ctx.keys, states);
 }
 
 /** Stores the summary the gates read; a full verify also says whether v2 is complete. */

@@ -10,6 +10,7 @@ import os from 'node:os';
 import { FencedError, LockHeldError } from '../../src/core/errors.js';
 import { Keyspace } from '../../src/core/keys.js';
 import { LeaseLock } from '../../src/core/lock.js';
+import { callScript, ScriptName } from '../../src/core/scripts.js';
 import { Phase } from '../../src/core/phase.js';
 import type { RedisClient } from '../../src/core/redis.js';
 import { StateStore } from '../../src/core/state.js';
@@ -59,6 +60,30 @@ describe('lease lock (library): fencing', () => {
     expect(r.to).toBe(Phase.ReadNew);
     await second.release();
     expect(await LeaseLock.inspect(client, keys)).toBeNull();
+  });
+
+  it('the lease deadline: the single-key scripts a cluster run uses refuse to delete once a paused holder is past it', async () => {
+    const legacyKey = keys.legacyJob('deadline-job');
+    await client.hset(legacyKey, { workspace_id: 'ws-d', rev: '1' });
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const paused = await LeaseLock.acquire(client, keys, { command: 'paused', ttlMs: 1000 });
+    vi.useRealTimers();
+    // Fixed on the server's clock by the renewal inside acquire: lease minus the margin (a fifth of it).
+    const [sec, usec] = await client.time();
+    const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    expect(paused.deadlineMs).toBeGreaterThan(now + 500);
+    expect(paused.deadlineMs).toBeLessThanOrEqual(now + 800);
+
+    // Within the lease the delete goes through the deadline check (and keeps a record whose rev is higher than v2's).
+    expect(await callScript<number>(client, ScriptName.CleanupUnlink, [legacyKey, 0, 'ws-d', paused.deadlineMs])).toBe(0);
+    // The holder "wakes" after its lease: no renewal happened, the deadline passed, nothing is deleted.
+    await new Promise((r) => setTimeout(r, 1100));
+    await expect(callScript<number>(client, ScriptName.CleanupUnlink, [legacyKey, 5, 'ws-d', paused.deadlineMs])).rejects.toBeInstanceOf(FencedError);
+    await expect(
+      callScript<number>(client, ScriptName.RepairCasOneKey, [legacyKey, 'd', paused.deadlineMs, 'delete', 'hash', '1', '', 0, 0, 'deadline-job', '']),
+    ).rejects.toBeInstanceOf(FencedError);
+    expect(await client.hgetall(legacyKey)).toEqual({ workspace_id: 'ws-d', rev: '1' });
+    await paused.release();
   });
 });
 

@@ -59,6 +59,9 @@ const INCIDENTS = [
   'incident-lost-lease.md',
 ];
 
+/** Runbooks that are neither a journey step nor an incident, each run in a scenario of its own. */
+const SCENARIOS = ['canary.md'];
+
 interface Block {
   file: string;
   /** 1-based line of the opening fence. */
@@ -148,12 +151,12 @@ class RunbookRunner {
   }
 
   /** Runs every executable block of a runbook in order, asserting each exit code. */
-  async run(name: string): Promise<BlockRun[]> {
+  async run(name: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<BlockRun[]> {
     const cwd = mkdtempSync(path.join(os.tmpdir(), 'orch-runbook-'));
     this.dirs.push(cwd);
     const runs: BlockRun[] = [];
     for (const block of readRunbook(name).filter((b) => b.run)) {
-      const r = await runBlock(block, this.env, cwd);
+      const r = await runBlock(block, { ...this.env, ...extraEnv }, cwd);
       runs.push(r);
       expect(r.code, `${name}:${block.line} (expected exit ${block.expectExit})\n$ ${substitute(block.code)}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`).toBe(block.expectExit);
     }
@@ -169,7 +172,7 @@ describe('runbook conventions', () => {
   const files = readdirSync(RUNBOOKS).filter((f) => f.endsWith('.md'));
 
   it('every runbook is exercised: in the journey or in an incident scenario', () => {
-    expect([...JOURNEY.map(([f]) => f), ...INCIDENTS].sort()).toEqual(files.sort());
+    expect([...JOURNEY.map(([f]) => f), ...INCIDENTS, ...SCENARIOS].sort()).toEqual(files.sort());
   });
 
   it('every fence is sh, sh norun or text; every runbook has executable blocks and the required sections', () => {
@@ -365,6 +368,42 @@ describe('runbooks run against a real Redis', () => {
     expect(st).toMatchObject({ phase: 'new-only' });
     expect(st.lastCleanup).toMatchObject({ complete: true, kept: 0 });
     expect(await scanAll(client, r.keys.legacyPattern)).toEqual([]);
+  });
+
+  it('scenario: two canary workspaces flip, clean up and roll back on their own, with live writers', async () => {
+    const r = runner('rbcanary');
+    const jobs = await seedJobs(client, r.keys, 300);
+    for (const cmd of [['enable-dual-write', '--settle-ms', '100'], ['backfill']]) {
+      const res = await runCli([...r.args, ...cmd]);
+      expect(res.code, `${cmd.join(' ')}\n${res.stderr}`).toBe(0);
+    }
+    const q = await RedisJobQueue.create(client, { keys: r.keys, register: { leaseMs: 3000, name: 'runbook-canary' } });
+    let writing = true;
+    let acked = 0;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) {
+        const j = jobs[i % jobs.length]!;
+        await q.updateStatus(j.workspaceId, j.jobId, { status: i % 2 ? 'running' : 'queued' });
+        acked++;
+        await new Promise((res) => setTimeout(res, 10));
+      }
+    })();
+    try {
+      const runs = await r.run('canary.md', { CANARIES: 'ws1,ws2' });
+      const out = runs.map((x) => x.stdout).join('');
+      expect(out).toMatch(/2 in read-new \(ahead of the global dual-write\)/);
+      expect(out).toMatch(/deleted/);
+    } finally {
+      writing = false;
+      await writer;
+      await q.close();
+    }
+    expect(acked).toBeGreaterThan(0);
+    const st = await new StateStore(client, r.keys).read();
+    // Back where it started: global dual-write, no override left, legacy whole.
+    expect(st).toMatchObject({ phase: 'dual-write', legacyComplete: true, overrides: {} });
+    const legacy = await scanAll(client, r.keys.legacyPattern);
+    expect(legacy.length).toBe(jobs.length);
   });
 
   it('incident: the state record is corrupt', async () => {

@@ -2,6 +2,7 @@
 // the content digest, shard selection and counters.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { Phase } from '../../src/core/phase.js';
 import { Keyspace } from '../../src/core/keys.js';
 import { decodeFieldsRow } from '../../src/ops/backfill.js';
 import { checkSource, isUnmigratable, parseSourceKey, UnmigratableReason, type ParsedSource } from '../../src/ops/migratable.js';
@@ -63,10 +64,16 @@ describe('record comparison', () => {
 
   it('classifies every kind of pair mismatch', () => {
     const pair = (legacy: RecordView, v2: RecordView, indexScore: number | null = score, v2Primary = false) =>
-      classifyPair({ workspaceId: 'acme', jobId: 'j1', legacy, v2, indexScore }, 1000, v2Primary).map((i) => i.kind);
+      classifyPair({ workspaceId: 'acme', jobId: 'j1', legacy, v2, indexScore }, 1000, v2Primary ? Phase.ReadNew : Phase.DualWrite).map((i) => i.kind);
     expect(pair(view(base), view(base))).toEqual([]);
     expect(pair(view(base), ABSENT)).toEqual([MismatchKind.Missing]);
     expect(pair(ABSENT, view(base))).toEqual([MismatchKind.Orphan]);
+    // In new-only (globally, or a canary workspace) legacy is not written: its absence or leftovers are no mismatch.
+    const newOnly = (legacy: RecordView, v2: RecordView, indexScore: number | null = score) =>
+      classifyPair({ workspaceId: 'acme', jobId: 'j1', legacy, v2, indexScore }, 1000, Phase.NewOnly).map((i) => i.kind);
+    expect(newOnly(ABSENT, view(base))).toEqual([]);
+    expect(newOnly(view({ ...base, status: 'stale' }), view(base))).toEqual([]);
+    expect(newOnly(ABSENT, view(base), null)).toEqual([MismatchKind.IndexMissing]);
     // A legacy record of another workspace does not back this v2 record: two tenants hold one id.
     expect(pair(view({ ...base, workspace_id: 'other' }), view(base))).toEqual([MismatchKind.IdConflict]);
     expect(pair(view(base), view({ ...base, status: 'failed' }))).toEqual([MismatchKind.FieldDiff]);

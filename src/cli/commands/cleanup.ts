@@ -5,7 +5,7 @@ import { ExitCode } from '../../core/errors.js';
 import { cleanup, type CleanupResult } from '../../ops/cleanup.js';
 import { DEFAULT_MAX_VERIFY_AGE_MS, DEFAULT_MIN_SOAK_MS } from '../../ops/gates.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
-import { dflt, durationFlag, fmtDuration, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault } from '../options.js';
+import { dflt, durationFlag, fmtDuration, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault, workspaceListFlag } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
@@ -23,11 +23,14 @@ const CleanupFlagsSchema = z.object({
   report: orNull(z.string().min(1)),
   reason: orNull(textFlag()),
   force: forceFlag,
+  workspace: orNull(workspaceListFlag()),
 });
 
 function render(r: CleanupResult, out: Output): void {
   const c = out.color;
-  if (r.transitioned) out.print(`${c.green('moved')} read-new → new-only, epoch ${r.epoch}; waited ${(r.settleWaitMs / 1000).toFixed(1)}s for the writers to follow`);
+  const which = r.workspaces ? `workspace(s) ${r.workspaces.map(safe).join(', ')} ` : '';
+  if (r.workspaces) out.print(`canary cleanup of ${which.trimEnd()}: only their legacy keys are looked at; every other workspace is untouched`);
+  if (r.transitioned) out.print(`${c.green('moved')} ${which}read-new → new-only, epoch ${r.epoch}; waited ${(r.settleWaitMs / 1000).toFixed(1)}s for the writers to follow`);
   const q = r.queue;
   if (q.bare > 0 || q.unresolved > 0) {
     out.print(
@@ -66,6 +69,7 @@ function toJson(r: CleanupResult): Record<string, unknown> {
     wouldDelete: r.wouldDelete,
     kept: r.kept,
     phase: r.phase,
+    workspaces: r.workspaces,
     from: r.from,
     epoch: r.epoch,
     transitioned: r.transitioned,
@@ -101,6 +105,7 @@ export function registerCleanup(program: Command, setExit: (code: number) => voi
     .option('--report <file>', 'write every kept key as NDJSON {key, reason, detail}; after a resume it lists what earlier runs kept too')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
     .option('--force [gates]', FORCE_HELP)
+    .option('--workspace <ids>', 'canary: only these workspaces (comma-separated) in read-new ahead of the global phase: their own soak and verify gates; deletes exactly their legacy keys')
     .addHelpText(
       'after',
       `
@@ -137,6 +142,7 @@ Examples:
             concurrency: opts.concurrency,
             restart: opts.restart,
             reportPath: opts.report,
+            workspaces: opts.workspace,
             onProgress: progress.update,
           }),
         render,

@@ -3,8 +3,9 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { ExitCode } from '../../core/errors.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
-import { rollback, RollbackAction, type RollbackResult } from '../../ops/rollback.js';
-import { dflt, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault } from '../options.js';
+import { parseWorkspaceList } from '../../ops/canary.js';
+import { rollback, RollbackAction, rollbackWorkspaces, type RollbackResult, type WorkspaceRollbackResult } from '../../ops/rollback.js';
+import { dflt, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault, workspaceListFlag } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
 
 /** Options of `rollback`. */
@@ -16,7 +17,43 @@ const RollbackFlagsSchema = z.object({
   rate: orNull(rateFlag()),
   batchSize: withDefault(intFlag(1, 100_000), DEFAULT_BATCH_SIZE),
   concurrency: withDefault(intFlag(1, 64), DEFAULT_CONCURRENCY),
+  workspace: orNull(workspaceListFlag()),
 });
+
+/** Human lines of a canary rollback. */
+function renderWorkspaces(r: WorkspaceRollbackResult, out: Output): void {
+  const c = out.color;
+  if (r.dryRun) {
+    out.print(`${c.yellow('preview:')} rollback of workspace(s) ${r.workspaces.join(', ')} from ${r.from}; nothing changed. Add --execute to act.`);
+    r.plan.forEach((step, i) => out.print(`  ${i + 1}. ${step}`));
+    return;
+  }
+  if (r.action !== RollbackAction.ResumeReverseBackfill) out.print(`${c.green('moved')} workspace(s) ${r.workspaces.join(', ')} ${r.from} → ${r.to}, epoch ${r.epoch}; every other workspace is untouched`);
+  for (const b of r.reverseBackfills) {
+    out.print(
+      `${b.complete ? c.green('reverse backfill complete') : c.yellow('reverse backfill incomplete')} for ${b.workspace ?? '?'}: ${fmtInt(b.scanned)} v2 record(s), ${fmtInt(b.copied)} copied to legacy, ${b.unmigratable > 0 ? c.red(`${fmtInt(b.unmigratable)} unmigratable`) : '0 unmigratable'}`,
+    );
+    for (const u of b.unmigratableRecords.slice(0, 10)) out.print(`  ${safe(u.key)}  ${u.reason}${u.detail ? ` ${safe(u.detail)}` : ''}`);
+  }
+  if (r.forced.length > 0) out.print(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
+  out.print(`legacy complete: ${r.workspaces.map((ws) => `${ws} ${r.legacyComplete[ws] ? 'yes' : c.yellow('no')}`).join(', ')}; next: ${c.cyan(r.next)}`);
+}
+
+function workspacesJson(r: WorkspaceRollbackResult): Record<string, unknown> {
+  return {
+    workspaces: r.workspaces,
+    from: r.from,
+    to: r.to,
+    epoch: r.epoch,
+    dryRun: r.dryRun,
+    action: r.action,
+    plan: r.plan,
+    forced: r.forced,
+    legacyComplete: r.legacyComplete,
+    next: r.next,
+    reverseBackfills: r.reverseBackfills.map((b) => ({ workspace: b.workspace, complete: b.complete, scanned: b.scanned, copied: b.copied, unmigratable: b.unmigratable, unmigratableRecords: b.unmigratableRecords })),
+  };
+}
 import { runCommand } from '../runner.js';
 
 function render(r: RollbackResult, out: Output): void {
@@ -80,6 +117,7 @@ export function registerRollback(program: Command, setExit: (code: number) => vo
     .option('--execute', 'act (takes the lock); without it, show the plan and change nothing')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
     .option('--force [gates]', FORCE_HELP)
+    .option('--workspace <ids>', 'canary: one step back for these workspaces only (comma-separated); after their cleanup it reverse-backfills exactly their records')
     .option('--phase-only', 'from new-only: move the phase but skip the reverse backfill (a later rollback --execute runs it)')
     .option('--rate <keys/s>', 'throttle the reverse backfill (default: no limit)')
     .option('--batch-size <n>', `reverse backfill SCAN COUNT ${dflt(DEFAULT_BATCH_SIZE)}`)
@@ -102,6 +140,32 @@ Examples:
   $ orch-migrate rollback --execute --reason "INC-77 elevated error rate on v2 reads"`,
     )
     .action(async (_o, cmd: Command) => {
+      if (cmd.opts().workspace !== undefined) {
+        setExit(
+          await runCommand(cmd, {
+            name: 'rollback',
+            options: RollbackFlagsSchema,
+            mutating: (o) => o.execute,
+            execute: ({ ctx, opts, progress, globals }) =>
+              rollbackWorkspaces(ctx, parseWorkspaceList(opts.workspace ?? []), {
+                execute: opts.execute,
+                ...(opts.reason === null ? {} : { reason: opts.reason }),
+                force: opts.force,
+                ackTimeoutMs: globals.ackTimeout,
+                phaseOnly: opts.phaseOnly,
+                rate: opts.rate,
+                batchSize: opts.batchSize,
+                concurrency: opts.concurrency,
+                onProgress: progress.update,
+              }),
+            render: renderWorkspaces,
+            toJson: workspacesJson,
+            exitCode: (r) => (r.reverseBackfills.some((b) => b.unmigratable > 0) ? ExitCode.Problems : ExitCode.Ok),
+            historySummary: workspacesJson,
+          }),
+        );
+        return;
+      }
       setExit(
         await runCommand(cmd, {
           name: 'rollback',

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { getStatus, type StatusResult } from '../../ops/status.js';
-import { durationFlag, intFlag, orNull, switchFlag, withDefault } from '../options.js';
+import { durationFlag, fmtDuration, intFlag, orNull, switchFlag, withDefault } from '../options.js';
 import { fmtAgo, fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
@@ -47,26 +47,21 @@ function render(r: StatusResult, out: Output): void {
   const lagging = live.filter((w) => w.epoch < r.epoch);
   lines.push(['writers', live.length === 0 ? 'none registered (writers that do not register are covered by the settle window only)' : `${live.length} live, ${lagging.length === 0 ? c.green(`all at epoch ${r.epoch}`) : c.yellow(`${lagging.length} not yet at epoch ${r.epoch}`)}`]);
   for (const w of live.slice(0, 10)) lines.push(['writer', `${safe(w.name || 'writer')} pid ${w.pid}@${safe(w.host)} epoch ${w.epoch}${w.epoch < r.epoch ? c.yellow(' (lagging)') : ''}, heartbeat ${fmtAgo(w.ageMs)}`]);
+  const counts = Object.entries(r.canaries.byPhase);
+  if (counts.length > 0) {
+    lines.push(['canaries', `${counts.map(([p, n]) => `${fmtInt(n)} in ${p}`).join(', ')} (ahead of the global ${r.phase}); every other workspace follows the global phase`]);
+    for (const cn of r.canaries.listed) {
+      const closed = cn.gates.find((g) => !g.open);
+      lines.push(['canary', `${safe(cn.workspace)} ${cn.phase}${cn.legacyComplete || cn.phase === 'new-only' ? '' : c.yellow(' (legacy incomplete: rollback --workspace resumes the copy back)')}; ${cn.next} --workspace ${closed ? `${c.red('closed')} — ${safe(closed.reason)}` : c.green('open')}`]);
+    }
+  }
   if (r.accepted > 0) lines.push(['accepted', `${fmtInt(r.accepted)} legacy key(s) accepted as unmigratable (orch-migrate accept --list)`]);
   lines.push(['lock', r.lock ? c.yellow(lockLine(r)) : 'free']);
   for (const [cmd, g] of Object.entries(r.gates)) {
     const first = g.gates.find((x) => !x.open);
     lines.push([`gate`, `${cmd.padEnd(18)} ${g.open ? c.green('open') : `${c.red('closed')} — ${first?.reason ?? ''}`}`]);
   }
-  for (const h of r.history) {
-    const d = h.data;
-    let what: string;
-    if (h.type === 'transition') what = `${String(d.from)} → ${String(d.to)} (epoch ${String(d.epoch)})${d.reason ? ` "${String(d.reason)}"` : ''}${Array.isArray(d.forced) && d.forced.length > 0 ? c.yellow(` forced: ${d.forced.join(', ')}`) : ''}`;
-    else if (h.type === 'force') what = c.yellow(`gate(s) ${Array.isArray(d.gates) ? d.gates.join(', ') : '?'} overridden for ${String(d.command)}: "${String(d.reason ?? '')}"`);
-    else {
-      const counts = (['copied', 'deleted', 'kept', 'mismatches'] as const)
-        .filter((k) => typeof d[k] === 'number')
-        .map((k) => `${fmtInt(d[k] as number)} ${k}`)
-        .join(', ');
-      what = `${d.exitCode === undefined ? '' : `exit ${String(d.exitCode)}`}${counts ? ` (${counts})` : ''}${d.message ? ` ${String(d.message)}` : ''}${d.dryRun === true ? ' (dry run)' : ''}`.trim();
-    }
-    lines.push(['history', `${new Date(h.at).toISOString()} ${safe(h.type)} ${safe(what)} by ${safe(h.by)}`]);
-  }
+  for (const h of r.history) lines.push(['history', `${new Date(h.at).toISOString()} ${safe(h.type)} ${historyWhat(h.type, h.data, c)} by ${safe(h.by)}`]);
   for (const [k, val] of lines) out.print(`${c.bold(k.padEnd(9))} ${val}`);
   out.print(`${c.bold('next'.padEnd(9))} ${c.cyan(r.next.command)}  ${c.dim(`# ${safe(r.next.why)}`)}`);
 }
@@ -84,6 +79,42 @@ function lockLine(r: StatusResult): string {
   return stale
     ? `${head}; not renewed for ${Math.round((l.ttlMs - l.remainingMs) / 1000)}s: the holder is probably dead, the lock frees itself in ${Math.ceil(l.remainingMs / 1000)}s`
     : `${head}, lease ${Math.ceil(l.remainingMs / 1000)}s`;
+}
+
+/**
+ * One history entry's summary, by its type: what moved, what was overridden,
+ * or a run's outcome. Every value from the record is escaped here, before the
+ * colour codes go around it (escaping afterwards would print them).
+ */
+function historyWhat(type: string, d: Record<string, unknown>, c: Output['color']): string {
+  const t = (v: unknown): string => safe(String(v));
+  const list = (v: unknown): string => (Array.isArray(v) ? v.map(t).join(', ') : '?');
+  const reason = d.reason ? ` "${t(d.reason)}"` : '';
+  const forced = Array.isArray(d.forced) && d.forced.length > 0 ? c.yellow(` forced: ${list(d.forced)}`) : '';
+  switch (type) {
+    case 'transition':
+      return `${t(d.from)} → ${t(d.to)} (epoch ${t(d.epoch)})${reason}${forced}`;
+    case 'workspace-transition': {
+      const ws = Array.isArray(d.workspaces) ? d.workspaces : [];
+      const shown = ws.length > 5 ? `${list(ws.slice(0, 5))} and ${ws.length - 5} more` : list(ws);
+      return `workspace(s) ${shown}${d.from ? ` ${t(d.from)}` : ''} → ${t(d.to)} (epoch ${t(d.epoch)})${reason}${forced}`;
+    }
+    case 'transition-abandoned':
+      return c.yellow(`the move of entry ${t(d.entry)} did not happen`);
+    case 'force':
+      return c.yellow(`gate(s) ${list(d.gates)} overridden for ${t(d.command)}:${reason}`);
+    case 'override':
+      return c.yellow(`${t(d.command)} --min-soak ${fmtDuration(Number(d.minSoakMs))} (default ${fmtDuration(Number(d.defaultMs))})${reason}`);
+    case 'ack-timeout':
+      return c.yellow(`writer(s) ${list(d.laggards)} did not acknowledge epoch ${t(d.epoch)}`);
+    default: {
+      const counts = (['copied', 'deleted', 'kept', 'mismatches'] as const)
+        .filter((k) => typeof d[k] === 'number')
+        .map((k) => `${fmtInt(d[k] as number)} ${k}`)
+        .join(', ');
+      return `${d.exitCode === undefined ? '' : `exit ${t(d.exitCode)}`}${counts ? ` (${counts})` : ''}${d.message ? ` ${t(d.message)}` : ''}${d.dryRun === true ? ' (dry run)' : ''}`.trim();
+    }
+  }
 }
 
 /** Registers `status`. */

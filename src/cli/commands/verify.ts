@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { MismatchKind } from '../../ops/record-compare.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
 import { DEFAULT_MAX_SUSPECTS, DEFAULT_ROUND_DELAY_MS, DEFAULT_ROUNDS, DEFAULT_TTL_TOLERANCE_MS, verify, verifyExitCode, type VerifyResult } from '../../ops/verify.js';
-import { dflt, durationFlag, fmtDuration, fractionFlag, intFlag, orNull, switchFlag, withDefault, workspaceFlag } from '../options.js';
+import { dflt, durationFlag, fmtDuration, fractionFlag, intFlag, orNull, switchFlag, withDefault, workspaceListFlag } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
@@ -15,7 +15,7 @@ const VerifyFlagsSchema = z.object({
   rounds: withDefault(intFlag(1, 20), DEFAULT_ROUNDS),
   roundDelay: withDefault(durationFlag(), DEFAULT_ROUND_DELAY_MS),
   ttlTolerance: withDefault(intFlag(0, 86_400_000), DEFAULT_TTL_TOLERANCE_MS),
-  workspace: orNull(workspaceFlag()),
+  workspace: orNull(workspaceListFlag()),
   sample: orNull(fractionFlag()),
   report: orNull(z.string().min(1)),
   repair: switchFlag,
@@ -29,7 +29,12 @@ const SOURCE_KINDS = new Set<string>([MismatchKind.Unmigratable, MismatchKind.No
 
 function render(r: VerifyResult, out: Output): void {
   const c = out.color;
-  const scope = r.scope === 'full' ? 'full' : c.yellow('partial (--workspace/--sample: does not open gates)');
+  const scope =
+    r.scope === 'full'
+      ? 'full'
+      : r.workspaces
+        ? c.yellow(`of workspace(s) ${r.workspaces.map(safe).join(', ')} (opens their canary gates, not the global ones)`)
+        : c.yellow('partial (--sample: opens no gate)');
   out.print(`verify ${scope}: ${fmtInt(r.scanned)} records and ${fmtInt(r.indexEntries)} index entries checked in ${r.rounds} round(s), ${(r.durationMs / 1000).toFixed(1)}s`);
   out.print(`suspects after each round: ${r.suspectsPerRound.map(fmtInt).join(' → ')} (differences that resolve between rounds were live writes)`);
   if (r.accepted > 0) out.print(`${fmtInt(r.accepted)} accepted unmigratable key(s) not counted as mismatches (orch-migrate accept --list)`);
@@ -97,7 +102,7 @@ export function registerVerify(program: Command, setExit: (code: number) => void
     .option('--rounds <n>', `rounds: a full scan, then re-checks of the suspects ${dflt(DEFAULT_ROUNDS)}`)
     .option('--round-delay <duration>', `pause between rounds (e.g. 500ms, 2s) ${dflt(fmtDuration(DEFAULT_ROUND_DELAY_MS))}`)
     .option('--ttl-tolerance <ms>', `largest expiry difference in ms that is not a mismatch ${dflt(DEFAULT_TTL_TOLERANCE_MS)}`)
-    .option('--workspace <id>', 'only this workspace (partial: does not open gates)')
+    .option('--workspace <ids>', 'only these workspaces, comma-separated (partial: opens their canary gates, not the global ones)')
     .option('--sample <fraction>', 'check only this fraction of keys, 0 < f ≤ 1 (partial)')
     .option('--report <file.ndjson>', 'write one line per persistent mismatch (field names, values redacted)')
     .option('--repair', 'fix persistent mismatches from the primary with compare-and-swap (never overwrites a newer write)')
@@ -128,7 +133,7 @@ Examples:
               rounds: opts.rounds,
               roundDelayMs: opts.roundDelay,
               ttlToleranceMs: opts.ttlTolerance,
-              workspace: opts.workspace,
+              workspaces: opts.workspace,
               sample: opts.sample,
               reportPath: opts.report,
               repair: opts.repair,

@@ -74,6 +74,16 @@ function sameFields(a: Record<string, string>, b: Record<string, string>): boole
 }
 
 /** Loads `n` legacy jobs the way the old service wrote them: no rev, JSON params with secrets, some TTLs. */
+/** The demo's workspace names, as {@link loadLegacyJobs} fills them. */
+function demoWorkspace(i: number): string {
+  return `ws-${String(i).padStart(3, '0')}`;
+}
+
+/** The demo's canaries: the last two workspaces it fills (one when there is one). */
+function demoCanaries(workspaces: number): string {
+  return [...new Set([Math.max(0, workspaces - 2), workspaces - 1].map(demoWorkspace))].join(',');
+}
+
 async function loadLegacyJobs(client: RedisClient, keys: Keyspace, n: number, workspaces: number, signal: AbortSignal): Promise<Map<string, string>> {
   const owners = new Map<string, string>();
   const now = Date.now();
@@ -82,7 +92,7 @@ async function loadLegacyJobs(client: RedisClient, keys: Keyspace, n: number, wo
     const p = (client as Redis).pipeline();
     for (let i = start; i < Math.min(n, start + 500); i++) {
       const id = `job_${String(i).padStart(6, '0')}`;
-      const ws = `ws-${String(i % workspaces).padStart(3, '0')}`;
+      const ws = demoWorkspace(i % workspaces);
       owners.set(id, ws);
       const created = new Date(now - (n - i) * 1000).toISOString();
       const key = keys.legacyJob(id);
@@ -275,12 +285,18 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
     out.line(`${opts.writers} live writers are creating and updating jobs through the queue core for the whole demo\n`);
 
     const g = ['--prefix', prefix];
+    const canaries = demoCanaries(opts.workspaces);
     const steps: Array<{ title: string; args: string[]; expected: number[] }> = [
       { title: 'Where are we?', args: ['status'], expected: [0] },
       { title: 'Phase 1: writers mirror every write into v2', args: ['enable-dual-write', '--reason', 'demo: start', '--settle-ms', '500'], expected: [0] },
       { title: 'Copy the history (resumable, throttle-able, byte-exact)', args: ['backfill'], expected: [0] },
       { title: 'Prove both layouts agree, field by field, in both directions', args: ['verify', '--rounds', '2', '--round-delay', '300ms'], expected: [0] },
-      { title: 'Phase 2: reads move to v2 (gated on that clean verify)', args: ['flip-read', '--reason', 'demo: verify clean'], expected: [0] },
+      { title: 'Canary: two workspaces read from v2 first, each gated on a verify that covered it', args: ['flip-read', '--workspace', canaries, '--reason', 'demo: canary'], expected: [0] },
+      { title: 'Verify again: the canaries are checked against their own primary (v2 now)', args: ['verify', '--rounds', '2', '--round-delay', '300ms'], expected: [0] },
+      { title: 'The canaries clean up ahead of everyone (exactly their legacy keys)', args: ['cleanup', '--workspace', canaries, '--execute', '--min-soak', '0s', '--reason', 'demo: canary cleanup'], expected: [0] },
+      { title: 'Status shows the canaries ahead of the global phase', args: ['status'], expected: [0] },
+      { title: 'Every move changes the epoch: verify once more before the global flip', args: ['verify', '--rounds', '2', '--round-delay', '300ms'], expected: [0] },
+      { title: 'Phase 2: reads move to v2 for everyone (gated on that clean verify)', args: ['flip-read', '--reason', 'demo: verify clean'], expected: [0] },
       { title: 'Soak, and verify again in the new epoch', args: ['verify', '--rounds', '2', '--round-delay', '300ms'], expected: [0] },
       { title: 'Cleanup is a dry run by default', args: ['cleanup', '--min-soak', '0s'], expected: [0] },
       { title: 'Phase 3: delete legacy keys proven in v2', args: ['cleanup', '--execute', '--min-soak', '0s', '--reason', 'demo: no soak on a throwaway server'], expected: [0] },

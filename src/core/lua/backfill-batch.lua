@@ -22,8 +22,9 @@
   ARGV[1]  lock value ('' = unlocked: only a dry run)
   ARGV[2]  stride: 2 (no index) or 3 (with index)
   ARGV[3]  '1' = dry run: write nothing, only classify
-  ARGV[4]  mode: 'source' or 'target'
-  ARGV     then per item: workspace id[, index score, index member (job id)]
+  ARGV     then per item: workspace id, mode ('source' or 'target': by the
+           phase of that workspace, which may be a canary's)[, index score,
+           index member (job id)]
 
   Returns  one code per item:
             1  copied into an absent target (dry run: would be)
@@ -42,10 +43,9 @@
 if not holdsLock(KEYS[1], ARGV[1]) then return redis.error_reply('FENCED lock') end
 local stride = tonumber(ARGV[2])
 local dry = ARGV[3] == '1'
-local sourceWins = ARGV[4] == 'source'
--- Per item: the workspace, then with the index its score and member.
-local argStride = 1
-if stride == 3 then argStride = 3 end
+-- Per item: the workspace and the mode, then with the index its score and member.
+local argStride = 2
+if stride == 3 then argStride = 4 end
 local n = (#KEYS - 1) / stride
 local out = {}
 local pending = {}
@@ -76,8 +76,9 @@ for i = 1, n do
   local src, dst = KEYS[base + 1], KEYS[base + 2]
   local idx = nil
   if stride == 3 then idx = KEYS[base + 3] end
-  local a = 4 + (i - 1) * argStride
+  local a = 3 + (i - 1) * argStride
   local ws = ARGV[a + 1]
+  local sourceWins = ARGV[a + 2] == 'source'
   local code
   local copied = 0
   if not dry and redis.call('EXISTS', src) == 1 and validRev(src) then copied = redis.call('COPY', src, dst) end
@@ -111,8 +112,8 @@ for i = 1, n do
       pending[idx] = list
       order[#order + 1] = idx
     end
-    list[#list + 1] = ARGV[a + 2]
     list[#list + 1] = ARGV[a + 3]
+    list[#list + 1] = ARGV[a + 4]
   end
   out[i] = code
 end

@@ -11,6 +11,8 @@
   KEYS[1]  legacy record hash `<p>:jobs:<job_id>`
   ARGV[1]  rev the v2 record holds (integer; a v2 record without rev is 0)
   ARGV[2]  workspace_id the caller read from this legacy record
+  ARGV[3]  lease deadline in server unix ms ('' or 0 = none): past it the
+           run may have lost its lock, so nothing is deleted
 
   Returns  1 unlinked
            0 kept: legacy rev is higher than the v2 rev
@@ -18,7 +20,11 @@
           -2 kept: the legacy rev field is not an integer
           -3 kept: the record's workspace_id is not ARGV[2] (it changed)
           -4 nothing to do: the key no longer exists
+  Errors   'FENCED lock' past the lease deadline
 ]]
+--- @include "includes/within-lease"
+
+if not withinLease(ARGV[3]) then return redis.error_reply('FENCED lock') end
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind == 'none' then return -4 end
 if kind ~= 'hash' then return -1 end

@@ -14,8 +14,10 @@
   KEYS[2..] the optional keys ARGV[1] names, in this order:
            'i' the v2 index (ZADD after a replace, ZREM after a delete)
            'l' the operator lock (the run must still hold it)
-  ARGV[1]  roles of KEYS[2..]: '', 'i', 'l' or 'il'
-  ARGV[2]  lock value ('' without 'l')
+  ARGV[1]  roles of KEYS[2..]: '', 'i', 'l' or 'il'; or 'd' alone (a
+           cluster, where the lock key is in another slot): ARGV[2] is then
+           the run's lease deadline in server unix ms instead
+  ARGV[2]  lock value ('' without 'l'), or the lease deadline with 'd'
   ARGV[3]  'replace' or 'delete'
   ARGV[4]  expected state: 'absent' or 'hash'
   ARGV[5]  expected raw rev field ('' when the field is absent)
@@ -29,10 +31,12 @@
            0 refused: the mirror changed since verify saw it
           -1 refused: the mirror is not a hash
           -2 refused: the mirror names another workspace (id conflict)
-  Errors   'FENCED lock' when the run no longer holds the lock
+  Errors   'FENCED lock' when the run no longer holds the lock, or is past
+           its lease deadline
 ]]
 --- @include "includes/digest"
 --- @include "includes/holds-lock"
+--- @include "includes/within-lease"
 
 local roles = ARGV[1]
 local indexKey, lockKey = nil, nil
@@ -43,6 +47,7 @@ if string.find(roles, 'i', 1, true) then
 end
 if string.find(roles, 'l', 1, true) then lockKey = KEYS[k] end
 if lockKey and not holdsLock(lockKey, ARGV[2]) then return redis.error_reply('FENCED lock') end
+if roles == 'd' and not withinLease(ARGV[2]) then return redis.error_reply('FENCED lock') end
 
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if ARGV[4] == 'absent' then

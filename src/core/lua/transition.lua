@@ -61,7 +61,7 @@ if KEYS[2] then
 end
 
 redis.call('HSET', KEYS[1], 'phase', ARGV[3], 'epoch', newEpoch, 'changed_at', now,
-  'changed_by', ARGV[5], 'reason', ARGV[6])
+  'phase_changed_at', now, 'changed_by', ARGV[5], 'reason', ARGV[6])
 if not cur[4] then redis.call('HSET', KEYS[1], 'settle_ms', ARGV[7]) end
 if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'lineage', (tonumber(cur[5] or '0') or 0) + 1) end
 for i = 12, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end

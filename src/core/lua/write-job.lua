@@ -16,6 +16,10 @@
   the legacy key exists, whoever owns it, in every phase, atomically with the
   create (no check-then-act race between two workspaces).
 
+  A workspace that runs ahead of the global phase (a canary, KEYS[7]) is routed
+  by its own phase: the override counts only while the global phase is
+  dual-write or later and only ahead of it (src/core/phase.ts effectivePhase).
+
   When the state record is unusable (a phase that is not one of the four, or
   a record missing while the history stream exists: eviction), the script
   does not guess: it acts on the caller's last valid phase (ARGV[2..3]).
@@ -26,8 +30,9 @@
   KEYS[4]  v2 record      <p>:job:<workspace_id>:<job_id>
   KEYS[5]  v2 index       <p>:job-index:<workspace_id>
   KEYS[6]  pending list   <p>:queue
+  KEYS[7]  per-workspace phases <p>:migration:jobs:workspaces
   ARGV[1]  'create' or 'update'
-  ARGV[2]  fallback phase (the caller's last valid phase)
+  ARGV[2]  fallback phase (the caller's last valid phase for this workspace)
   ARGV[3]  fallback epoch
   ARGV[4]  create: relative expiry in ms, 0 = persistent
   ARGV[5]  workspace id
@@ -49,14 +54,16 @@
            'STATE' (no usable phase at all). Every check that can refuse runs
            before the first write: a script is not rolled back by a later error.
 ]]
-local PHASES = { legacy = true, ['dual-write'] = true, ['read-new'] = true, ['new-only'] = true }
+local RANK = { legacy = 1, ['dual-write'] = 2, ['read-new'] = 3, ['new-only'] = 4 }
 local st = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
 local phase, epoch
-if st[1] and PHASES[st[1]] and st[2] and tonumber(st[2]) then
+if st[1] and RANK[st[1]] and st[2] and tonumber(st[2]) then
   phase, epoch = st[1], tonumber(st[2])
+  local override = redis.call('HGET', KEYS[7], ARGV[5])
+  if override and RANK[override] and RANK[override] >= 3 and RANK[phase] >= 2 and RANK[override] > RANK[phase] then phase = override end
 elseif not st[2] and (st[1] == 'legacy' or (not st[1] and redis.call('EXISTS', KEYS[2]) == 0)) then
   phase, epoch = 'legacy', 0
-elseif PHASES[ARGV[2]] then
+elseif RANK[ARGV[2]] then
   phase, epoch = ARGV[2], tonumber(ARGV[3]) or 0
 else
   return redis.error_reply('STATE')

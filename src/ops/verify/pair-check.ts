@@ -45,7 +45,7 @@ export class PairChecker {
     ]);
     const legacy = viewOf(legacyRaw);
     const v2 = viewOf(v2Raw);
-    const issues = classifyPair({ workspaceId: ws, jobId, legacy, v2, indexScore }, this.plan.toleranceMs, this.plan.v2IsPrimary);
+    const issues = classifyPair({ workspaceId: ws, jobId, legacy, v2, indexScore }, this.plan.toleranceMs, this.plan.phaseOf(ws));
     if (issues.length === 0) return null;
     const values = { legacy: new Map<string, Buffer>(), v2: new Map<string, Buffer>() };
     for (const i of issues) {

@@ -57,7 +57,7 @@ export class Passes {
     const { keys, signal } = this.ctx;
     const base = { op: null, batchSize: this.plan.batchSize, concurrency: this.plan.concurrency, signal };
     const label = `verify round 1/${this.plan.rounds}`;
-    if (this.plan.workspace === null) {
+    if (this.plan.workspaces === null) {
       const total = estimate === null ? null : estimate.legacy + estimate.v2;
       const r = await runScan(this.ctx.client, keys, {
         ...base,
@@ -68,23 +68,28 @@ export class Passes {
       });
       return { scanned: r.counters.checked ?? 0, indexEntries: r.counters.entries ?? 0 };
     }
-    // One workspace: legacy records name their workspace inside, so the legacy
-    // layout is walked whole; v2 and the index are narrowed by name.
+    // Some workspaces: legacy records name their workspace inside, so the legacy
+    // layout is walked whole (once); v2 and the indexes are narrowed by name.
     const r1 = await runScan(this.ctx.client, keys, {
       ...base,
       match: keys.legacyPattern,
       process: (batch) => this.legacyBatch(batch),
       onProgress: (p) => progress(`${label}: legacy → v2`, p, estimate?.legacy ?? null),
     });
-    const r2 = await runScan(this.ctx.client, keys, {
-      ...base,
-      match: keys.v2Pattern(this.plan.workspace),
-      process: (batch) => this.v2Batch(batch),
-      onProgress: (p) => progress(`${label}: v2 → legacy`, p, null),
-    });
-    // One index: no scan (the cluster client routes it to its master).
-    const entries = await this.indexKey(this.ctx.client, keys.index(this.plan.workspace));
-    return { scanned: (r1.counters.checked ?? 0) + (r2.counters.checked ?? 0), indexEntries: entries };
+    let scanned = r1.counters.checked ?? 0;
+    let entries = 0;
+    for (const ws of this.plan.workspaces) {
+      const r2 = await runScan(this.ctx.client, keys, {
+        ...base,
+        match: keys.v2Pattern(ws),
+        process: (batch) => this.v2Batch(batch),
+        onProgress: (p) => progress(`${label}: v2 → legacy (${ws})`, p, null),
+      });
+      scanned += r2.counters.checked ?? 0;
+      // One index: no scan (the cluster client routes it to its master).
+      entries += await this.indexKey(this.ctx.client, keys.index(ws));
+    }
+    return { scanned, indexEntries: entries };
   }
 
   /** Splits one batch of the `<p>:job*` walk into its three passes. */
@@ -121,7 +126,7 @@ export class Passes {
       if (!this.plan.sampled()) continue;
       const jobId = keys.parseLegacy(key);
       if (jobId === null) {
-        if (this.plan.workspace === null) this.suspects.addKey(key, MismatchKind.Unmigratable, `${UnmigratableReason.InvalidJobId} ${describeInput(keys.legacySuffix(key) ?? key)}`);
+        if (this.plan.workspaces === null) this.suspects.addKey(key, MismatchKind.Unmigratable, `${UnmigratableReason.InvalidJobId} ${describeInput(keys.legacySuffix(key) ?? key)}`);
         continue;
       }
       candidates.push({ key, jobId });
@@ -148,7 +153,7 @@ export class Passes {
   private keep(key: string, verdict: LegacyVerdict): verdict is { ok: true; ws: string } {
     if (verdict === null) return false;
     if (!verdict.ok) {
-      if (this.plan.workspace === null) this.suspects.addKey(key, verdict.kind, verdict.detail);
+      if (this.plan.workspaces === null) this.suspects.addKey(key, verdict.kind, verdict.detail);
       return false;
     }
     return this.plan.inScope(verdict.ws);

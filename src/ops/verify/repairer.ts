@@ -13,11 +13,11 @@
 import pLimit from 'p-limit';
 import { isJobId } from '../../core/ids.js';
 import { createdAtScore, JobField } from '../../core/job.js';
-import { Layout } from '../../core/phase.js';
+import { Layout, routeFor } from '../../core/phase.js';
 import { readRecord } from '../../core/protocol.js';
 import { callScript, ScriptName } from '../../core/scripts.js';
-import type { MigrationState } from '../../core/state.js';
-import { assertLockHeld, lockArgs, type OpContext } from '../context.js';
+import { phaseOf, type MigrationState } from '../../core/state.js';
+import { assertLockHeld, leaseDeadline, lockArgs, type OpContext } from '../context.js';
 import { fieldText, MismatchKind, RECORD_KINDS, viewOf } from '../record-compare.js';
 import type { DanglingSuspect, PairSuspect, SuspectSet } from './suspects.js';
 
@@ -25,7 +25,6 @@ export class Repairer {
   constructor(
     private readonly ctx: OpContext,
     private readonly state: MigrationState,
-    private readonly primary: Layout,
     private readonly cluster: boolean,
   ) {}
 
@@ -34,7 +33,7 @@ export class Repairer {
     const lock = lockArgs(this.ctx);
     if (this.cluster) {
       await assertLockHeld(this.ctx);
-      return callScript<number>(this.ctx.client, ScriptName.RepairCasOneKey, [mirrorKey, '', '', ...args]);
+      return callScript<number>(this.ctx.client, ScriptName.RepairCasOneKey, [mirrorKey, 'd', leaseDeadline(this.ctx), ...args]);
     }
     const roles = `${indexKey ? 'i' : ''}l`;
     const extra = indexKey ? [indexKey, lock.key] : [lock.key];
@@ -50,7 +49,11 @@ export class Repairer {
     const indexKey = keys.index(s.ws);
     const recordIssue = s.issues.some((i) => RECORD_KINDS.has(i.kind));
     const indexIssue = s.issues.some((i) => i.kind === MismatchKind.IndexMissing || i.kind === MismatchKind.IndexScore);
-    const mirrorIsV2 = this.primary === Layout.Legacy;
+    // The pair's primary is that of its workspace's phase (a canary's may be ahead); new-only has no mirror.
+    const phase = phaseOf(this.state, s.ws);
+    if (routeFor(phase).mirror === null) return false;
+    const primary = routeFor(phase).primary;
+    const mirrorIsV2 = primary === Layout.Legacy;
     const primaryKey = mirrorIsV2 ? legacyKey : v2Key;
     const mirrorKey = mirrorIsV2 ? v2Key : legacyKey;
     const seen = mirrorIsV2 ? s.v2 : s.legacy;
@@ -69,7 +72,7 @@ export class Repairer {
       let code: number;
       if (primaryView.type === 'none') {
         if (seen.type === 'none') return true;
-        const complete = this.primary === Layout.Legacy ? this.state.legacyComplete : this.state.v2Complete;
+        const complete = primary === Layout.Legacy ? this.state.legacyComplete : this.state.v2Complete;
         if (!complete) return false;
         code = await this.cas(mirrorKey, inlineIndex, ['delete', ...expected, 0, 0, s.jobId, '']);
         if (code === 1 && mirrorIsV2 && this.cluster) await this.ctx.client.zrem(indexKey, s.jobId);
