@@ -369,10 +369,14 @@ export function classifyRedisError(err: unknown, address: string, ctx: ClassifyC
   const denied = replyBehind(err, (e) => aclDenial(e, address, user) !== null);
   if (denied) return aclDenial(denied, address, user);
   if (replyBehind(err, isOutOfMemoryReply)) return new RedisOutOfMemoryError(address, { cause: err });
-  // A master turned replica (Sentinel demotes the old master) or one that lost its
-  // replicas: the failover is in progress, which an operator meets as an outage.
-  const failover = replyBehind(err, (e) => isReplyError(e) && /^(READONLY|MASTERDOWN)\b/.test(e.message));
-  if (failover) return new RedisUnavailableError(address, `${failover.message.split('\n')[0]} (a failover is in progress)`, { cause: err });
+  // A master turned replica (Sentinel demotes the old master), a replica cut off from its
+  // master, or a master refusing writes until its replicas are back (min-replicas-to-write):
+  // a failover is in progress, which an operator meets as an outage that ends by itself.
+  const failover = replyBehind(err, (e) => isReplyError(e) && /^(READONLY|MASTERDOWN|NOREPLICAS)\b/.test(e.message));
+  if (failover) {
+    const why = /^NOREPLICAS/.test(failover.message) ? 'the master refuses writes until enough replicas are connected (min-replicas-to-write)' : 'a failover is in progress';
+    return new RedisUnavailableError(address, `${failover.message.split('\n')[0]} (${why})`, { cause: err });
+  }
   if (!isConnectionError(err)) return err;
   const msg = err instanceof Error ? err.message : String(err);
   // The message of a connection error can carry the URL; keep only the reason.
@@ -482,7 +486,8 @@ function sentinelOptions(base: RedisOptions, s: SentinelSettings, opts: RedisCon
 
 /** A sentinel problem that configuration must fix, or that has a clearer name than "unreachable". */
 function sentinelProblem(s: SentinelSettings, role: RedisConnectionOptions['role'], address: string, errors: string[]): OrchError | null {
-  if (errors.length > 0 && errors.every((m) => /got an invalid reply: null/.test(m))) {
+  // Sentinels answer an unknown name with an error (Redis 7) or a null reply (older ones).
+  if (errors.length > 0 && errors.every((m) => /got an invalid reply: null|No such master with that name/.test(m))) {
     if (role === 'replica') return new RedisUnavailableError(address, `no sentinel lists a usable replica of ${s.masterName} (all are down, disconnected or none exists)`);
     return new ConfigError(`No sentinel knows a master named ${JSON.stringify(s.masterName)} (asked ${describeSentinelTarget(s).replace(/^.* via sentinel /, '')})`, {
       code: 'ERR_SENTINEL_MASTER',
@@ -552,7 +557,9 @@ export async function connectRedis(opts: RedisConnectionOptions): Promise<RedisC
 async function openClient(p: OpenPlan, opts: RedisConnectionOptions): Promise<RedisClient> {
   const { parsed, tls, address } = p;
   const sentinel = opts.sentinel ?? null;
-  const base = baseOptions(parsed, opts, tls && !sentinel ? directTls(parsed.host, tls) : null);
+  // A cluster's nodes are reached by the addresses CLUSTER SLOTS gives: each is checked against its own
+  // name, so the startup node's host is no default server name there (--tls-servername still applies).
+  const base = baseOptions(parsed, opts, tls && !sentinel ? (opts.cluster ? tls : directTls(parsed.host, tls)) : null);
   const service = opts.profile === ConnectionProfile.Service;
   let client: RedisClient;
   if (opts.cluster) {

@@ -84,7 +84,7 @@ type Cmd = readonly [command: string, why: string];
 /** Every connection. */
 const CONNECTION: readonly Cmd[] = [
   ['ping', 'connection check at start (and the API readiness probe)'],
-  ['info', "the client's ready check (waits out LOADING after a restart), Sentinel's role check, each master's run_id for checkpoints, replica lag"],
+  ['info', "the client's ready check (waits out LOADING after a restart) and Sentinel's role check; the CLI also reads each master's run_id (checkpoints) and a replica's lag"],
   ['client|setname', 'names each connection in CLIENT LIST (orch-migrate:<command>, orch-api, queue-core)'],
 ];
 
