@@ -23,9 +23,17 @@ export interface LedgerEntry {
  * Writers creating and updating jobs in a loop, each job owned by one writer
  * (so the ledger's entry is the store's truth), plus one worker dequeuing.
  */
+/** A write that failed: when, on which job (an update), and why. */
+export interface FailedWrite {
+  at: number;
+  jobId: string | null;
+  error: unknown;
+}
+
 export class LiveWriters {
   readonly ledger = new Map<string, LedgerEntry>();
   readonly errors: unknown[] = [];
+  readonly failures: FailedWrite[] = [];
   writes = 0;
   dequeued = 0;
   private stopped = false;
@@ -49,6 +57,7 @@ export class LiveWriters {
     const ids = this.mine[w]!;
     while (!this.stopped) {
       n++;
+      let target: string | null = null;
       try {
         if (ids.length < 5 || n % 3 === 0) {
           const job = await q.enqueue({ workspaceId: `ws${n % (this.opts.workspaces ?? 4)}`, action: 'live', params: { w, n, password: 'never-shown' } });
@@ -56,6 +65,7 @@ export class LiveWriters {
           ids.push(job.jobId);
         } else {
           const id = ids[n % ids.length]!;
+          target = id;
           const e = this.ledger.get(id)!;
           const job = await q.updateStatus(e.workspaceId, id, { status: n % 2 ? 'running' : 'succeeded', result: { w, n } });
           this.ledger.set(id, { ...e, rev: job.rev, at: Date.now() });
@@ -63,6 +73,7 @@ export class LiveWriters {
         this.writes++;
       } catch (err) {
         this.errors.push(err);
+        this.failures.push({ at: Date.now(), jobId: target, error: err });
       }
       await new Promise((r) => setTimeout(r, this.opts.pauseMs ?? 10));
     }
