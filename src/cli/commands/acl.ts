@@ -37,7 +37,7 @@ export function registerAcl(program: Command, setExit: (code: number) => void): 
     .addOption(new Option('--operator-user <name>', `user of the orch-migrate CLI ${dflt(DEFAULT_ACL_USERS.operator)}`).env('ORCH_ACL_OPERATOR_USER'))
     .addOption(new Option('--api-user <name>', `user of the reference API ${dflt(DEFAULT_ACL_USERS.api)}`).env('ORCH_ACL_API_USER'))
     .addOption(new Option('--writer-user <name>', `user of queue-core writers and workers ${dflt(DEFAULT_ACL_USERS.writer)}`).env('ORCH_ACL_WRITER_USER'))
-    .addOption(new Option('--aclfile', 'print ACL file lines (user <name> …) instead of ACL SETUSER commands').env('ORCH_ACL_FILE_FORMAT'))
+    .option('--aclfile', 'print ACL file lines (user <name> …) instead of ACL SETUSER commands')
     .addHelpText(
       'after',
       `
