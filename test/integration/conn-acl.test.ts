@@ -319,7 +319,7 @@ describe('least-privilege ACL users (standalone)', () => {
     const u2 = randomUsers();
     const p2 = uniquePrefix('aclmiss');
     const k2 = new Keyspace(p2);
-    const variants = ['no-info', 'no-migration-keys', 'no-copy', 'api-no-channel'];
+    const variants = ['no-info', 'no-migration-keys', 'no-copy', 'api-no-channel', 'api-no-scan'];
     await createUsers(u2, p2, [node]);
     const pw = randomBytes(8).toString('hex');
     const asUser = (name: string, args: string[]): Promise<CliResult> => runCli(['--redis-url', `redis://${name}:${pw}@${node.host}:${node.port}`, '--prefix', p2, '--json', ...args]);
@@ -363,6 +363,21 @@ describe('least-privilege ACL users (standalone)', () => {
       });
       expect(code).toBe(ExitCode.Usage);
       expect(logs.text()).toContain(`ACL SETUSER api-no-channel &${p2}:migration:jobs:events`);
+
+      // A running API whose user lacks a command one route needs (SCAN: the legacy read path serves reads
+      // until the flip, and this prefix is in dual-write): the request gets 503 and the log names the rule.
+      await variantUser(u2.lines.api, 'api-no-scan', pw, [node], (rules) => rules.filter((x) => x !== '+scan'));
+      const apiLogs = captureStream();
+      const cfg = loadApiConfig({ REDIS_URL: `redis://api-no-scan:${pw}@${node.host}:${node.port}`, ORCH_PREFIX: p2, ORCH_API_TOKENS: JSON.stringify(tokenEntries('ws1', 'ws2')), LOG_LEVEL: 'info' });
+      const svc = await createApiService(cfg, { logStream: apiLogs });
+      try {
+        const list = await svc.app.inject({ method: 'GET', url: '/ai/jobs', headers: bearer(TOKENS.a) });
+        expect(list.statusCode).toBe(503);
+        expect(list.body).not.toMatch(/NOPERM|ACL/);
+        expect(apiLogs.text()).toContain('"acl_rule":"ACL SETUSER api-no-scan +scan"');
+      } finally {
+        await svc.close();
+      }
     } finally {
       await dropUsers(u2, [node], variants);
       await deleteKeysWithPrefix(admin, p2);
