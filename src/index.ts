@@ -8,6 +8,8 @@ export * from './core/keys.js';
 export * from './core/phase.js';
 export * from './core/job.js';
 export * from './core/redis.js';
+export * from './core/tls.js';
+export * from './core/sentinel.js';
 export * from './core/protocol.js';
 export * from './core/state.js';
 export * from './core/lock.js';

@@ -10,7 +10,9 @@ import { ConfigError } from '../core/errors.js';
 import { isWorkspaceId } from '../core/ids.js';
 import { Keyspace } from '../core/keys.js';
 import { DEFAULT_PAGE_MAX_BYTES } from '../core/listing.js';
-import { DEFAULT_REDIS_URL, parseRedisUrl } from '../core/redis.js';
+import { connectionSettingsFromEnv, DEFAULT_REDIS_URL, parseRedisUrl } from '../core/redis.js';
+import type { SentinelSettings } from '../core/sentinel.js';
+import { loadTlsOptions, type TlsSettings } from '../core/tls.js';
 import { sensitiveKeysFromEnv } from '../core/redact.js';
 import { parseTokenTable, type TokenEntry } from './auth.js';
 
@@ -23,6 +25,10 @@ export interface ApiConfig {
   port: number;
   redisUrl: string;
   redisCluster: boolean;
+  /** TLS files and server name (ORCH_TLS_*), the same settings as the CLI's --tls-* options. */
+  redisTls: TlsSettings | null;
+  /** Find the master through Sentinel (ORCH_SENTINELS, ORCH_SENTINEL_MASTER) and follow its failovers. */
+  redisSentinel: SentinelSettings | null;
   keys: Keyspace;
   tokens: TokenEntry[];
   /** HMAC secrets of the cursor envelope: the first signs, every one verifies (rotation). */
@@ -62,6 +68,18 @@ export const API_ENV_DOCS: readonly EnvDoc[] = [
   { name: 'HOST', default: '0.0.0.0', meaning: 'Address to bind.' },
   { name: 'REDIS_URL', default: DEFAULT_REDIS_URL, meaning: 'redis:// or rediss:// URL (the password is never logged).' },
   { name: 'ORCH_REDIS_CLUSTER', default: 'off', meaning: '`on`: REDIS_URL is a startup node of a Redis Cluster.' },
+  { name: 'ORCH_TLS_CA_FILE', default: '(none)', meaning: 'PEM file of the CA that signed the Redis server certificate (a private CA); needs a rediss:// REDIS_URL.' },
+  { name: 'ORCH_TLS_CERT_FILE', default: '(none)', meaning: 'PEM client certificate, for servers with tls-auth-clients yes (with ORCH_TLS_KEY_FILE).' },
+  { name: 'ORCH_TLS_KEY_FILE', default: '(none)', meaning: 'PEM private key of the client certificate (unencrypted; never logged).' },
+  { name: 'ORCH_TLS_SERVERNAME', default: '(the URL host)', meaning: 'Host name the server certificate must hold, when it differs from the host connected to.' },
+  {
+    name: 'ORCH_SENTINELS',
+    default: '(none)',
+    meaning: 'host:port[,host:port…] of Redis Sentinels: the master is found through them and followed across failovers; REDIS_URL then gives only the user, password, db and rediss.',
+  },
+  { name: 'ORCH_SENTINEL_MASTER', default: '(none)', meaning: 'The master name the sentinels monitor (required with ORCH_SENTINELS).' },
+  { name: 'ORCH_SENTINEL_USERNAME', default: '(none)', meaning: "ACL user of the sentinels themselves, when they require one." },
+  { name: 'ORCH_SENTINEL_PASSWORD', default: '(none)', meaning: "Password of the sentinels themselves (not the data nodes'); never logged." },
   { name: 'ORCH_PREFIX', default: 'ai', meaning: 'Key prefix (`<prefix>:jobs:*`, `<prefix>:job:*`, `<prefix>:migration:jobs`, ...).' },
   {
     name: 'ORCH_API_TOKENS_FILE',
@@ -196,6 +214,9 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadCo
   const e = res.data;
   const redisUrl = e.REDIS_URL && e.REDIS_URL.trim() !== '' ? e.REDIS_URL.trim() : DEFAULT_REDIS_URL;
   parseRedisUrl(redisUrl); // validates; its errors never echo the password
+  // The same variables the CLI's options read; the TLS files are checked now, so a bad path is exit 2 at start.
+  const connection = connectionSettingsFromEnv(env);
+  if (connection.tls) loadTlsOptions(connection.tls);
   const keys = new Keyspace(e.ORCH_PREFIX && e.ORCH_PREFIX.trim() !== '' ? e.ORCH_PREFIX.trim() : 'ai');
 
   const tokens: TokenEntry[] = [];
@@ -238,6 +259,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env, opts: LoadCo
     port: e.PORT,
     redisUrl,
     redisCluster: e.ORCH_REDIS_CLUSTER,
+    redisTls: connection.tls,
+    redisSentinel: connection.sentinel,
     keys,
     tokens,
     cursorSecrets: cursor.secrets,

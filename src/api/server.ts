@@ -19,7 +19,8 @@ import { Layout, readPathFor, type Phase } from '../core/phase.js';
 import type { PhaseWatcherOptions } from '../core/phase-watcher.js';
 import type { JobQueue } from '../core/queue.js';
 import { createRedactor, type Redactor } from '../core/redact.js';
-import { closeRedis, ConnectionProfile, connectRedis, type RedisClient, type RedisConnectionOptions } from '../core/redis.js';
+import { AclPermissionError } from '../core/errors.js';
+import { classifyRedisError, closeRedis, ConnectionProfile, connectionTarget, connectRedis, parseRedisUrl, type RedisClient, type RedisConnectionOptions } from '../core/redis.js';
 import { RedisJobQueue } from '../core/redis-queue.js';
 import { StateCorruptError, StateStore } from '../core/state.js';
 import { TokenTable, type Principal } from './auth.js';
@@ -92,6 +93,8 @@ export interface BuildAppOptions extends Omit<ApiContext, 'shadow' | 'redactor' 
   listConcurrency?: number;
   /** Requests whose headers and body take longer get 408 (default 30 s). */
   requestTimeoutMs?: number;
+  /** The ACL user of the Redis connection, so a refusal's log line names the rule to grant to it. */
+  redisUser?: string;
 }
 
 /** Deepest JSON a request body may nest: deeper bodies get 400 before anything walks them. */
@@ -268,6 +271,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
 
   app.setErrorHandler(async (err, request, reply) => {
     const view = toHttpError(err);
+    // A missing ACL permission does not heal by itself: say once per request, at error, which rule to add.
+    const acl = classifyRedisError(err, 'redis', { user: opts.redisUser ?? 'default' });
+    if (acl instanceof AclPermissionError) request.log.error({ acl_rule: acl.rule, refused: acl.message }, `Redis ACL refused a command; grant it with: ${acl.rule}`);
     // 503s come in bursts while Redis is away (each one is expected and the outage is logged once):
     // a line without a stack each, at warn. Anything else at 5xx is a bug worth its stack.
     if (view.status === 503) request.log.warn({ unavailable: briefError(err), error_code: view.code }, 'request refused: temporarily unavailable');
@@ -381,12 +387,15 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
     logger.warn('METRICS_WORKSPACE_LABEL=on with an empty METRICS_WORKSPACE_ALLOWLIST: every workspace is labelled "unscoped"');
   }
 
+  const redisUser = parseRedisUrl(config.redisUrl).username ?? 'default';
   const ownsClient = opts.client === undefined;
   const client =
     opts.client ??
     (await connectRedis({
       url: config.redisUrl,
       cluster: config.redisCluster,
+      tls: config.redisTls,
+      sentinel: config.redisSentinel,
       profile: ConnectionProfile.Service,
       connectionName: 'orch-api',
       ...opts.redis,
@@ -452,7 +461,8 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
     });
   } catch (err) {
     await release();
-    throw err;
+    // Named like the CLI names it: a missing ACL permission (the events channel, say) is exit 2 with the rule.
+    throw classifyRedisError(err, connectionTarget({ url: config.redisUrl, sentinel: config.redisSentinel }), { user: redisUser, tls: config.redisTls });
   }
   const q = queue;
   const shadow = new ShadowReader({ client, keys: config.keys, metrics, ...(opts.shadowRandom ? { random: opts.shadowRandom } : {}) });
@@ -504,6 +514,7 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
     requestTimeoutMs: config.requestTimeoutMs,
     redisReady,
     readiness,
+    redisUser,
   });
 
   let closed = false;

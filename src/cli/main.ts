@@ -51,6 +51,16 @@ export function buildProgram(setExit: (code: number) => void): Command {
         'ORCH_ACK_TIMEOUT',
       ),
     )
+    .addOption(new Option('--tls-ca-file <file>', 'PEM file of the CA that signed the server certificate (a private CA); with a rediss:// URL').env('ORCH_TLS_CA_FILE'))
+    .addOption(new Option('--tls-cert-file <file>', 'PEM client certificate, for servers with tls-auth-clients yes (with --tls-key-file)').env('ORCH_TLS_CERT_FILE'))
+    .addOption(new Option('--tls-key-file <file>', 'PEM private key of --tls-cert-file (unencrypted; never printed)').env('ORCH_TLS_KEY_FILE'))
+    .addOption(new Option('--tls-servername <name>', 'host name the server certificate must hold, when it differs from the host connected to').env('ORCH_TLS_SERVERNAME'))
+    .addOption(
+      new Option('--sentinel <host:port,…>', 'find the master through these Redis Sentinels and follow its failovers; --redis-url then gives only user, password, db and rediss').env(
+        'ORCH_SENTINELS',
+      ),
+    )
+    .addOption(new Option('--sentinel-master <name>', 'the master name the sentinels monitor (with --sentinel; sentinel credentials: ORCH_SENTINEL_USERNAME/ORCH_SENTINEL_PASSWORD)').env('ORCH_SENTINEL_MASTER'))
     .showHelpAfterError('(run with --help for usage)')
     .showSuggestionAfterError(true)
     .exitOverride()

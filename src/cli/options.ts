@@ -11,6 +11,8 @@ import { isWorkspaceId } from '../core/ids.js';
 import { DEFAULT_REDIS_URL } from '../core/redis.js';
 import { DEFAULT_ACK_TIMEOUT_MS } from '../core/writers.js';
 import { DEFAULT_LOCK_TTL_MS } from '../core/lock.js';
+import { isMasterName, parseSentinelList } from '../core/sentinel.js';
+import { isServername } from '../core/tls.js';
 import { FORCEABLE_GATES, parseForce } from '../ops/gates.js';
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -105,6 +107,39 @@ export function workspaceListFlag() {
   ).transform((v) => [...new Set(v.split(',').map((w) => w.trim()))]);
 }
 
+/** A file path: non-empty, no control characters (the file itself is read and checked where it is used). */
+export function pathFlag() {
+  return str(
+    (v) => v.length > 0 && v.length <= 4096 && !/\p{Cc}/u.test(v),
+    (v) => `expected a file path, got ${v.length === 0 ? 'an empty value' : shown(v)}`,
+  );
+}
+
+/** `--tls-servername`: a DNS host name (full match), not an IP address. */
+export function servernameFlag() {
+  return str(isServername, (v) => `expected a host name the server certificate holds (not an IP address), got ${shown(v)}`);
+}
+
+/** `--sentinel host:port[,host:port…]` (every entry valid, no duplicates). */
+export function sentinelListFlag() {
+  return str(
+    (v) => {
+      try {
+        parseSentinelList(v);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    (v) => `expected host:port[,host:port…] with ports 1-65535 and no entry twice (IPv6 as [addr]:port), got ${shown(v)}`,
+  );
+}
+
+/** `--sentinel-master`: the name the sentinels monitor the master under. */
+export function masterNameFlag() {
+  return str(isMasterName, (v) => `expected a master name of 1-64 letters, digits, ".", "_" or "-", got ${shown(v)}`);
+}
+
 /** Free text (a reason): bounded, never empty. */
 export function textFlag(max = 500) {
   return z.string().trim().min(1, 'must not be empty').max(max, `at most ${max} characters`);
@@ -171,5 +206,11 @@ export const GlobalOptionsSchema = z.object({
   lockTtl: withDefault(intFlag(1000, 3_600_000), DEFAULT_LOCK_TTL_MS),
   actor: orNull(textFlag(128)),
   ackTimeout: withDefault(durationFlag(), DEFAULT_ACK_TIMEOUT_MS),
+  tlsCaFile: orNull(pathFlag()),
+  tlsCertFile: orNull(pathFlag()),
+  tlsKeyFile: orNull(pathFlag()),
+  tlsServername: orNull(servernameFlag()),
+  sentinel: orNull(sentinelListFlag()),
+  sentinelMaster: orNull(masterNameFlag()),
 });
 export type GlobalOptions = z.output<typeof GlobalOptionsSchema>;

@@ -4,11 +4,25 @@
  * this module and main.ts are the only places that know about exit codes.
  */
 import type { Command } from 'commander';
+import type { Redis } from 'ioredis';
 import type { ZodType } from 'zod';
 import { ExitCode, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
 import { Keyspace } from '../core/keys.js';
 import { LeaseLock } from '../core/lock.js';
-import { asUnavailable, closeRedis, connectRedis, parseRedisUrl, redactUrl, type RedisClient } from '../core/redis.js';
+import {
+  asUnavailable,
+  closeRedis,
+  connectionTarget,
+  connectRedis,
+  connectReplica,
+  parseRedisUrl,
+  redactUrl,
+  replicaLag,
+  type RedisClient,
+  type RedisConnectionOptions,
+  type ReplicaLag,
+} from '../core/redis.js';
+import { sentinelSettings, SENTINEL_SETTING_NAMES } from '../core/sentinel.js';
 import { defaultActor, StateStore } from '../core/state.js';
 import type { OpContext } from '../ops/context.js';
 import { assertForceReason } from '../ops/gates.js';
@@ -43,6 +57,47 @@ export interface CommandSpec<R, O> {
   toJson?(result: R): unknown;
   /** Compact summary for the history stream (default: none for read-only commands). */
   historySummary?(result: R): Record<string, unknown>;
+  /**
+   * `replica`: the operation's reads go to a replica (`ctx.client` is then a
+   * replica connection, while the state record, the lock and the history stay
+   * on the master). Only for operations that write nothing through
+   * `ctx.client`; the lag is measured before and after and stated in the result.
+   */
+  readFrom?(opts: O): 'master' | 'replica';
+}
+
+/** Where a run read from, when not the master (`readFrom` in --json, and the history). */
+export interface ReadFromReplica {
+  role: 'replica';
+  address: string;
+  /** Bytes of the master's writes the replica had not applied, when the run started and when it ended. */
+  lagBytesAtStart: number | null;
+  lagBytesAtEnd: number | null;
+  linkStatus: string;
+  lastIoSecondsAgo: number | null;
+}
+
+/** The connection options of the global flags: URL, cluster, TLS and Sentinel (sentinel credentials from the environment only). */
+export function connectionOptions(globals: GlobalOptions, name: string): RedisConnectionOptions {
+  return {
+    url: globals.redisUrl,
+    cluster: globals.cluster,
+    commandTimeoutMs: globals.timeout,
+    connectTimeoutMs: Math.min(5000, globals.timeout),
+    connectionName: `orch-migrate:${name}`,
+    tls: { caFile: globals.tlsCaFile, certFile: globals.tlsCertFile, keyFile: globals.tlsKeyFile, servername: globals.tlsServername },
+    sentinel: sentinelSettings({
+      sentinels: globals.sentinel,
+      masterName: globals.sentinelMaster,
+      // Passwords never go on a command line (ps shows it): the environment only.
+      username: process.env[SENTINEL_SETTING_NAMES.username.env] ?? null,
+      password: process.env[SENTINEL_SETTING_NAMES.password.env] ?? null,
+    }),
+  };
+}
+
+function fmtLag(lag: number | null): string {
+  return lag === null ? 'unknown' : `${lag} byte(s)`;
 }
 
 /** Parses the global options of a command (a bad value is a usage error naming the flag). */
@@ -104,12 +159,24 @@ export function commandLine(name: string, argv: string[] = process.argv.slice(2)
   return [name, ...kept].join(' ').slice(0, 200);
 }
 
+/** The ACL user a connection authenticates as, for "grant it with ACL SETUSER <user> …" (never the password). */
+function userOf(conn: RedisConnectionOptions | null): string {
+  if (!conn) return 'default';
+  try {
+    return parseRedisUrl(conn.url).username ?? 'default';
+  } catch {
+    return 'default';
+  }
+}
+
 /** Runs a command spec; resolves with the process exit code. Never throws. */
 export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): Promise<number> {
   let out = new Output(false);
   let client: RedisClient | null = null;
+  let reader: Redis | null = null;
   let lock: LeaseLock | null = null;
   let address = '?';
+  let conn: RedisConnectionOptions | null = null;
   let state: StateStore | null = null;
   let actor = defaultActor();
   let mutating = false;
@@ -128,16 +195,20 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
     assertForceReason({ force: own.force ?? [], reason: own.reason ?? '' });
     mutating = typeof spec.mutating === 'function' ? spec.mutating(opts) : spec.mutating;
     actor = globals.actor ?? actor;
-    address = parseRedisUrl(globals.redisUrl).address;
+    conn = connectionOptions(globals, spec.name);
+    address = connectionTarget(conn);
     const keys = new Keyspace(globals.prefix);
-    client = await connectRedis({
-      url: globals.redisUrl,
-      cluster: globals.cluster,
-      commandTimeoutMs: globals.timeout,
-      connectTimeoutMs: Math.min(5000, globals.timeout),
-      connectionName: `orch-migrate:${spec.name}`,
-    });
+    client = await connectRedis(conn);
     state = new StateStore(client, keys);
+    let lagAtStart: ReplicaLag | null = null;
+    if (spec.readFrom?.(opts) === 'replica') {
+      reader = await connectReplica({ ...conn, connectionName: `orch-migrate:${spec.name}:replica` }, client);
+      lagAtStart = await replicaLag(client as Redis, reader);
+      // A replica cut off from its master may be any age: reading it would verify the past.
+      if (lagAtStart.linkStatus !== 'up') {
+        throw new RedisUnavailableError(lagAtStart.address, `the replica's link to its master is ${lagAtStart.linkStatus}, so its data may be far behind; reading from it was refused`);
+      }
+    }
     if (mutating) {
       // A state record edited into nonsense is a config error (exit 2) before anything is written:
       // taking the lock would bump lock_fence inside the very record the operator is repairing.
@@ -147,17 +218,36 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
       lock.signal.addEventListener('abort', () => controller.abort(lock?.signal.reason), { once: true });
     }
     progress.current = createProgress(out);
-    const ctx: OpContext = { client, keys, state, actor, signal: controller.signal, lock };
+    const ctx: OpContext = { client: reader ?? client, keys, state, actor, signal: controller.signal, lock };
     const result = await spec.execute({ ctx, out, progress: progress.current, globals, opts });
     progress.current.finish();
+    let readFrom: ReadFromReplica | null = null;
+    if (reader && lagAtStart) {
+      const end = await replicaLag(client as Redis, reader);
+      readFrom = {
+        role: 'replica',
+        address: end.address,
+        lagBytesAtStart: lagAtStart.lagBytes,
+        lagBytesAtEnd: end.lagBytes,
+        linkStatus: end.linkStatus,
+        lastIoSecondsAgo: end.lastIoSecondsAgo,
+      };
+    }
     const code = spec.exitCode?.(result) ?? ExitCode.Ok;
     spec.render(result, out);
-    out.result(spec.toJson ? spec.toJson(result) : result);
-    if (spec.historySummary) await state.appendHistory(spec.name, actor, { exitCode: code, ...spec.historySummary(result) });
+    if (readFrom) {
+      out.print(
+        `read from replica ${readFrom.address}: ${fmtLag(readFrom.lagBytesAtStart)} behind the master at the start, ${fmtLag(readFrom.lagBytesAtEnd)} at the end ` +
+          `(link ${readFrom.linkStatus}, last I/O from the master ${readFrom.lastIoSecondsAgo ?? '?'}s ago); writes newer than that were not seen`,
+      );
+    }
+    const json = spec.toJson ? spec.toJson(result) : result;
+    out.result(readFrom && json !== null && typeof json === 'object' ? { ...(json as Record<string, unknown>), readFrom } : json);
+    if (spec.historySummary) await state.appendHistory(spec.name, actor, { exitCode: code, ...spec.historySummary(result), ...(readFrom ? { readFrom } : {}) });
     return code;
   } catch (raw) {
     progress.current?.stop();
-    const err = toOrchError(asUnavailable(raw, address));
+    const err = toOrchError(asUnavailable(raw, address, { user: userOf(conn), tls: conn?.tls ?? null }));
     reportError(err, out);
     if (mutating && state && !(err instanceof RedisUnavailableError)) {
       // Refusals and failures are part of the audit trail too.
@@ -167,6 +257,7 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
   } finally {
     untrap();
     if (lock) await lock.release();
+    if (reader) await closeRedis(reader);
     if (client) await closeRedis(client);
   }
 }

@@ -164,6 +164,42 @@ export class RedisOutOfMemoryError extends OrchError {
   }
 }
 
+/**
+ * TLS failed for a reason only configuration can fix: the server's certificate
+ * is not trusted, has expired or names another host, the server refused our
+ * client certificate, or a TLS file is unusable. Exit 2, never "unreachable":
+ * retrying cannot help, and the suggestion names the option to pass.
+ */
+export class TlsCertificateError extends ConfigError {
+  readonly address: string;
+  constructor(address: string, message: string, opts: { suggestion: string; cause?: unknown }) {
+    super(message, { code: 'ERR_TLS', ...opts });
+    this.address = address;
+  }
+}
+
+/**
+ * Redis refused a command, a key or a channel for the ACL user (NOPERM).
+ * Exit 2: a missing permission is configuration, and `rule` is the exact
+ * `ACL SETUSER` line that adds it.
+ */
+export class AclPermissionError extends ConfigError {
+  readonly address: string;
+  readonly user: string;
+  /** `ACL SETUSER <user> <rules…>`: what to run (as an admin) to grant what was refused. */
+  readonly rule: string;
+  constructor(address: string, user: string, message: string, rule: string, opts: { cause?: unknown } = {}) {
+    super(message, {
+      code: 'ERR_NOPERM',
+      suggestion: `Grant it with \`${rule}\` on every node (ACL rules do not replicate), or recreate the user from \`orch-migrate acl\` (docs/connectivity.md).`,
+      ...opts,
+    });
+    this.address = address;
+    this.user = user;
+    this.rule = rule;
+  }
+}
+
 /** SIGINT/SIGTERM ended the run cleanly. Exit 130. */
 export class InterruptedError extends OrchError {
   constructor(message = 'Interrupted; checkpoint saved, rerun to resume.') {

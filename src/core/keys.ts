@@ -119,6 +119,35 @@ export class Keyspace {
     return `${this.prefix}:migration:jobs:checkpoint:${op}`;
   }
 
+  /** Pattern of every migration key beside the state record itself: history, lock, checkpoints, findings, writers, accepted (ACL rules). */
+  get migrationPattern(): string {
+    return `${this.state}:*`;
+  }
+
+  /** Pattern of every checkpoint and its findings (ACL rules). */
+  get checkpointPattern(): string {
+    return `${this.state}:checkpoint:*`;
+  }
+
+  /**
+   * The family pattern a key of any prefix belongs to (`<p>:jobs:*`, `<p>:job:*`,
+   * `<p>:job-index:*`, `<p>:migration:jobs:*`), the key itself for the queue and
+   * the state record, or null for a key that is not the job store's. Used to
+   * name the ACL rule that covers a refused key without knowing the prefix.
+   */
+  static familyPattern(key: string): string | null {
+    const m = /^([A-Za-z0-9][A-Za-z0-9_-]{0,63}):(.*)$/.exec(key);
+    if (!m) return null;
+    const ks = new Keyspace(m[1]);
+    const layout = ks.layoutOf(key);
+    if (layout === 'legacy') return ks.legacyPattern;
+    if (layout === 'v2') return ks.v2Pattern();
+    if (layout === 'index') return ks.indexPattern;
+    if (key === ks.queue || key === ks.state) return key;
+    if (key.startsWith(`${ks.state}:`)) return ks.migrationPattern;
+    return null;
+  }
+
   /** SCAN MATCH pattern of the legacy layout. */
   get legacyPattern(): string {
     return `${this.prefix}:jobs:*`;

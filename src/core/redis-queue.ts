@@ -82,6 +82,9 @@ export interface RedisJobQueueOptions {
   register?: boolean | WriterRegistrationOptions;
 }
 
+/** How often a registered queue reads the phase while it does not write (a cache hit costs nothing). */
+const IDLE_PHASE_CHECK_MS = 250;
+
 /** Generates a job id: time-ordered, collision-resistant, valid under the job id rule. */
 export function newJobId(): string {
   return `job_${Date.now().toString(36)}_${randomBytes(6).toString('hex')}`;
@@ -113,6 +116,8 @@ export class RedisJobQueue implements JobQueue {
   /** Writes in flight, by the epoch they started under (an epoch is acknowledged once older ones drain). */
   private readonly inflight = new Map<number, number>();
   private latestEpoch = 0;
+  /** Keeps an idle registered process' phase fresh (see create()). */
+  private idleTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly client: RedisClient,
@@ -139,6 +144,16 @@ export class RedisJobQueue implements JobQueue {
     const q = new RedisJobQueue(client, opts);
     const state = await q.watcher.start();
     await q.registration?.start(state.epoch);
+    if (q.registration) {
+      // Epochs are acknowledged when the phase is read, and an idle process (an API between
+      // requests, a worker on an empty queue) reads it only when it writes: it would hold every
+      // transition up until --ack-timeout. Reading it on a timer (from cache while fresh, so about
+      // one HGETALL per cache period) acknowledges within that period instead.
+      q.idleTimer = setInterval(() => {
+        void q.watcher.current().catch(() => undefined);
+      }, IDLE_PHASE_CHECK_MS);
+      q.idleTimer.unref();
+    }
     return q;
   }
 
@@ -366,6 +381,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async close(): Promise<void> {
+    if (this.idleTimer) clearInterval(this.idleTimer);
     await this.registration?.stop();
     await this.watcher.close();
   }

@@ -80,6 +80,8 @@ export interface StartRedisServerOptions {
   port?: number;
   /** How long to wait for PING to answer; default 20s. */
   startTimeoutMs?: number;
+  /** Config file passed first (needed by `redis-server --sentinel`, which rewrites it). */
+  configFile?: string;
 }
 
 export interface StartRedisClusterOptions {
@@ -374,4 +376,58 @@ export async function startRedisCluster(opts: StartRedisClusterOptions = {}): Pr
     waitForHealthy,
     stop: () => (stopping ??= stopAll()),
   };
+}
+
+// ---------------------------------------------------------------------------
+// TLS servers (test/integration/conn-tls.test.ts)
+// ---------------------------------------------------------------------------
+
+/** Certificate files of a TLS server. */
+export interface TlsServerFiles {
+  certFile: string;
+  keyFile: string;
+  /** CA(s) the server trusts for client certificates. */
+  caFile: string;
+}
+
+/** A spawned redis-server with a TLS port beside its plain one (the plain port serves the harness: readiness, admin). */
+export interface TlsRedisServerHandle extends RedisServerHandle {
+  readonly tlsPort: number;
+  /** `rediss://127.0.0.1:<tlsPort>` */
+  readonly tlsUrl: string;
+}
+
+/**
+ * Starts redis-server with `--tls-port` and the given certificate files;
+ * `authClients` is redis' `tls-auth-clients` (yes = mutual TLS). The plain
+ * port stays open on loopback so the launcher can check readiness; tests
+ * connect to the TLS port.
+ */
+export async function startTlsRedisServer(files: TlsServerFiles, authClients: 'yes' | 'no' | 'optional', extraArgs: string[] = []): Promise<TlsRedisServerHandle> {
+  if (!redisBinaryAvailable()) throw new Error(`TLS tests need the redis-server binary built with TLS. ${INSTALL_HINT}`);
+  let lastErr: unknown;
+  // The TLS port is picked before redis-server binds it: another process may take it first.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const tlsPort = await findFreePort();
+    try {
+      const server = await startProcessServer(
+        {
+          extraArgs: [
+            '--tls-port', String(tlsPort),
+            '--tls-cert-file', files.certFile,
+            '--tls-key-file', files.keyFile,
+            '--tls-ca-cert-file', files.caFile,
+            '--tls-auth-clients', authClients,
+            ...extraArgs,
+          ],
+        },
+        () => findFreePort(),
+      );
+      return Object.assign(server, { tlsPort, tlsUrl: `rediss://${LOOPBACK}:${tlsPort}` });
+    } catch (err) {
+      lastErr = err;
+      if (!/already in use|exited during startup/i.test(String(err))) throw err;
+    }
+  }
+  throw lastErr;
 }

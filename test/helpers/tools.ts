@@ -1,16 +1,19 @@
 /**
- * External tools some tests need (bash, zsh, promtool). Outside CI a missing
+ * External tools some tests need (bash, zsh, promtool, openssl). Outside CI a missing
  * tool skips the test with the install command; under CI=true it fails it,
  * because .ci/run installs every one of them and a skip there would hide a gap.
  */
 import { spawnSync } from 'node:child_process';
 
 /** Debian packages that provide each tool (what .ci/run installs). */
-const PACKAGE: Record<string, string> = { zsh: 'zsh', promtool: 'prometheus', bash: 'bash' };
+const PACKAGE: Record<string, string> = { zsh: 'zsh', promtool: 'prometheus', bash: 'bash', openssl: 'openssl' };
+
+/** How a tool says its version when `--version` is not it (openssl has a subcommand). */
+const VERSION_ARGS: Record<string, string[]> = { openssl: ['version'] };
 
 /** True when `tool` runs. */
 export function toolAvailable(tool: string): boolean {
-  const r = spawnSync(tool, ['--version'], { stdio: 'ignore', timeout: 10_000 });
+  const r = spawnSync(tool, VERSION_ARGS[tool] ?? ['--version'], { stdio: 'ignore', timeout: 10_000 });
   return r.error === undefined && r.status === 0;
 }
 

@@ -22,6 +22,11 @@ const VerifyFlagsSchema = z.object({
   batchSize: withDefault(intFlag(1, 100_000), DEFAULT_BATCH_SIZE),
   concurrency: withDefault(intFlag(1, 64), DEFAULT_CONCURRENCY),
   maxSuspects: withDefault(intFlag(1, 10_000_000), DEFAULT_MAX_SUSPECTS),
+  readFromReplica: switchFlag,
+}).refine((o) => !(o.repair && o.readFromReplica), {
+  // A repair's compare-and-swap runs on the master; what a lagging replica showed is not what it must compare.
+  message: '--repair writes on the master and compares with what it read: drop --read-from-replica to repair',
+  path: ['readFromReplica'],
 });
 
 /** Kinds that are bad source records, not a divergence between the layouts: the fix is at the source, or `accept`. */
@@ -109,6 +114,7 @@ export function registerVerify(program: Command, setExit: (code: number) => void
     .option('--batch-size <n>', `SCAN COUNT: keys per batch ${dflt(DEFAULT_BATCH_SIZE)}`)
     .option('--concurrency <n>', `batches in flight at once ${dflt(DEFAULT_CONCURRENCY)}`)
     .option('--max-suspects <n>', `suspects re-checked individually; more are counted as unconfirmed ${dflt(DEFAULT_MAX_SUSPECTS)}`)
+    .option('--read-from-replica', "read the layouts from a replica (Sentinel's, or one the master lists), sparing the master; the lag is stated in the result")
     .addHelpText(
       'after',
       `
@@ -119,7 +125,8 @@ Examples:
   $ orch-migrate verify
   $ orch-migrate verify --report /tmp/verify.ndjson --json | jq .byKind
   $ orch-migrate verify --workspace acme --rounds 5 --round-delay 2s
-  $ orch-migrate verify --repair`,
+  $ orch-migrate verify --repair
+  $ orch-migrate --sentinel 10.0.0.1:26379,10.0.0.2:26379 --sentinel-master jobs verify --read-from-replica`,
     )
     .action(async (_o, cmd: Command) => {
       setExit(
@@ -128,6 +135,8 @@ Examples:
           options: VerifyFlagsSchema,
           // It writes last_verify (and --repair writes data), so it holds the lock.
           mutating: true,
+          // Without --repair verify writes only the state record and the history, which stay on the master.
+          readFrom: (o) => (o.readFromReplica ? 'replica' : 'master'),
           execute: ({ ctx, opts, progress }) =>
             verify(ctx, {
               rounds: opts.rounds,

@@ -414,6 +414,8 @@ export interface RedisProcessOptions {
   pickPort?: () => Promise<number>;
   /** How long to wait for the server to answer; default 20 s. */
   startTimeoutMs?: number;
+  /** A config file, passed first (redis-server reads it only there); `redis-server --sentinel` needs one it can rewrite. */
+  configFile?: string;
 }
 
 function isRunning(child: ChildProcess | undefined): boolean {
@@ -451,6 +453,7 @@ export class RedisProcess {
     private readonly ownsDir: boolean,
     private readonly args: readonly string[],
     private readonly startTimeoutMs: number,
+    private readonly configFile?: string,
   ) {}
 
   get url(): string {
@@ -478,6 +481,7 @@ export class RedisProcess {
     const bin = redisServerBin();
     const { tag } = currentSession();
     const argv = [
+      ...(this.configFile ? [this.configFile] : []),
       '--port', String(this.port),
       '--bind', LOOPBACK,
       '--dir', this.dir,
@@ -609,7 +613,7 @@ export async function startRedisProcess(opts: RedisProcessOptions = {}): Promise
   try {
     for (let attempt = 1; ; attempt++) {
       const port = opts.port ?? (await pickPort());
-      const server = new RedisProcess(port, dir, ownsDir, args, opts.startTimeoutMs ?? 20_000);
+      const server = new RedisProcess(port, dir, ownsDir, args, opts.startTimeoutMs ?? 20_000, opts.configFile);
       try {
         await server.launch();
         return server;
