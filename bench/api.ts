@@ -1,6 +1,6 @@
 /**
  * HTTP benchmark of GET /ai/jobs?limit=50 on both read paths, plus the seed's
- * listing loops as a baseline (DESIGN §9.1/§9.2).
+ * listing loops as a baseline (docs/design.md "Where the seed is wrong").
  *
  * 1. Loads `jobs` jobs spread over `workspaces` workspaces: legacy records,
  *    v2 records and the v2 index, written with plain pipelines in batches of
@@ -71,7 +71,7 @@ export interface SeedLoopResult {
   avgMs: number;
   p50Ms: number;
   maxMs: number;
-  /** SCAN calls per page (DESIGN §9.2 measured 332 on 1M jobs). */
+  /** SCAN calls per page (the shared design reports 332 for the seed's listing on 1M jobs). */
   avgScanCalls: number;
   avgJobsPerPage: number;
 }

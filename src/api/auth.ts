@@ -1,5 +1,5 @@
 /**
- * Bearer-token authentication (DESIGN §7). The table stores sha256 hashes of
+ * Bearer-token authentication (docs/design.md "The reference API"). The table stores sha256 hashes of
  * tokens, never the tokens. A presented token is hashed and compared with
  * every entry in constant time; the workspace comes from the matching entry,
  * never from the request, and is validated with a full match.

@@ -243,7 +243,14 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
     }
     const json = spec.toJson ? spec.toJson(result) : result;
     out.result(readFrom && json !== null && typeof json === 'object' ? { ...(json as Record<string, unknown>), readFrom } : json);
-    if (spec.historySummary) await state.appendHistory(spec.name, actor, { exitCode: code, ...spec.historySummary(result), ...(readFrom ? { readFrom } : {}) });
+    if (spec.historySummary) {
+      try {
+        await state.appendHistory(spec.name, actor, { exitCode: code, ...spec.historySummary(result), ...(readFrom ? { readFrom } : {}) });
+      } catch (err) {
+        // The run is done and its result printed: a lost audit line must not turn success into a failure.
+        out.warn(`warning: the run finished, but its history entry could not be written (${safe(toOrchError(err).message)}); the state record holds its summary`);
+      }
+    }
     return code;
   } catch (raw) {
     progress.current?.stop();

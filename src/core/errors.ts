@@ -2,13 +2,13 @@
  * One error model for the whole package (modelled on ioredis' error classes).
  *
  * Every error the CLI can surface is an {@link OrchError}: it carries a stable
- * `code`, the process `exitCode` from the contract (DESIGN §5), a `suggestion`
+ * `code`, the process `exitCode` from the contract (docs/design.md "Exit codes and the --json contract"), a `suggestion`
  * that names the fix, and the underlying `cause`. Only `src/cli` turns these
  * into process exits.
  */
 import { ZodError } from 'zod';
 
-/** Exit codes: a contract for CI and runbooks (DESIGN §5). */
+/** Exit codes: a contract for CI and runbooks (docs/design.md "Exit codes and the --json contract"). */
 export const ExitCode = {
   Ok: 0,
   Problems: 1,

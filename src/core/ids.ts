@@ -1,5 +1,5 @@
 /**
- * Identifier rules (DESIGN §2). Both are full-match patterns: an id that passes
+ * Identifier rules (docs/design.md "Key layout"). Both are full-match patterns: an id that passes
  * contains no colon and no glob character, so it is safe inside a key and inside
  * a SCAN MATCH pattern.
  */

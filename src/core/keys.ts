@@ -1,5 +1,5 @@
 /**
- * Key layouts. This is the only module that spells Redis key strings (DESIGN §2).
+ * Key layouts. This is the only module that spells Redis key strings (docs/design.md "Key layout").
  *
  * The legacy pattern `<p>:jobs:*` and the v2 pattern `<p>:job:*` never overlap,
  * and neither matches the index or the migration keys; the unit tests prove it.
@@ -52,12 +52,12 @@ export class Keyspace {
     return `${this.prefix}:job-index:*`;
   }
 
-  /** The pending list of job references (DESIGN §6). */
+  /** The pending list of job references (docs/design.md "The pending list"). */
   get queue(): string {
     return `${this.prefix}:queue`;
   }
 
-  /** The migration state record (DESIGN §3). */
+  /** The migration state record (docs/design.md "The state record is never guessed"). */
   get state(): string {
     return `${this.prefix}:migration:jobs`;
   }

@@ -1,6 +1,6 @@
 /**
- * The two read paths of `listJobs` (DESIGN §4 "Reads"): the v2 workspace index,
- * and the legacy scan-and-filter that never skips a job (DESIGN §9.1).
+ * The two read paths of `listJobs` (docs/design.md "Phases and routing"): the v2 workspace index,
+ * and the legacy scan-and-filter that never skips a job (docs/design.md "Where the seed is wrong").
  * `RedisJobQueue` picks one by phase; this module only reads.
  *
  * Order of a listing (also in docs/api.md):
@@ -147,7 +147,7 @@ export class JobLister {
 
   /**
    * Legacy path: SCAN every master in address order, filtering by workspace.
-   * Unlike the seed (DESIGN §9.1) it never drops the rest of a SCAN batch when a
+   * Unlike the seed (docs/design.md "Where the seed is wrong") it never drops the rest of a SCAN batch when a
    * page fills (by count or by bytes): the cursor remembers the batch's start
    * and the last key served, and the batch is re-read and resumed after that key.
    */

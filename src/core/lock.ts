@@ -1,5 +1,5 @@
 /**
- * The operator lease lock (DESIGN §5): a token under PX expiry, renewed while
+ * The operator lease lock (docs/design.md "Every mutation of a run is fenced by its lock"): a token under PX expiry, renewed while
  * the holder runs, released compare-and-delete in `finally`. A killed holder
  * stops blocking once its lease runs out (Liquibase's stale lock, fixed).
  *

@@ -1,5 +1,5 @@
 /**
- * The phase drives reads and writes (DESIGN §4). This table is the single
+ * The phase drives reads and writes (docs/design.md "Phases and routing"). This table is the single
  * place where that decision lives; endpoint and worker code never branch on phase.
  */
 

@@ -720,7 +720,7 @@ export function masterNodes(client: RedisClient): Redis[] {
  * A node's identity for checkpoints, cursors and messages: `host:port`, or for a
  * Sentinel-managed master `sentinel:<name>`. The latter stays the same across a
  * failover, so a checkpoint keeps its entry and the changed run_id is what
- * tells the scan engine that the cursor is void (DESIGN §5: rescan from 0).
+ * tells the scan engine that the cursor is void (docs/design.md "The scan engine and checkpoints": rescan from 0).
  */
 export function nodeAddress(node: Redis): string {
   const o = node.options;

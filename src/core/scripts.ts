@@ -33,6 +33,7 @@ export const ScriptName = {
   WriteJob: 'orchWriteJob',
   WorkspaceTransition: 'orchWorkspaceTransition',
   WorkspaceTransitionStateOnly: 'orchWorkspaceTransitionStateOnly',
+  WorkspaceOverridesCas: 'orchWorkspaceOverridesCas',
   MirrorCreate: 'orchMirrorCreate',
   WriterHeartbeat: 'orchWriterHeartbeat',
 } as const;
@@ -70,6 +71,7 @@ const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }>
   [ScriptName.WriteJob]: { file: 'write-job.lua', numberOfKeys: 7 },
   [ScriptName.WorkspaceTransition]: { file: 'workspace-transition.lua', numberOfKeys: 4 },
   [ScriptName.WorkspaceTransitionStateOnly]: { file: 'workspace-transition.lua', numberOfKeys: 1 },
+  [ScriptName.WorkspaceOverridesCas]: { file: 'workspace-overrides-cas.lua', numberOfKeys: 1 },
   [ScriptName.MirrorCreate]: { file: 'mirror-create.lua', numberOfKeys: 1 },
   [ScriptName.WriterHeartbeat]: { file: 'writer-heartbeat.lua', numberOfKeys: 1 },
 };

@@ -1,5 +1,5 @@
 /**
- * The migration state record (DESIGN §3): a contract read by services in other
+ * The migration state record (docs/design.md "The state record is never guessed"): a contract read by services in other
  * languages, so its field names and encodings are stable and documented in
  * the README. A missing record means phase `legacy`, epoch 0.
  */
@@ -10,7 +10,7 @@ import { isWorkspaceId } from './ids.js';
 import { effectivePhase, isPhase, OVERRIDE_PHASES, Phase } from './phase.js';
 import { isCluster, type RedisClient } from './redis.js';
 import { callScript, ensureScripts, ScriptName } from './scripts.js';
-import { defaultWorkspaceState, encodeWorkspaceState, writeWorkspaceStates, type WorkspaceState } from './workspaces.js';
+import { defaultWorkspaceState, encodeWorkspaceState, readWorkspaceStates, writeWorkspaceStates, type WorkspaceState } from './workspaces.js';
 
 /** Field names of the state hash. */
 export const StateField = {
@@ -122,6 +122,12 @@ export interface WorkspaceTransitionOptions {
   forcedGates?: string[];
   /** What the history entry says (command, from, …). */
   data?: Record<string, unknown>;
+  /**
+   * The run's lease deadline (server unix ms, src/core/lock.ts): on a cluster
+   * the overrides are written before the fenced epoch step, and not at all
+   * past it. 0 or absent = none (unlocked callers, tests).
+   */
+  leaseDeadlineMs?: number;
 }
 
 /** Result of a transition. */
@@ -357,17 +363,17 @@ export class StateStore {
       throw mapStateScriptError(err, what, this.keys);
     }
     const result: TransitionResult = { from: opts.from, to: opts.to, epoch: Number(reply[0]), changedAt: Number(reply[1]) };
-    await this.client.publish(this.keys.events, JSON.stringify({ phase: opts.to, epoch: result.epoch, changed_at: result.changedAt }));
+    // The move is committed: a lost announcement only delays writers to their next cache refresh.
+    await this.client.publish(this.keys.events, JSON.stringify({ phase: opts.to, epoch: result.epoch, changed_at: result.changedAt })).catch(() => undefined);
     return result;
   }
 
   /**
    * Moves canary workspaces: overrides, their state records, the epoch (so
    * writers re-read and acknowledge), history and event, as one step on a
-   * single node. On a cluster the overrides hash lives in another slot: it is
-   * written first (an override is routing only once the epoch moves and writers
-   * re-read), then the epoch's compare-and-set; if that refuses, the overrides
-   * are put back.
+   * single node. On a cluster the overrides hash lives in another slot: its
+   * compare-and-set (within the lease deadline) comes first, then the epoch's;
+   * if that refuses, the overrides and records are put back.
    */
   async transitionWorkspaces(opts: WorkspaceTransitionOptions): Promise<{ epoch: number; changedAt: number }> {
     const actor = opts.actor ?? defaultActor();
@@ -406,29 +412,34 @@ export class StateStore {
         throw mapStateScriptError(err, what, this.keys);
       }
     }
+    // Cluster: overrides (compare-and-set, within the lease), then the fenced epoch step in the
+    // state record's slot. A writer whose cache expires in between may route by the new override
+    // early: adjacent phases mixing, as within any settle window. A refused epoch step undoes them.
     await this.assertHistoryWritable();
     const intent = await this.appendHistory('workspace-transition', actor, { ...data, epoch: opts.expectedEpoch + 1 });
-    await this.applyOverrides(opts.workspaces, opts.to, opts.states);
+    const before = await readWorkspaceStates(this.client, this.keys, opts.workspaces);
+    const triples = (from: (ws: string) => string, to: (ws: string) => string): string[] => opts.workspaces.flatMap((ws) => [ws, from(ws), to(ws)]);
+    const was = (ws: string): string => opts.expected[ws] ?? '';
+    const next = (): string => opts.to ?? '';
     try {
-      const [epoch, changedAt] = await callScript<[number, number]>(this.client, ScriptName.WorkspaceTransitionStateOnly, [this.keys.state, ...common('', '')]);
-      await this.client.publish(this.keys.events, JSON.stringify({ phase: null, epoch: Number(epoch), changed_at: Number(changedAt), workspaces: true }));
-      return { epoch: Number(epoch), changedAt: Number(changedAt) };
+      await callScript<number>(this.client, ScriptName.WorkspaceOverridesCas, [this.keys.workspacePhases, opts.leaseDeadlineMs ?? 0, ...triples(was, next)]);
     } catch (err) {
-      // Put the routing back as it was: the move did not happen.
-      for (const ws of opts.workspaces) {
-        const was = opts.expected[ws] ?? null;
-        await (was === null ? this.client.hdel(this.keys.workspacePhases, ws) : this.client.hset(this.keys.workspacePhases, ws, was)).catch(() => undefined);
-      }
       await this.appendHistory('transition-abandoned', actor, { entry: intent, workspaces: opts.workspaces }).catch(() => undefined);
       throw mapStateScriptError(err, what, this.keys);
     }
-  }
-
-  /** Sets (or, with `to` null, removes) the overrides of `workspaces` and writes their state records. */
-  private async applyOverrides(workspaces: string[], to: Phase | null, states: Map<string, WorkspaceState>): Promise<void> {
-    if (to === null) await this.client.hdel(this.keys.workspacePhases, ...workspaces);
-    else await this.client.hset(this.keys.workspacePhases, ...workspaces.flatMap((ws) => [ws, to]));
-    await writeWorkspaceStates(this.client, this.keys, states);
+    try {
+      await writeWorkspaceStates(this.client, this.keys, opts.states);
+      const [epoch, changedAt] = await callScript<[number, number]>(this.client, ScriptName.WorkspaceTransitionStateOnly, [this.keys.state, ...common('', '')]);
+      // Committed: a lost announcement only delays writers to their next cache refresh.
+      await this.client.publish(this.keys.events, JSON.stringify({ phase: null, epoch: Number(epoch), changed_at: Number(changedAt), workspaces: true })).catch(() => undefined);
+      return { epoch: Number(epoch), changedAt: Number(changedAt) };
+    } catch (err) {
+      // The move did not happen: put back our own overrides (not one a newer run set since) and the records.
+      await callScript<number>(this.client, ScriptName.WorkspaceOverridesCas, [this.keys.workspacePhases, 0, ...triples(next, was)]).catch(() => undefined);
+      await writeWorkspaceStates(this.client, this.keys, before).catch(() => undefined);
+      await this.appendHistory('transition-abandoned', actor, { entry: intent, workspaces: opts.workspaces }).catch(() => undefined);
+      throw mapStateScriptError(err, what, this.keys);
+    }
   }
 
   /**

@@ -22,7 +22,7 @@ import { phaseOf, type MigrationState } from '../core/state.js';
 import { defaultWorkspaceState, readWorkspaceStates, type WorkspaceState } from '../core/workspaces.js';
 import { listWriters, type WriterStatus } from '../core/writers.js';
 import { asBackfillSummary, asVerifySummary } from './summaries.js';
-import { fenceOf, type OpContext } from './context.js';
+import { fenceOf, leaseDeadline, type OpContext } from './context.js';
 import { DEFAULT_MAX_VERIFY_AGE_MS, DEFAULT_MIN_SOAK_MS, enforceGates, writersGate, type GateStatus } from './gates.js';
 import { awaitAcks } from './transition.js';
 import { humanDuration } from '../core/durations.js';
@@ -244,6 +244,7 @@ export async function moveWorkspaces(
     ...(opts.reason === undefined ? {} : { reason: opts.reason }),
     forcedGates: [...forced],
     data: { command: step.command, from: step.from },
+    leaseDeadlineMs: leaseDeadline(ctx),
   });
   if (forced.size > 0) await ctx.state.appendHistory('force', ctx.actor, { command: `${step.command} --workspace`, workspaces: moving, gates: [...forced], reason: opts.reason ?? '', epoch: res.epoch });
   if (!forced.has('writers')) await awaitAcks(ctx, step.from, step.to, res.epoch, opts.ackTimeoutMs);

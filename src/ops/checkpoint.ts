@@ -1,5 +1,5 @@
 /**
- * Resumable scan positions (DESIGN §5): hash `<p>:migration:jobs:checkpoint:<op>`
+ * Resumable scan positions (docs/design.md "The scan engine and checkpoints"): hash `<p>:migration:jobs:checkpoint:<op>`
  * with one field per master node (`host:port`) holding JSON `{run_id, cursor,
  * done, counters}`. A SCAN cursor means nothing after a restart or a failover,
  * so an entry whose run_id differs from the node's current run_id is discarded

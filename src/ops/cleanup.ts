@@ -576,9 +576,10 @@ class Sweep {
         onProgress: (p) => progress({ stage, done: p.scanned, total, totalIsEstimate: true }),
       });
     } catch (err) {
-      // Interrupted or failed: record how far it got, so status can say "resume". Never
-      // when the lease was lost: the run must not write after another took the lock.
-      if (execute && workspaces === null && !ctx.signal.aborted) await this.recordInterrupted().catch(() => undefined);
+      // Interrupted (Ctrl-C, SIGTERM) or failed: record how far it got, so status can say
+      // "resume". Never when the lease was lost: the run must not write after another took
+      // the lock (the fence would refuse it anyway).
+      if (execute && workspaces === null && !(ctx.lock?.signal.aborted ?? false)) await this.recordInterrupted().catch(() => undefined);
       throw err;
     }
     const counters = scan.counters;

@@ -2,7 +2,7 @@
  * `flip-read`: dual-write → read-new. Reads move to v2; writers keep mirroring
  * into legacy, so `rollback` back to dual-write stays instant.
  *
- * Gate (DESIGN §5): a clean, full verify in the current epoch that started after
+ * Gate (docs/design.md "Gates"): a clean, full verify in the current epoch that started after
  * the last backfill finished and is no older than `maxVerifyAgeMs` (default 1h).
  * That verify is what proves v2 complete, so the flip records v2_complete=1;
  * a forced flip does not (the proof is missing) and leaves v2_complete as it was.

@@ -1,5 +1,5 @@
 /**
- * Pending-list conversion (DESIGN §6), run by cleanup before any legacy key is
+ * Pending-list conversion (docs/design.md "The pending list"), run by cleanup before any legacy key is
  * deleted: bare legacy references `<job_id>` become `<workspace_id>:<job_id>`,
  * the workspace read from the job's legacy record. The rewrite itself is one
  * atomic script over the list (queue-convert.lua), so concurrent workers never

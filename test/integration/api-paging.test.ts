@@ -74,7 +74,7 @@ async function checkBothPaths(api: RealApi, expected: string[], limits: number[]
 
 describe('GET /ai/jobs paging (real Redis)', () => {
   it('returns every job exactly once at limits 1, 7, 50, 200 on both read paths', async () => {
-    // A small SCAN COUNT makes pages fill in the middle of SCAN batches (the seed's bug, DESIGN §9.1).
+    // A small SCAN COUNT makes pages fill in the middle of SCAN batches (the seed's bug, docs/design.md "Where the seed is wrong").
     const api = await open({ name: 'paging', env: { ORCH_LEGACY_SCAN_COUNT: '16' } });
     const jobs = await load(api, { 'ws-a': 163, 'ws-b': 71, 'ws-c': 40 });
     await checkBothPaths(api, jobs['ws-a']!, [1, 7, 50, 200]);

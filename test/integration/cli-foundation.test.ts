@@ -33,7 +33,7 @@ describe.each(TOPOLOGIES)('status and enable-dual-write on %s', (topology) => {
     expect(r.stdout.trim().split('\n')).toHaveLength(1);
   });
 
-  it('enable-dual-write writes the §3 record, history and event; a second one is refused with exit 3', async () => {
+  it('enable-dual-write writes the state record, history and event; a second one is refused with exit 3', async () => {
     const before = Date.now();
     const r = await runCli([...args, '--json', '--actor', 'sre-oncall', 'enable-dual-write', '--reason', 'CHG-1 start']);
     expect(r.code, r.stderr).toBe(0);

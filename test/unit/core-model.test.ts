@@ -47,7 +47,7 @@ describe('identifier rules (full match)', () => {
 
 describe('key layouts', () => {
   const k = new Keyspace('ai');
-  it('spells the DESIGN §2 keys', () => {
+  it('spells the keys of docs/design.md "Key layout"', () => {
     expect(k.legacyJob('j1')).toBe('ai:jobs:j1');
     expect(k.v2Job('ws', 'j1')).toBe('ai:job:ws:j1');
     expect(k.index('ws')).toBe('ai:job-index:ws');
@@ -112,7 +112,7 @@ describe('job model', () => {
 });
 
 describe('phase routing', () => {
-  it('follows DESIGN §4', () => {
+  it('follows docs/design.md "Phases and routing"', () => {
     expect(routeFor(Phase.Legacy)).toEqual({ primary: 'legacy', mirror: null });
     expect(routeFor(Phase.DualWrite)).toEqual({ primary: 'legacy', mirror: 'v2' });
     expect(routeFor(Phase.ReadNew)).toEqual({ primary: 'v2', mirror: 'legacy' });

@@ -1,5 +1,5 @@
 --[[
-  apply-if-newer: the one way data reaches a mirror (DESIGN §4).
+  apply-if-newer: the one way data reaches a mirror (docs/design.md "One way into a mirror").
 
   Replaces the target hash with a full snapshot, but only when the target is
   absent, or holds a lower rev, or holds the same rev with a smaller content

@@ -1,6 +1,6 @@
 --[[
   cleanup-unlink: deletes one legacy record during cleanup, only if v2 holds
-  that record at the same or a higher rev (DESIGN §5, cleanup).
+  that record at the same or a higher rev (docs/design.md "Cleanup").
 
   The caller read the v2 rev first. This script then checks the legacy key in
   one atomic step and UNLINKs it only if it is still a hash of the same

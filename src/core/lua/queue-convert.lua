@@ -1,6 +1,6 @@
 --[[
   queue-convert: rewrites bare legacy references on the pending list
-  (`<job_id>`) into the v2 form (`<workspace_id>:<job_id>`, DESIGN §6) in one
+  (`<job_id>`) into the v2 form (`<workspace_id>:<job_id>`, docs/design.md "The pending list") in one
   atomic step, so no worker pops a half-converted list. Cleanup runs it before
   any legacy key is deleted; the mapping comes from the legacy records.
 

@@ -1,5 +1,5 @@
 --[[
-  write-primary: step 1 of the write protocol (DESIGN §4). Updates the primary
+  write-primary: step 1 of the write protocol (docs/design.md "The write path"). Updates the primary
   record and increments its rev in one atomic step, then returns the complete
   new snapshot and its expiry so the caller can mirror it with apply-if-newer.
 
