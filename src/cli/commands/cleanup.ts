@@ -8,6 +8,8 @@ import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.j
 import { dflt, durationFlag, fmtDuration, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
+import { addGuardOptions, guardFlagFields, runGuarded } from '../guard-flags.js';
+import { renderThrottle, throttleJson } from './throttle.js';
 
 const SAMPLES_ON_TERMINAL = 10;
 
@@ -23,6 +25,7 @@ const CleanupFlagsSchema = z.object({
   report: orNull(z.string().min(1)),
   reason: orNull(textFlag()),
   force: forceFlag,
+  ...guardFlagFields,
 });
 
 function render(r: CleanupResult, out: Output): void {
@@ -49,6 +52,7 @@ function render(r: CleanupResult, out: Output): void {
     for (const k of r.keptSamples.slice(0, SAMPLES_ON_TERMINAL)) out.print(`  ${safe(k.key)}  ${k.reason}${k.detail ? ` ${safe(k.detail)}` : ''}`);
   }
   if (r.forced.length > 0) out.print(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
+  renderThrottle(r.throttle, out);
   if (r.dryRun) {
     if (r.blockedBy) out.print(`${c.red('--execute would be refused now:')} ${safe(r.blockedBy.reason)}${r.blockedBy.opensWith ? ` (${r.blockedBy.opensWith})` : ''}`);
     else out.print(`next: ${c.cyan('orch-migrate cleanup --execute')}  ${c.dim(`# moves ${r.phase === 'read-new' ? 'read-new → new-only, waits out the settle window, then ' : ''}deletes`)}`);
@@ -83,12 +87,13 @@ function toJson(r: CleanupResult): Record<string, unknown> {
     forced: r.forced,
     blockedBy: r.blockedBy,
     gates: r.gates.map((g) => ({ name: g.name, open: g.open, reason: g.reason })),
+    throttle: throttleJson(r.throttle),
   };
 }
 
 /** Registers `cleanup`. */
 export function registerCleanup(program: Command, setExit: (code: number) => void): void {
-  program
+  const cmd = program
     .command('cleanup')
     .description('read-new → new-only, then delete the legacy keys that v2 holds at the same or a higher rev. A dry run unless --execute')
     .option('--execute', 'act: move to new-only (from read-new), convert the pending list, delete (takes the lock)')
@@ -100,7 +105,8 @@ export function registerCleanup(program: Command, setExit: (code: number) => voi
     .option('--restart', 'ignore the cleanup checkpoint and scan from the start')
     .option('--report <file>', 'write every kept key as NDJSON {key, reason, detail}; after a resume it lists what earlier runs kept too')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
-    .option('--force [gates]', FORCE_HELP)
+    .option('--force [gates]', FORCE_HELP);
+  addGuardOptions(cmd, 'cleanup')
     .addHelpText(
       'after',
       `
@@ -119,26 +125,31 @@ Examples:
   $ orch-migrate cleanup --execute --rate 5000 --reason "CHG-1250 drop legacy keys"
   $ orch-migrate cleanup --execute --report kept.ndjson    # after an interruption: resumes`,
     )
-    .action(async (_o, cmd: Command) => {
-      const code = await runCommand(cmd, {
+    .action(async (_o, c: Command) => {
+      const code = await runCommand(c, {
         name: 'cleanup',
         options: CleanupFlagsSchema,
         mutating: (o) => o.execute,
-        execute: ({ ctx, opts, progress, globals }) =>
-          cleanup(ctx, {
-            execute: opts.execute,
-            ...(opts.reason === null ? {} : { reason: opts.reason }),
-            force: opts.force,
-            ackTimeoutMs: globals.ackTimeout,
-            ...(opts.minSoak === null ? {} : { minSoakMs: opts.minSoak }),
-            maxVerifyAgeMs: opts.maxVerifyAge,
-            rate: opts.rate,
-            batchSize: opts.batchSize,
-            concurrency: opts.concurrency,
-            restart: opts.restart,
-            reportPath: opts.report,
-            onProgress: progress.update,
-          }),
+        execute: (io) => {
+          const { opts, globals } = io;
+          return runGuarded(io, { op: 'cleanup', command: 'cleanup', rate: opts.rate }, ({ ctx, guards, onProgress }) =>
+            cleanup(ctx, {
+              execute: opts.execute,
+              ...(opts.reason === null ? {} : { reason: opts.reason }),
+              force: opts.force,
+              ackTimeoutMs: globals.ackTimeout,
+              ...(opts.minSoak === null ? {} : { minSoakMs: opts.minSoak }),
+              maxVerifyAgeMs: opts.maxVerifyAge,
+              rate: opts.rate,
+              guards,
+              batchSize: opts.batchSize,
+              concurrency: opts.concurrency,
+              restart: opts.restart,
+              reportPath: opts.report,
+              onProgress,
+            }),
+          );
+        },
         render,
         toJson,
         exitCode: (r) => (r.kept - r.accepted > 0 ? ExitCode.Problems : ExitCode.Ok),
@@ -155,6 +166,7 @@ Examples:
           queueConverted: r.queue.converted,
           queueUnresolved: r.queue.unresolved,
           forced: r.forced,
+          throttle: throttleJson(r.throttle),
         }),
       });
       setExit(code);

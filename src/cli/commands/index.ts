@@ -9,9 +9,11 @@ import { registerFlipRead } from './flip-read.js';
 import { registerCleanup } from './cleanup.js';
 import { registerRollback } from './rollback.js';
 import { registerAccept } from './accept.js';
+import { registerPreflight } from './preflight.js';
+import { registerControl } from './control.js';
 
 /** Adds one subcommand; `setExit` receives its exit code. */
 export type RegisterCommand = (program: Command, setExit: (code: number) => void) => void;
 
 /** Subcommands registered after the foundation ones. */
-export const extraCommands: RegisterCommand[] = [registerBackfill, registerFlipRead, registerCleanup, registerRollback, registerVerify, registerAccept];
+export const extraCommands: RegisterCommand[] = [registerBackfill, registerFlipRead, registerCleanup, registerRollback, registerVerify, registerAccept, registerPreflight, registerControl];

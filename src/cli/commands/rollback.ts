@@ -3,9 +3,13 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { ExitCode } from '../../core/errors.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
-import { rollback, RollbackAction, type RollbackResult } from '../../ops/rollback.js';
+import { planRollback, rollback, RollbackAction, type RollbackResult } from '../../ops/rollback.js';
 import { dflt, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
+import type { OpContext, ProgressFn } from '../../ops/context.js';
+import type { GuardController } from '../../ops/guards/controller.js';
+import { addGuardOptions, guardFlagFields, runGuarded } from '../guard-flags.js';
+import { renderThrottle, throttleJson } from './throttle.js';
 
 /** Options of `rollback`. */
 const RollbackFlagsSchema = z.object({
@@ -16,6 +20,7 @@ const RollbackFlagsSchema = z.object({
   rate: orNull(rateFlag()),
   batchSize: withDefault(intFlag(1, 100_000), DEFAULT_BATCH_SIZE),
   concurrency: withDefault(intFlag(1, 64), DEFAULT_CONCURRENCY),
+  ...guardFlagFields,
 });
 import { runCommand } from '../runner.js';
 
@@ -36,6 +41,7 @@ function render(r: RollbackResult, out: Output): void {
         `${b.resumed ? ' (resumed)' : ''} in ${(b.durationMs / 1000).toFixed(1)}s`,
     );
     for (const u of b.unmigratableRecords.slice(0, 10)) out.print(`  ${safe(u.key)}  ${u.reason}${u.detail ? ` ${safe(u.detail)}` : ''}`);
+    renderThrottle(b.throttle, out);
   }
   if (r.forced.length > 0) out.print(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
   out.print(`legacy layout ${r.legacyComplete ? 'complete' : c.yellow('incomplete')}; next: ${c.cyan(r.next)}`);
@@ -67,6 +73,7 @@ function toJson(r: RollbackResult): Record<string, unknown> {
           unmigratableRecords: b.unmigratableRecords,
           durationMs: b.durationMs,
           keysPerSecond: b.keysPerSecond,
+          throttle: throttleJson(b.throttle),
         }
       : null,
   };
@@ -74,7 +81,7 @@ function toJson(r: RollbackResult): Record<string, unknown> {
 
 /** Registers `rollback`. */
 export function registerRollback(program: Command, setExit: (code: number) => void): void {
-  program
+  const cmd = program
     .command('rollback')
     .description('One step back (new-only → read-new → dual-write → legacy). A preview unless --execute')
     .option('--execute', 'act (takes the lock); without it, show the plan and change nothing')
@@ -83,7 +90,8 @@ export function registerRollback(program: Command, setExit: (code: number) => vo
     .option('--phase-only', 'from new-only: move the phase but skip the reverse backfill (a later rollback --execute runs it)')
     .option('--rate <keys/s>', 'throttle the reverse backfill (default: no limit)')
     .option('--batch-size <n>', `reverse backfill SCAN COUNT ${dflt(DEFAULT_BATCH_SIZE)}`)
-    .option('--concurrency <n>', `reverse backfill batches in flight ${dflt(DEFAULT_CONCURRENCY)}`)
+    .option('--concurrency <n>', `reverse backfill batches in flight ${dflt(DEFAULT_CONCURRENCY)}`);
+  addGuardOptions(cmd, 'reverse-backfill')
     .addHelpText(
       'after',
       `
@@ -101,24 +109,33 @@ Examples:
   $ orch-migrate rollback                                  # preview
   $ orch-migrate rollback --execute --reason "INC-77 elevated error rate on v2 reads"`,
     )
-    .action(async (_o, cmd: Command) => {
+    .action(async (_o, c: Command) => {
       setExit(
-        await runCommand(cmd, {
+        await runCommand(c, {
           name: 'rollback',
           options: RollbackFlagsSchema,
           mutating: (o) => o.execute,
-          execute: ({ ctx, opts, progress, globals }) =>
-            rollback(ctx, {
-              execute: opts.execute,
-              ...(opts.reason === null ? {} : { reason: opts.reason }),
-              force: opts.force,
-              ackTimeoutMs: globals.ackTimeout,
-              phaseOnly: opts.phaseOnly,
-              rate: opts.rate,
-              batchSize: opts.batchSize,
-              concurrency: opts.concurrency,
-              onProgress: progress.update,
-            }),
+          execute: async (io) => {
+            const { opts, globals } = io;
+            const run = (g: { ctx: OpContext; guards: GuardController | null; onProgress: ProgressFn }): Promise<RollbackResult> =>
+              rollback(g.ctx, {
+                execute: opts.execute,
+                ...(opts.reason === null ? {} : { reason: opts.reason }),
+                force: opts.force,
+                ackTimeoutMs: globals.ackTimeout,
+                phaseOnly: opts.phaseOnly,
+                rate: opts.rate,
+                guards: g.guards ?? null,
+                batchSize: opts.batchSize,
+                concurrency: opts.concurrency,
+                onProgress: g.onProgress,
+              });
+            // Only a reverse backfill is a long run: a preview or an instant phase move never waits for the guards
+            // (a rollback must not be held back by a guard that cannot read its signal).
+            const { action } = planRollback(await io.ctx.state.read(), { phaseOnly: opts.phaseOnly, force: opts.force });
+            if (!opts.execute || action === RollbackAction.Transition) return run({ ctx: io.ctx, guards: null, onProgress: io.progress.update });
+            return runGuarded(io, { op: 'reverse-backfill', command: 'rollback', rate: opts.rate }, run);
+          },
           render,
           toJson,
           exitCode: (r) => (r.reverseBackfill && r.reverseBackfill.unmigratable > 0 ? ExitCode.Problems : ExitCode.Ok),
