@@ -6,9 +6,11 @@
  * become progress lines, and `--metrics-file` is kept up to date
  * (src/cli/metrics-file.ts).
  *
- * Defaults: the memory and replica-lag guards are on, latency is opt-in.
- * Cleanup deletes, so its memory guard is off unless asked for: stopping the
- * one run that frees memory would keep memory high.
+ * Defaults: the replica-lag guard is on, latency is opt-in, and the memory
+ * guard is on for the runs that add memory (backfill, the reverse backfill,
+ * verify --repair). The others (a dry run, verify, cleanup, which frees
+ * memory) add none, so stopping them at a memory level would protect nothing;
+ * their memory guard is off unless asked for.
  */
 import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
@@ -116,8 +118,9 @@ export type GuardedOp = 'backfill' | 'reverse-backfill' | 'verify' | 'cleanup';
 
 /** Adds the guard flags (help only; defaults live in {@link guardSettings}). */
 export function addGuardOptions(cmd: Command, op: GuardedOp): Command {
-  const memDefault = op === 'cleanup' ? 'off: cleanup frees memory' : String(DEFAULT_MAX_MEMORY_PCT);
-  const critDefault = op === 'cleanup' ? 'off' : String(DEFAULT_CRITICAL_MEMORY_PCT);
+  const when = op === 'cleanup' ? 'off: cleanup frees memory' : op === 'verify' ? 'with --repair; off otherwise' : op === 'backfill' ? 'off with --dry-run' : '';
+  const memDefault = op === 'cleanup' ? when : `${DEFAULT_MAX_MEMORY_PCT}${when ? ` ${when}` : ''}`;
+  const critDefault = op === 'cleanup' ? 'off' : `${DEFAULT_CRITICAL_MEMORY_PCT}${when ? ` ${when}` : ''}`;
   return cmd
     .option('--max-memory-pct <pct|off>', `slow the run while used_memory is over this % of maxmemory ${dflt(memDefault)}`)
     .option('--critical-memory-pct <pct|off>', `stop the run at this % of maxmemory: checkpoint kept, exit 6 ${dflt(critDefault)}`)
@@ -130,11 +133,15 @@ export function addGuardOptions(cmd: Command, op: GuardedOp): Command {
 
 const pick = <T>(v: T | 'off' | undefined, dflt: T | null): T | null => (v === undefined ? dflt : v === OFF ? null : v);
 
-/** Resolves the flags into levels (defaults by operation); a critical level below its throttle level is a usage error. */
-export function guardSettings(op: GuardedOp, f: GuardFlags): GuardSettings {
-  const cleanup = op === 'cleanup';
+/**
+ * Resolves the flags into levels; a critical level below its throttle level
+ * is a usage error. `addsMemory`: whether this run writes copies (the memory
+ * guard's default is on only then).
+ */
+export function guardSettings(op: GuardedOp, f: GuardFlags, addsMemory = op === 'backfill' || op === 'reverse-backfill'): GuardSettings {
+  const mem = addsMemory && op !== 'cleanup';
   const s: GuardSettings = {
-    memory: { throttlePct: pick(f.maxMemoryPct, cleanup ? null : DEFAULT_MAX_MEMORY_PCT), criticalPct: pick(f.criticalMemoryPct, cleanup ? null : DEFAULT_CRITICAL_MEMORY_PCT) },
+    memory: { throttlePct: pick(f.maxMemoryPct, mem ? DEFAULT_MAX_MEMORY_PCT : null), criticalPct: pick(f.criticalMemoryPct, mem ? DEFAULT_CRITICAL_MEMORY_PCT : null) },
     latency: { throttleMs: pick(f.maxLatencyMs, null), criticalMs: pick(f.criticalLatencyMs, null) },
     replicaLag: { throttle: pick(f.maxReplicaLag, DEFAULT_MAX_REPLICA_LAG), critical: pick(f.criticalReplicaLag, null) },
   };
@@ -180,12 +187,12 @@ export interface Guarded {
  */
 export async function runGuarded<R>(
   io: CommandIO<GuardFlags>,
-  run: { op: GuardedOp; command: string; rate: number | null },
+  run: { op: GuardedOp; command: string; rate: number | null; addsMemory?: boolean },
   fn: (g: Guarded) => Promise<R>,
 ): Promise<R & { throttle: ThrottleSummary }> {
   const { op } = run;
   const { ctx, out, progress } = io;
-  const settings = guardSettings(op, io.opts);
+  const settings = guardSettings(op, io.opts, run.addsMemory);
   let last: Progress = { stage: op, done: 0, total: null, totalIsEstimate: true };
   const heartbeat = new RunHeartbeat(ctx.client, ctx.keys, { op, command: commandLine(run.command), actor: ctx.actor });
   let lastBeat = 0;

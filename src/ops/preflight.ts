@@ -92,6 +92,10 @@ export interface MemoryProjection {
   workspaces: number;
   /** Share of sampled legacy keys that are not migratable (never copied). */
   unmigratableShare: number;
+  /** Mean length of a v2 key, an index key and a member (for the replication stream estimate). */
+  keyBytes: number;
+  indexKeyBytes: number;
+  memberBytes: number;
   /** Counts are exact (SCAN) rather than sampled (RANDOMKEY × DBSIZE). */
   exact: boolean;
   model: MemoryModel;
@@ -117,6 +121,14 @@ export interface PreflightOptions {
   rate?: number | null;
   /** Records to sample with MEMORY USAGE at least (default 2000). */
   samples?: number;
+  /**
+   * The masters, when the client cannot give them: a cluster in fail state
+   * refuses a cluster connection, so the command reaches each master on its
+   * own (null = it did not answer). Default: the client's masters.
+   */
+  masters?: Array<{ addr: string; node: Redis | null; error?: Error }>;
+  /** Treat the masters as one Redis Cluster (default: whether the client is a cluster client). */
+  cluster?: boolean;
   onProgress?: ProgressFn;
 }
 
@@ -138,9 +150,38 @@ const RANDOMKEY_SAMPLES = 2000;
 /** SCAN calls spent looking for legacy records to sample, per master. */
 const MAX_SAMPLE_SCANS = 300;
 const NODE_TIMEOUT_MS = 3000;
-/** A replica that can stall less than this before its output buffer limit cuts it warns. */
+/** Without a seconds-based replica-lag guard, a replica should be able to stall this long before its output buffer cuts it. */
 const MIN_REPLICA_STALL_S = 60;
+/** Seconds the replica-lag guard needs beyond its level to notice a stall (Redis reports the lag in whole seconds) and pause. */
+const GUARD_REACTION_S = 5;
+
+/**
+ * Replication bytes one copied key costs. On one node the batch script's
+ * effects are a COPY and a ZADD (key names, a member and a score); on a
+ * cluster a RESTORE carries the record's serialized value, which the in-memory
+ * size bounds.
+ */
+export function replicationBytesPerKey(p: MemoryProjection | null, cluster: boolean): number {
+  if (!p || p.perJobBytes === 0) return 500;
+  if (cluster) return p.perJobBytes;
+  return Math.max(1, Math.round(p.keyBytes * 2 + p.indexKeyBytes + p.memberBytes + 80));
+}
+
+/** Seconds until a stalled replica is dropped: the hard limit, or the soft limit held for its seconds, at `stream` bytes/s. */
+export function timeToCut(ob: { hard: number; soft: number; softSeconds: number }, stream: number): number {
+  const hard = ob.hard > 0 ? ob.hard / stream : Infinity;
+  const soft = ob.soft > 0 && ob.softSeconds > 0 ? ob.soft / stream + ob.softSeconds : Infinity;
+  return Math.min(hard, soft);
+}
+
+/** The largest replication stream (bytes/s) a replica survives stalling `needed` seconds with. */
+export function maxStream(ob: { hard: number; soft: number; softSeconds: number }, needed: number): number {
+  const hard = ob.hard > 0 ? ob.hard / needed : Infinity;
+  const soft = ob.soft > 0 && ob.softSeconds > 0 && needed > ob.softSeconds ? ob.soft / (needed - ob.softSeconds) : Infinity;
+  return Math.min(hard, soft);
+}
 const CLUSTER_SLOTS = 16384;
+const MB = 1024 * 1024;
 
 /** Rejects after `ms` (a master that is down must not hang preflight). */
 function timed<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -156,7 +197,8 @@ function timed<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 /** What one master says about itself. */
 interface NodeFacts {
   addr: string;
-  node: Redis;
+  /** null when the master could not be reached at all. */
+  node: Redis | null;
   server: Record<string, string> | Error;
   memory: Record<string, string> | Error;
   replication: Record<string, string> | Error;
@@ -168,12 +210,24 @@ interface NodeFacts {
   quantum: number | null;
 }
 
+/** A refusal that asking again will not change (ACL, credentials). */
+export function isPermanent(err: Error): boolean {
+  return /^(NOPERM|WRONGPASS|NOAUTH)\b/.test(err.message);
+}
+
 async function info(node: Redis, section: string, addr: string): Promise<Record<string, string> | Error> {
-  try {
-    return parseInfo(await timed(node.info(section), NODE_TIMEOUT_MS, `INFO ${section} on ${addr}`));
-  } catch (e) {
-    return e instanceof Error ? e : new Error(String(e));
+  let last: Error = new Error('not asked');
+  // A timeout on a busy server is asked again (twice); a refusal is final at once.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return parseInfo(await timed(node.info(section), NODE_TIMEOUT_MS, `INFO ${section} on ${addr}`));
+    } catch (e) {
+      last = e instanceof Error ? e : new Error(String(e));
+      if (isPermanent(last)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
+  return last;
 }
 
 async function configGet(node: Redis, name: string, addr: string): Promise<string | null> {
@@ -185,8 +239,12 @@ async function configGet(node: Redis, name: string, addr: string): Promise<strin
   }
 }
 
-async function gatherNode(node: Redis): Promise<NodeFacts> {
-  const addr = nodeAddress(node);
+/** Facts of a master that did not answer at all. */
+function unreachable(addr: string, error: Error): NodeFacts {
+  return { addr, node: null, server: error, memory: error, replication: error, keyspace: error, cluster: error, outputBuffer: error, zset: null, quantum: null };
+}
+
+async function gatherNode(node: Redis, addr = nodeAddress(node)): Promise<NodeFacts> {
   const [server, memory, replication, keyspace, cluster, obl, zEntries, zValue, stats] = await Promise.all([
     info(node, 'server', addr),
     info(node, 'memory', addr),
@@ -231,7 +289,7 @@ function check(name: PreflightGate, level: PreflightCheck['level'], detail: stri
 
 const worst = (levels: Array<PreflightCheck['level']>): PreflightCheck['level'] => (levels.includes('refuse') ? 'refuse' : levels.includes('warn') ? 'warn' : 'ok');
 
-const FIX_UNREADABLE = 'Let the user run INFO, MEMORY and CONFIG GET (e.g. ACL SETUSER <user> +info +memory +config|get) and check that every master is reachable; then rerun';
+const FIX_UNREADABLE = 'Check that every master is reachable and that the user may run INFO, MEMORY and CONFIG GET (e.g. ACL SETUSER <user> +info +memory +config|get); then rerun';
 
 function versionCheck(facts: NodeFacts[]): PreflightCheck {
   const lines: string[] = [];
@@ -345,9 +403,18 @@ async function sampleNode(node: Redis, keys: Keyspace, want: number, from: strin
   } while (cursor !== '0' && picked.length < want && calls < MAX_SAMPLE_SCANS);
   const list = picked.slice(0, Math.max(want, 0));
   // Keys beyond `want` in the last page are dropped; resuming at `cursor` may skip them, which a sample can afford.
-  if (list.length === 0) return { samples: [], cursor };
+  const samples: Sampled[] = [];
+  const bad: Sampled = { ok: false, record: null, workspace: null, jobId: null, score: null };
+  // A key whose name is not a valid job id is never copied; it is not even read (a name that is
+  // not UTF-8 would not survive the round trip through a string and would be asked of another slot).
+  const named = list.filter((k) => {
+    if (keys.parseLegacy(k) !== null) return true;
+    samples.push(bad);
+    return false;
+  });
+  if (named.length === 0) return { samples, cursor };
   const p = node.pipeline();
-  for (const k of list) {
+  for (const k of named) {
     p.type(k);
     p.call('MEMORY', 'USAGE', k, 'SAMPLES', '0');
     p.call('OBJECT', 'ENCODING', k);
@@ -356,21 +423,24 @@ async function sampleNode(node: Redis, keys: Keyspace, want: number, from: strin
     p.pttl(k);
   }
   const r = (await p.exec()) ?? [];
-  const samples: Sampled[] = [];
-  list.forEach((k, i) => {
+  let failed: Error | null = null;
+  named.forEach((k, i) => {
     const at = (j: number): [Error | null, unknown] => (r[i * 6 + j] ?? [new Error('no reply'), null]) as [Error | null, unknown];
     const [tErr, type] = at(0);
     const [uErr, usage] = at(1);
-    if (tErr || uErr) throw tErr ?? uErr;
+    if (tErr || uErr) {
+      failed = tErr ?? uErr;
+      return;
+    }
     if (type === 'none' || usage === null) return; // expired meanwhile
-    const jobId = keys.parseLegacy(k);
+    const jobId = keys.parseLegacy(k)!;
     const [, enc] = at(2);
     const [, hlen] = at(3);
     const [, hm] = at(4);
     const [, pttl] = at(5);
     const [ws, createdAt] = (Array.isArray(hm) ? hm : [null, null]) as Array<string | null>;
-    if (type !== 'hash' || jobId === null || ws === null || !isWorkspaceId(ws)) {
-      samples.push({ ok: false, record: null, workspace: null, jobId: null, score: null });
+    if (type !== 'hash' || ws === null || !isWorkspaceId(ws)) {
+      samples.push(bad);
       return;
     }
     samples.push({
@@ -381,6 +451,8 @@ async function sampleNode(node: Redis, keys: Keyspace, want: number, from: strin
       record: { usage: Number(usage), legacyKeyLen: Buffer.byteLength(k), v2KeyLen: Buffer.byteLength(keys.v2Job(ws, jobId)), encoding: String(enc), fields: Number(hlen), hasTtl: Number(pttl) > 0 },
     });
   });
+  // MEMORY refused (ACL) or a node gone: the projection cannot be made, and the check says why.
+  if (failed !== null && !samples.some((s) => s.ok)) throw failed;
   return { samples, cursor };
 }
 
@@ -394,9 +466,9 @@ function meanAndError(values: number[]): { mean: number; errorPct: number } {
 }
 
 /** Each master's share of the slots (1 on a single node). */
-function slotShares(client: RedisClient, facts: NodeFacts[]): Map<string, number> {
+function slotShares(client: RedisClient, facts: NodeFacts[], cluster: boolean): Map<string, number> {
   const shares = new Map<string, number>();
-  if (!isCluster(client)) {
+  if (!cluster || !isCluster(client)) {
     for (const f of facts) shares.set(f.addr, 1 / facts.length);
     return shares;
   }
@@ -419,9 +491,9 @@ function expiresOf(keyspace: Record<string, string> | Error): number {
 }
 
 /** Builds the projection; throws when a master cannot be sampled (the memory check then refuses). */
-async function project(ctx: OpContext, facts: NodeFacts[], opts: PreflightOptions): Promise<MemoryProjection> {
+async function project(ctx: OpContext, all: NodeFacts[], opts: PreflightOptions, cluster: boolean): Promise<MemoryProjection> {
   const { keys, client } = ctx;
-  const cluster = isCluster(client);
+  const facts = all as Array<NodeFacts & { node: Redis }>;
   const f0 = facts[0];
   const model: MemoryModel = {
     quantum: facts.find((f) => f.quantum !== null)?.quantum ?? 16,
@@ -487,7 +559,7 @@ async function project(ctx: OpContext, facts: NodeFacts[], opts: PreflightOption
   const ttlShare = good.length > 0 ? good.filter((s) => s.record!.hasTtl).length / good.length : 0;
 
   // Hash tables, per master by its share of the slots.
-  const shares = slotShares(client, facts);
+  const shares = slotShares(client, facts, cluster);
   let tableBytes = 0;
   const nodeTables: number[] = [];
   for (const f of facts) {
@@ -534,6 +606,9 @@ async function project(ctx: OpContext, facts: NodeFacts[], opts: PreflightOption
     sampleErrorPct: Math.round(errorPct * 10) / 10,
     workspaces: Math.round(workspaces),
     unmigratableShare: Math.round(unmigratableShare * 1000) / 1000,
+    keyBytes: good.length > 0 ? Math.round(good.reduce((a, x) => a + x.record!.v2KeyLen, 0) / good.length) : 0,
+    indexKeyBytes: Math.round(keys.prefix.length + ':job-index:'.length + wsLen),
+    memberBytes: Math.round(memberLen),
     exact,
     model,
     nodes,
@@ -563,7 +638,8 @@ function memoryCheck(facts: NodeFacts[], projection: MemoryProjection | Error, m
       suggestion ??= 'Set maxmemory on every master (CONFIG SET maxmemory …) so the memory guard and this check have a limit to hold';
       continue;
     }
-    const needed = Math.ceil((n.usedBytes + n.growthBytes * (1 + PROJECTION_MARGIN)) / (level / 100));
+    // With room for what a connection or two add meanwhile, in whole megabytes.
+    const needed = Math.ceil(((n.usedBytes + n.growthBytes * (1 + PROJECTION_MARGIN)) / (level / 100)) * 1.02 / MB) * MB;
     if (pct! > level) {
       levels.push('refuse');
       lines.push(`${n.node}: ${after} of maxmemory ${fmtBytes(m.maxmemoryBytes)} = ${pct!.toFixed(1)}% with the ${PROJECTION_MARGIN * 100}% margin, over the ${level}% the memory guard allows`);
@@ -586,9 +662,10 @@ function replicasCheck(facts: NodeFacts[], projection: MemoryProjection | null, 
   const levels: Array<PreflightCheck['level']> = [];
   let fix: string | null = null;
   const rate = opts.rate ?? ASSUMED_FULL_SPEED;
-  // The replication stream of a copy is at most the record itself (RESTORE/HSET payloads; COPY is smaller).
-  const bytesPerKey = Math.max(1, projection?.perJobBytes ?? 500);
+  const bytesPerKey = replicationBytesPerKey(projection, projection?.model.cluster ?? facts.length > 1);
   const stream = rate * bytesPerKey;
+  // How long the replica-lag guard may take to pause the run once a replica stalls: its level, plus a few seconds to notice.
+  const needed = max === null ? MIN_REPLICA_STALL_S : max.unit === 's' ? max.value + GUARD_REACTION_S : MIN_REPLICA_STALL_S;
   for (const f of facts) {
     const r = f.replication instanceof Error ? null : replicationFromInfo(f.replication);
     if (!r) {
@@ -631,23 +708,21 @@ function replicasCheck(facts: NodeFacts[], projection: MemoryProjection | null, 
       lines.push(`cannot check the replica output buffer limit on ${f.addr}: ${ob.message}`);
       continue;
     }
-    const limits = [ob.hard > 0 ? ob.hard : Infinity, ob.soft > 0 && ob.softSeconds > 0 ? ob.soft : Infinity];
-    const allowance = Math.min(...limits);
-    const stall = allowance / stream;
-    if (stall < MIN_REPLICA_STALL_S) {
-      const safeRate = Math.floor(allowance / MIN_REPLICA_STALL_S / bytesPerKey);
+    const cut = timeToCut(ob, stream);
+    if (r.replicas.length > 0 && cut < needed) {
+      const safeRate = Math.floor(maxStream(ob, needed) / bytesPerKey);
       levels.push('warn');
       lines.push(
-        `${f.addr}: at ${rate.toLocaleString('en-US')} keys/s (~${fmtBytes(stream)}/s of replication) a replica that stalls ${stall.toFixed(0)}s passes client-output-buffer-limit replica (${fmtBytes(ob.hard)} hard, ${fmtBytes(ob.soft)}/${ob.softSeconds}s soft), is dropped and resyncs in full`,
+        `${f.addr}: at ${rate.toLocaleString('en-US')} keys/s (~${fmtBytes(stream)}/s of replication) a replica that stalls is dropped after ${cut.toFixed(1)}s by client-output-buffer-limit replica (${fmtBytes(ob.hard)} hard, ${fmtBytes(ob.soft)}/${ob.softSeconds}s soft) and resyncs in full, before the replica-lag guard would pause the run (~${needed}s)`,
       );
-      fix ??= `Run with --rate ${Math.max(1, safeRate)} or lower, or raise client-output-buffer-limit replica (the replica-lag guard pauses the run at ${max ? fmtLag(max) : 'its level'}, well before)`;
+      fix ??= `Run with --rate ${Math.max(1, safeRate)} or lower, or raise client-output-buffer-limit replica (e.g. CONFIG SET client-output-buffer-limit "replica 512mb 128mb 60")`;
     }
   }
   return check(PreflightGate.Replicas, worst(levels), lines.join('; '), worst(levels) === 'ok' ? null : fix);
 }
 
-async function clusterCheck(client: RedisClient, facts: NodeFacts[]): Promise<PreflightCheck> {
-  if (!isCluster(client)) {
+async function clusterCheck(cluster: boolean, facts: NodeFacts[]): Promise<PreflightCheck> {
+  if (!cluster) {
     const f = facts[0]!;
     if (f.cluster instanceof Error) return check(PreflightGate.Cluster, 'refuse', `cannot read INFO cluster on ${f.addr}: ${errorText(f.cluster)}`, FIX_UNREADABLE);
     if (f.cluster.cluster_enabled === '1') {
@@ -659,7 +734,7 @@ async function clusterCheck(client: RedisClient, facts: NodeFacts[]): Promise<Pr
   const levels: Array<PreflightCheck['level']> = [];
   let nodesText: string | null = null;
   for (const f of facts) {
-    if (f.cluster instanceof Error || f.server instanceof Error) {
+    if (f.node === null || f.cluster instanceof Error || f.server instanceof Error) {
       levels.push('refuse');
       lines.push(`master ${f.addr} does not answer: ${errorText(f.server instanceof Error ? f.server : f.cluster)}`);
       continue;
@@ -678,33 +753,46 @@ async function clusterCheck(client: RedisClient, facts: NodeFacts[]): Promise<Pr
   for (const line of (nodesText ?? '').split('\n')) {
     const parts = line.split(' ');
     const flags = parts[2] ?? '';
-    if (!flags.includes('master') || !/(^|,)fail\??(,|$)/.test(flags)) continue;
-    levels.push('refuse');
-    lines.push(`master ${(parts[1] ?? '?').split('@')[0]} is flagged ${flags}`);
+    if (!flags.includes('master')) continue;
+    // FAIL is the cluster's agreement that a master is down; PFAIL ("fail?") is one node's suspicion,
+    // common for a moment after a restart or under load, so it only warns.
+    if (/(^|,)fail(,|$)/.test(flags)) levels.push('refuse');
+    else if (/(^|,)fail\?(,|$)/.test(flags)) levels.push('warn');
+    else continue;
+    const addr = (parts[1] ?? '?').split('@')[0] ?? '?';
+    lines.push(`master ${addr} is flagged ${flags}${/fail(,|$)/.test(flags) ? ' (the cluster agrees it is down)' : ''}`);
   }
   const level = worst(levels);
-  return check(PreflightGate.Cluster, level, lines.join('; '), level === 'refuse' ? 'Bring every master back (or let a replica take over) until CLUSTER INFO says cluster_state:ok on every node, then rerun' : null);
+  const fix =
+    level === 'refuse'
+      ? 'Bring every master back (or let a replica take over) until CLUSTER INFO says cluster_state:ok on every node, then rerun'
+      : level === 'warn'
+        ? 'A node suspects a master (PFAIL): check CLUSTER NODES again in a few seconds'
+        : null;
+  return check(PreflightGate.Cluster, level, lines.join('; '), fix);
 }
 
 /** Runs every check. Read-only: it takes no lock and writes nothing. */
 export async function preflight(ctx: OpContext, opts: PreflightOptions = {}): Promise<PreflightResult> {
   const started = Date.now();
   opts.onProgress?.({ stage: 'preflight', done: 0, total: null, totalIsEstimate: true, message: 'reading every master' });
-  const facts = await Promise.all(masterNodes(ctx.client).map((n) => gatherNode(n)));
-  const reachable = facts.filter((f) => !(f.server instanceof Error) && !(f.memory instanceof Error));
+  const cluster = opts.cluster ?? isCluster(ctx.client);
+  const masters: NonNullable<PreflightOptions['masters']> = opts.masters ?? masterNodes(ctx.client).map((node) => ({ addr: nodeAddress(node), node }));
+  const facts = await Promise.all(masters.map((m) => (m.node ? gatherNode(m.node, m.addr) : Promise.resolve(unreachable(m.addr, m.error ?? new Error('not reachable'))))));
+  const reachable = facts.filter((f) => f.node !== null && !(f.server instanceof Error) && !(f.memory instanceof Error));
   let projection: MemoryProjection | Error;
   if (reachable.length < facts.length) {
     projection = new Error(`${facts.length - reachable.length} master(s) could not be read (${facts.filter((f) => !reachable.includes(f)).map((f) => f.addr).join(', ')})`);
   } else {
     opts.onProgress?.({ stage: 'preflight', done: 0, total: null, totalIsEstimate: true, message: 'sampling legacy records for the memory projection' });
-    projection = await project(ctx, facts, opts).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    projection = await project(ctx, facts, opts, cluster).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
   }
   const checks = [
     versionCheck(facts),
     evictionCheck(facts),
     memoryCheck(facts, projection, opts.maxMemoryPct === undefined ? DEFAULT_MAX_MEMORY_PCT : opts.maxMemoryPct),
     replicasCheck(facts, projection instanceof Error ? null : projection, opts),
-    await clusterCheck(ctx.client, facts),
+    await clusterCheck(cluster, facts),
   ];
   return { ok: checks.every((c) => c.ok), checks, projection: projection instanceof Error ? null : projection, durationMs: Date.now() - started };
 }

@@ -53,14 +53,18 @@ describe('guard flag values', () => {
 });
 
 describe('guardSettings', () => {
-  it('defaults: memory 90/95 and replica lag 10s on, latency off; cleanup leaves memory off', () => {
+  it('defaults: replica lag 10s on, latency off, memory 90/95 on for the runs that add memory only', () => {
     expect(guardSettings('backfill', {})).toEqual({
       memory: { throttlePct: 90, criticalPct: 95 },
       latency: { throttleMs: null, criticalMs: null },
       replicaLag: { throttle: { value: 10, unit: 's' }, critical: null },
     });
-    expect(guardSettings('verify', {}).memory).toEqual({ throttlePct: 90, criticalPct: 95 });
+    expect(guardSettings('reverse-backfill', {}).memory).toEqual({ throttlePct: 90, criticalPct: 95 });
+    expect(guardSettings('backfill', {}, false).memory).toEqual({ throttlePct: null, criticalPct: null }); // a dry run
+    expect(guardSettings('verify', {}).memory).toEqual({ throttlePct: null, criticalPct: null });
+    expect(guardSettings('verify', {}, true).memory).toEqual({ throttlePct: 90, criticalPct: 95 }); // --repair
     expect(guardSettings('cleanup', {}).memory).toEqual({ throttlePct: null, criticalPct: null });
+    expect(guardSettings('cleanup', {}, true).memory).toEqual({ throttlePct: null, criticalPct: null });
     expect(guardSettings('cleanup', { maxMemoryPct: 80 }).memory).toEqual({ throttlePct: 80, criticalPct: null });
   });
 

@@ -131,7 +131,7 @@ Examples:
           mutating: true,
           execute: async (io) => {
             const { opts, globals } = io;
-            const levels = guardSettings('backfill', opts);
+            const levels = guardSettings('backfill', opts, !opts.dryRun);
             const pre = opts.dryRun
               ? null
               : await preflightGate(io, {
@@ -142,7 +142,7 @@ Examples:
                   maxMemoryPct: levels.memory.throttlePct,
                   maxReplicaLag: levels.replicaLag.throttle,
                 });
-            const r = await runGuarded(io, { op: 'backfill', command: 'backfill', rate: opts.rate }, ({ ctx, guards, onProgress }) =>
+            const r = await runGuarded(io, { op: 'backfill', command: 'backfill', rate: opts.rate, addsMemory: !opts.dryRun }, ({ ctx, guards, onProgress }) =>
               backfill(ctx, {
                 direction: 'forward',
                 batchSize: opts.batchSize,

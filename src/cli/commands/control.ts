@@ -17,19 +17,25 @@ const ACTIONS = ['pause', 'resume', 'rate'] as const;
 /** Options of `control`: the positional arguments are folded in, so one schema checks them before connecting. */
 const ControlFlagsSchema = z
   .object({
-    action: z.string().refine((v) => (ACTIONS as readonly string[]).includes(v), { message: `expected one of ${ACTIONS.join(', ')}` }),
+    action: z.string(),
     value: z.string().optional(),
     reason: orNull(textFlag()),
   })
+  // Positional arguments: the issues carry no path, so the message is not prefixed with a flag name.
   .transform((o, ctx): { action: ControlAction; reason: string | null } => {
+    const shown = (v: string): string => JSON.stringify(v.slice(0, 40));
+    if (!(ACTIONS as readonly string[]).includes(o.action)) {
+      ctx.addIssue({ code: 'custom', message: `control: expected pause, resume or rate <keys/s>, got ${shown(o.action)}` });
+      return z.NEVER;
+    }
     if (o.action !== 'rate') {
-      if (o.value !== undefined) ctx.addIssue({ code: 'custom', path: ['value'], message: `control ${o.action} takes no value, got ${JSON.stringify(o.value.slice(0, 40))}` });
+      if (o.value !== undefined) ctx.addIssue({ code: 'custom', message: `control ${o.action} takes no value, got ${shown(o.value)}` });
       return { action: { action: o.action as 'pause' | 'resume' }, reason: o.reason };
     }
     const v = o.value ?? '';
     if (v === 'unlimited') return { action: { action: 'rate', rate: null }, reason: o.reason };
     if (!/^[0-9]{1,9}(\.[0-9]+)?$/.test(v) || Number(v) <= 0) {
-      ctx.addIssue({ code: 'custom', path: ['value'], message: `control rate needs a positive number of keys per second, or unlimited, got ${JSON.stringify(v.slice(0, 40))}` });
+      ctx.addIssue({ code: 'custom', message: `control rate needs a positive number of keys per second, or unlimited, got ${shown(v)}` });
       return z.NEVER;
     }
     return { action: { action: 'rate', rate: Number(v) }, reason: o.reason };

@@ -10,10 +10,14 @@ import { ExitCode } from '../../core/errors.js';
 import { enforceGates } from '../../ops/gates.js';
 import { fmtBytes, fmtLag, type LagLevel } from '../../ops/guards/guards.js';
 import { DEFAULT_MAX_MEMORY_PCT, DEFAULT_MAX_REPLICA_LAG, preflight, preflightGates, type PreflightCheck, type PreflightResult } from '../../ops/preflight.js';
+import type { Redis } from 'ioredis';
+import { Keyspace } from '../../core/keys.js';
+import { closeRedis, connectRedis, redactUrl, type RedisClient } from '../../core/redis.js';
+import { StateStore } from '../../core/state.js';
 import { guardFlagFields } from '../guard-flags.js';
-import { dflt, intFlag, orNull, rateFlag, withDefault } from '../options.js';
-import { fmtInt, safe, type Output } from '../output.js';
-import { runCommand, type CommandIO } from '../runner.js';
+import { dflt, intFlag, orNull, parseFlags, rateFlag, withDefault } from '../options.js';
+import { fmtInt, Output, safe } from '../output.js';
+import { globalOptions, runCommand, type CommandIO } from '../runner.js';
 
 const DEFAULT_SAMPLES = 2000;
 
@@ -55,6 +59,71 @@ function render(r: PreflightResult, out: Output): void {
   if (refused.length > 0) out.print(`refused checks are gates: enable-dual-write and backfill refuse too, unless overridden one by one with --force ${refused.join(',')} --reason "…"`);
 }
 
+type PreflightFlags = ReturnType<typeof PreflightFlagsSchema.parse>;
+
+function preflightOptions(opts: PreflightFlags): Parameters<typeof preflight>[1] {
+  return {
+    maxMemoryPct: opts.maxMemoryPct === undefined ? DEFAULT_MAX_MEMORY_PCT : opts.maxMemoryPct === 'off' ? null : opts.maxMemoryPct,
+    maxReplicaLag: opts.maxReplicaLag === undefined ? DEFAULT_MAX_REPLICA_LAG : opts.maxReplicaLag === 'off' ? null : opts.maxReplicaLag,
+    rate: opts.rate,
+    samples: opts.samples,
+  };
+}
+
+const toJson = (r: PreflightResult): Record<string, unknown> => ({ ok: r.ok, checks: r.checks, projection: r.projection, durationMs: r.durationMs });
+
+/**
+ * A cluster whose state is fail refuses a cluster connection (the client
+ * never becomes ready), which would make preflight say "unreachable" about the
+ * very node that answers. So with --cluster it first asks the startup node
+ * alone; when the cluster is down it reaches every master named in CLUSTER
+ * NODES on its own and runs the checks on those that answer. Returns the exit
+ * code, or null to run the normal way (the cluster is ok, or the probe itself
+ * failed: the normal path then reports that).
+ */
+async function preflightDegradedCluster(cmd: Command): Promise<number | null> {
+  const clients: RedisClient[] = [];
+  try {
+    const globals = globalOptions(cmd);
+    if (!globals.cluster) return null;
+    const opts = parseFlags(PreflightFlagsSchema, cmd.opts());
+    const connect = (url: string): Promise<RedisClient> => connectRedis({ url, commandTimeoutMs: Math.min(globals.timeout, 5000), connectTimeoutMs: 2000, maxReconnects: 0, connectionName: 'orch-migrate:preflight' });
+    const startup = await connect(globals.redisUrl);
+    clients.push(startup);
+    if (/^cluster_state:ok\s*$/m.test(String(await startup.cluster('INFO')))) return null;
+    const nodes = String(await startup.cluster('NODES'))
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter((p) => (p[2] ?? '').includes('master') && (p[8] ?? '') !== '')
+      .map((p) => (p[1] ?? '').split('@')[0]!);
+    const base = new URL(globals.redisUrl);
+    const masters = await Promise.all(
+      nodes.map(async (addr) => {
+        const u = new URL(base.href);
+        u.host = addr;
+        try {
+          const c = await connect(u.href);
+          clients.push(c);
+          return { addr, node: c as Redis };
+        } catch (e) {
+          return { addr, node: null, error: e instanceof Error ? new Error(e.message.replace(u.href, redactUrl(u.href))) : new Error(String(e)) };
+        }
+      }),
+    );
+    const keys = new Keyspace(globals.prefix);
+    const ctx = { client: startup, keys, state: new StateStore(startup, keys), actor: globals.actor ?? '', signal: new AbortController().signal, lock: null };
+    const r = await preflight(ctx, { ...preflightOptions(opts), masters, cluster: true });
+    const out = new Output(globals.json);
+    render(r, out);
+    out.result(toJson(r));
+    return r.ok ? ExitCode.Ok : ExitCode.Gate;
+  } catch {
+    return null;
+  } finally {
+    await Promise.all(clients.map((c) => closeRedis(c)));
+  }
+}
+
 /** Registers `preflight`. */
 export function registerPreflight(program: Command, setExit: (code: number) => void): void {
   program
@@ -76,28 +145,19 @@ Examples:
   $ orch-migrate preflight --json | jq '.projection | {perJobBytes, jobs, v2Bytes, indexBytes}'`,
     )
     .action(async (_o, cmd: Command) => {
+      const degraded = await preflightDegradedCluster(cmd);
+      if (degraded !== null) return setExit(degraded);
       setExit(
         await runCommand(cmd, {
           name: 'preflight',
           options: PreflightFlagsSchema,
           mutating: false,
-          execute: ({ ctx, opts, progress }) =>
-            preflight(ctx, {
-              maxMemoryPct: opts.maxMemoryPct === undefined ? DEFAULT_MAX_MEMORY_PCT : opts.maxMemoryPct === 'off' ? null : opts.maxMemoryPct,
-              maxReplicaLag: opts.maxReplicaLag === undefined ? DEFAULT_MAX_REPLICA_LAG : opts.maxReplicaLag === 'off' ? null : opts.maxReplicaLag,
-              rate: opts.rate,
-              samples: opts.samples,
-              onProgress: progress.update,
-            }),
+          execute: ({ ctx, opts, progress }) => preflight(ctx, { ...preflightOptions(opts), onProgress: progress.update }),
           render,
-          toJson: (r) => ({ ok: r.ok, checks: r.checks, projection: r.projection, durationMs: r.durationMs }),
+          toJson,
           exitCode: (r) => (r.ok ? ExitCode.Ok : ExitCode.Gate),
-          historySummary: (r) => ({
-            ok: r.ok,
-            refused: r.checks.filter((x) => x.level === 'refuse').map((x) => x.name),
-            warned: r.checks.filter((x) => x.level === 'warn').map((x) => x.name),
-            ...(r.projection ? { growthBytes: r.projection.growthBytes, jobs: r.projection.jobs } : {}),
-          }),
+          // Read-only like status: no history entry (it must also work on a node it cannot write to, e.g. a
+          // cluster node addressed without --cluster, which it reports). The gates that run it record overrides.
         }),
       );
     });

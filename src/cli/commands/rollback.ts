@@ -62,6 +62,8 @@ function toJson(r: RollbackResult): Record<string, unknown> {
     legacyComplete: r.legacyComplete,
     next: r.next,
     gates: r.gates.map((g) => ({ name: g.name, open: g.open, reason: g.reason })),
+    // Only the reverse backfill runs under the guards.
+    throttle: throttleJson(b?.throttle),
     reverseBackfill: b
       ? {
           complete: b.complete,

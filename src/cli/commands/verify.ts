@@ -130,7 +130,7 @@ Examples:
           // It writes last_verify (and --repair writes data), so it holds the lock.
           mutating: true,
           execute: (io) =>
-            runGuarded(io, { op: 'verify', command: 'verify', rate: null }, ({ ctx, guards, onProgress }) =>
+            runGuarded(io, { op: 'verify', command: 'verify', rate: null, addsMemory: io.opts.repair }, ({ ctx, guards, onProgress }) =>
               verify(ctx, {
                 rounds: io.opts.rounds,
                 roundDelayMs: io.opts.roundDelay,

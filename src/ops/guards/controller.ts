@@ -57,6 +57,8 @@ export const MIN_RATE = 5;
 export const DEFAULT_REFERENCE = 1000;
 /** Smallest batch the latency guard shrinks to. */
 export const MIN_BATCH = 10;
+/** How long the first sample may retry a signal that did not answer (a busy server, a probe without answers yet). */
+export const START_RETRY_MS = 5000;
 /** Window of the measured keys/s. */
 const RATE_WINDOW_MS = 2000;
 
@@ -202,14 +204,19 @@ export class GuardController implements ScanPacer {
     this.timer.unref();
   }
 
-  /** The latency probe needs its first answers before it can be read: wait up to 2 s for them. */
+  /**
+   * The first readings. The latency probe needs its first answers, and a busy
+   * server may time out once: unreadable readings are sampled again for up to
+   * {@link START_RETRY_MS}, except a refusal (NOPERM, WRONGPASS), which asking
+   * again does not change.
+   */
   private async firstReadings(): Promise<GuardReading[]> {
-    const deadline = this.now() + 2000;
+    const deadline = this.now() + START_RETRY_MS;
     for (;;) {
       const r = await this.opts.signals.sample();
-      const waiting = r.some((x) => x.guard === GuardName.Latency && x.level === 'unreadable');
-      if (!waiting || this.now() > deadline) return r;
-      await new Promise((res) => setTimeout(res, 100));
+      const retry = r.some((x) => x.level === 'unreadable' && !/\b(NOPERM|WRONGPASS|NOAUTH)\b/.test(x.text));
+      if (!retry || this.now() > deadline) return r;
+      await new Promise((res) => setTimeout(res, 250));
     }
   }
 
