@@ -13,6 +13,8 @@
  * --skip-api      skip the API and enqueue-latency parts
  * --api-sizes     keyspace sizes of the API runs (default 100000,1000000,2000000)
  * --api-duration  seconds of autocannon load per read path (default 10)
+ * --guard-jobs    jobs of the guard-rail figures (bench/guards.ts; default 200,000)
+ * --skip-guards   skip the guard-rail figures
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -21,6 +23,7 @@ import { spawnRedisServer } from '../src/cli/demo/throwaway-redis.js';
 import { runApiBench, type ApiBenchResult } from './api.js';
 import { runBackfillBench, type BackfillBenchResult } from './backfill.js';
 import { runEnqueueBench, type LatencyFigures } from './enqueue.js';
+import { guardsTable, runGuardsBench } from './guards.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
@@ -31,10 +34,11 @@ interface Flags {
   skipApi: boolean;
   apiSizes: number[];
   apiDuration: number;
+  guardJobs: number;
 }
 
 function parseFlags(argv: string[]): Flags {
-  const flags: Flags = { jobs: 1_000_000, sizes: [], clusterJobs: 200_000, skipApi: false, apiSizes: [100_000, 1_000_000, 2_000_000], apiDuration: 10 };
+  const flags: Flags = { jobs: 1_000_000, sizes: [], clusterJobs: 200_000, skipApi: false, apiSizes: [100_000, 1_000_000, 2_000_000], apiDuration: 10, guardJobs: 200_000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = (): string => {
@@ -53,6 +57,8 @@ function parseFlags(argv: string[]): Flags {
     else if (a === '--skip-api') flags.skipApi = true;
     else if (a === '--api-sizes') flags.apiSizes = next().split(',').filter(Boolean).map(int);
     else if (a === '--api-duration') flags.apiDuration = int(next());
+    else if (a === '--guard-jobs') flags.guardJobs = int(next());
+    else if (a === '--skip-guards') flags.guardJobs = 0;
     else throw new Error(`unknown flag ${a}`);
   }
   return flags;
@@ -145,6 +151,12 @@ async function main(): Promise<void> {
     } finally {
       await server.stop();
     }
+  }
+
+  if (flags.guardJobs > 0) {
+    const guards = await runGuardsBench({ jobs: flags.guardJobs, maxLatencyMs: 5, log });
+    results.guards = guards;
+    sections.push(guardsTable(guards));
   }
 
   const md = [`## Benchmarks ${results.startedAt as string} (node ${process.version})`, '', ...sections, ''].join('\n');

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import type { Redis } from 'ioredis';
 import type { ZodType } from 'zod';
-import { ExitCode, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
+import { ExitCode, GuardStopError, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
 import { Keyspace } from '../core/keys.js';
 import { LeaseLock } from '../core/lock.js';
 import {
@@ -110,7 +110,9 @@ export function reportError(err: OrchError, out: Output): void {
   // Messages can quote untrusted input (a key name, a value): one line each, escaped.
   out.line(`${out.errColor.red('error:')} ${safe(err.message)}`);
   if (err.suggestion) out.line(`${out.errColor.dim('  fix:')} ${safe(err.suggestion)}`);
-  out.result({ ok: false, exitCode: err.exitCode, error: { code: err.code, message: err.message, suggestion: err.suggestion ?? null } });
+  // A guard's stop also says which guard, what it read, and how long the run was held back before.
+  const details = err instanceof GuardStopError ? err.details() : {};
+  out.result({ ok: false, exitCode: err.exitCode, error: { code: err.code, message: err.message, suggestion: err.suggestion ?? null, ...details } });
 }
 
 /**
@@ -258,7 +260,8 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
     reportError(err, out);
     if (mutating && state && !(err instanceof RedisUnavailableError)) {
       // Refusals and failures are part of the audit trail too.
-      await state.appendHistory(spec.name, actor, { exitCode: err.exitCode, error: err.code, message: err.message }).catch(() => undefined);
+      const details = err instanceof GuardStopError ? err.details() : {};
+      await state.appendHistory(spec.name, actor, { exitCode: err.exitCode, error: err.code, message: err.message, ...details }).catch(() => undefined);
     }
     return err.exitCode;
   } finally {

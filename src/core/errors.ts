@@ -200,6 +200,36 @@ export class AclPermissionError extends ConfigError {
   }
 }
 
+/**
+ * A guard stopped the run (src/ops/guards/): a signal reached its critical
+ * level (memory, latency, replica lag), or a guard could not read its signal
+ * when the run started (fail closed). The checkpoint is kept. Exit 6.
+ */
+export class GuardStopError extends OrchError {
+  /** The guard that stopped the run (`memory`, `latency`, `replica-lag`). */
+  readonly guard: string;
+  /** What it read, in one line (the level and the node included). */
+  readonly reading: string;
+  /** Throttle accounting of the run until it stopped (set by whoever ran the guards). */
+  throttle: Record<string, unknown> | null = null;
+
+  constructor(guard: string, reading: string, opts: { unreadable?: boolean; suggestion: string }) {
+    super(
+      opts.unreadable
+        ? `The ${guard} guard cannot read its signal (${reading}); a guard that cannot see fails closed, so the run did not start`
+        : `Stopped by the ${guard} guard: ${reading}; checkpoint kept`,
+      { code: opts.unreadable ? 'ERR_GUARD_UNREADABLE' : 'ERR_GUARD', exitCode: ExitCode.Guard, suggestion: opts.suggestion },
+    );
+    this.guard = guard;
+    this.reading = reading;
+  }
+
+  /** What the history and the `--json` error record besides the code and message. */
+  details(): Record<string, unknown> {
+    return { guard: this.guard, reading: this.reading, ...(this.throttle ? { throttle: this.throttle } : {}) };
+  }
+}
+
 /** SIGINT/SIGTERM ended the run cleanly. Exit 130. */
 export class InterruptedError extends OrchError {
   constructor(message = 'Interrupted; checkpoint saved, rerun to resume.') {

@@ -99,6 +99,24 @@ export class Keyspace {
     return `${this.prefix}:migration:jobs:workspaces:state`;
   }
 
+  /**
+   * Live control of running operations (hash: paused, rate, who and when),
+   * written by `orch-migrate control` and polled by every run at least once a
+   * second, wherever it runs (src/ops/control.ts).
+   */
+  get control(): string {
+    return `${this.prefix}:migration:jobs:control`;
+  }
+
+  /**
+   * The runs in flight (hash: run id → JSON heartbeat with progress, rate and
+   * throttle state; the key expires a few heartbeats after the last run
+   * stops writing it). `status` shows them (src/ops/run-heartbeat.ts).
+   */
+  get run(): string {
+    return `${this.prefix}:migration:jobs:run`;
+  }
+
   /** Legacy keys accepted as known-unmigratable (hash: key → JSON {reason, by, at}). */
   get accepted(): string {
     return `${this.prefix}:migration:jobs:accepted`;

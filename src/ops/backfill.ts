@@ -51,6 +51,7 @@ import {
   type ParsedSource,
   type UnmigratableRecord,
 } from './migratable.js';
+import type { GuardController, ThrottleSummary } from './guards/controller.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, mapLimit, PER_KEY_CONCURRENCY, runScan, type NodeScanResult, type ScanBatch } from './scan-engine.js';
 import { waitForWriters } from './settle.js';
 import type { BackfillSummary } from './summaries.js';
@@ -71,6 +72,8 @@ export interface BackfillOptions {
   concurrency?: number;
   /** Keys per second (default unlimited). */
   rate?: number | null;
+  /** Paces the scan on the guards and live control (src/ops/guards/controller.ts); its ceiling replaces `rate`. */
+  guards?: GuardController | null;
   /** Ignore the checkpoint and start over. */
   restart?: boolean;
   /** Classify only: write nothing (no copies, no checkpoint, no summary). */
@@ -146,6 +149,8 @@ export interface BackfillResult extends BackfillCounts {
   startedAt: number;
   finishedAt: number;
   forced: string[];
+  /** Time the guards held the run back (null without guards). */
+  throttle: ThrottleSummary | null;
 }
 
 function counts(c: Counters): BackfillCounts {
@@ -196,6 +201,7 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
     batchSize: opts.batchSize ?? DEFAULT_BATCH_SIZE,
     concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
     rate: opts.rate ?? null,
+    pacer: opts.guards ?? null,
     restart: opts.restart ?? false,
     shard: opts.shard ?? null,
     signal: ctx.signal,
@@ -248,6 +254,7 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
     startedAt,
     finishedAt,
     forced,
+    throttle: opts.guards?.summary() ?? null,
   };
   if (!dryRun && workspace !== null) {
     // A canary's legacy records are whole again only when every one of its v2 records made it back.

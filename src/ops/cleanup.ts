@@ -43,6 +43,7 @@ import { assertLockHeld, fenceOf, leaseDeadline, lockArgs, throttled, type OpCon
 import { estimateLayout } from './count.js';
 import { FindingsStore, type Finding } from './findings.js';
 import { DEFAULT_MIN_SOAK_MS, enforceGates, gatesFor, type GateStatus } from './gates.js';
+import type { GuardController, ThrottleSummary } from './guards/controller.js';
 import { checkSource, isUnmigratable, parseSourceKey, UnmigratableReason } from './migratable.js';
 import { convertQueueRefs, type QueueConversion } from './queue-refs.js';
 import { runScan, type ScanBatch } from './scan-engine.js';
@@ -109,6 +110,8 @@ export interface CleanupOptions {
   maxVerifyAgeMs?: number;
   /** Keys per second, all masters together (default unlimited). */
   rate?: number | null;
+  /** Paces the scan on the guards and live control (src/ops/guards/controller.ts); its ceiling replaces `rate`. */
+  guards?: GuardController | null;
   batchSize?: number;
   concurrency?: number;
   /** Ignore the cleanup checkpoint and scan from the start. */
@@ -172,6 +175,8 @@ export interface CleanupResult {
   blockedBy: { gate: string; reason: string; opensWith: string | null } | null;
   /** How long the run waited for the settle window. */
   settleWaitMs: number;
+  /** Time the guards held the run back (null without guards). */
+  throttle: ThrottleSummary | null;
 }
 
 const SAMPLE_LIMIT = 20;
@@ -507,6 +512,7 @@ export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promis
     forced: start.forced,
     blockedBy: start.blockedBy,
     settleWaitMs: start.settleWaitMs,
+    throttle: opts.guards?.summary() ?? null,
   };
   if (execute && workspaces !== null) await recordCanaryCleanup(ctx, workspaces, result);
   return result;
@@ -562,6 +568,7 @@ class Sweep {
         ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }),
         ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
         rate: opts.rate ?? null,
+        pacer: opts.guards ?? null,
         restart: opts.restart ?? false,
         // Resume only a pass of this epoch (and these workspaces): one from before a rollback would skip keys.
         resumeIf: (meta) => meta !== null && meta.epoch === state.epoch && (setKey === null || meta.options?.workspaces === setKey),

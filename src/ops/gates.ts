@@ -17,8 +17,12 @@ export const DEFAULT_MAX_VERIFY_AGE_MS = 60 * 60 * 1000;
 /** Default soak in read-new before cleanup. */
 export const DEFAULT_MIN_SOAK_MS = 60 * 60 * 1000;
 
-/** Names of the gates `--force` may override, as status and the refusals print them. */
-export const FORCEABLE_GATES = ['verify', 'soak', 'legacy-complete', 'writers', 'workspaces'] as const;
+/**
+ * Names of the gates `--force` may override, as status and the refusals print
+ * them: the data gates, then preflight's checks (src/ops/preflight.ts), which
+ * enable-dual-write and backfill run first.
+ */
+export const FORCEABLE_GATES = ['verify', 'soak', 'legacy-complete', 'writers', 'workspaces', 'version', 'eviction', 'memory', 'replicas', 'cluster'] as const;
 export type ForceableGate = (typeof FORCEABLE_GATES)[number];
 
 /** One gate's state. */

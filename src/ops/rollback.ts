@@ -39,6 +39,7 @@ import { backfill, backfillOpName, type BackfillResult } from './backfill.js';
 import { clearCheckpoint } from './checkpoint.js';
 import type { OpContext, ProgressFn } from './context.js';
 import { enforceGates, gatesFor, type GateStatus } from './gates.js';
+import type { GuardController } from './guards/controller.js';
 import { runTransition } from './transition.js';
 
 /** What a rollback does (or would do) in the current state. */
@@ -67,6 +68,8 @@ export interface RollbackOptions {
   batchSize?: number;
   concurrency?: number;
   rate?: number | null;
+  /** Paces the reverse backfill on the guards and live control (src/ops/guards/controller.ts). */
+  guards?: GuardController | null;
   onProgress?: ProgressFn;
 }
 
@@ -148,6 +151,7 @@ async function reverseBackfill(ctx: OpContext, opts: RollbackOptions): Promise<B
     ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }),
     ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
     rate: opts.rate ?? null,
+    guards: opts.guards ?? null,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
   });
 }
@@ -308,6 +312,7 @@ export async function rollbackWorkspaces(ctx: OpContext, workspaces: string[], o
           ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }),
           ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
           rate: opts.rate ?? null,
+          guards: opts.guards ?? null,
           ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
         }),
       );

@@ -11,7 +11,8 @@
  *     type: 'hash',                  // optional SCAN TYPE (omit to see every type, e.g. to report foreign keys)
  *     batchSize: 1000,               // SCAN COUNT
  *     concurrency: 4,                // batches processed at once (p-limit), across all masters
- *     rate: 5000,                    // optional keys/s cap (all masters together)
+ *     rate: 5000,                    // optional keys/s ceiling (all masters together)
+ *     pacer: guards,                 // optional ScanPacer (e.g. the guard controller); replaces `rate`
  *     restart: false,                // ignore the checkpoint and start every node from cursor 0
  *     shard: { index: 0, count: 2 }, // optional: only the masters of this shard (sorted by address, i % count)
  *     signal: ctx.signal,            // abort = stop scanning, finish the batches in flight, save, throw
@@ -23,7 +24,11 @@
  *
  * Shape: one {@link NodeScanner} per selected master (its cursor, run_id,
  * checkpoint and the batches it has in flight), all driven through one p-limit
- * for the processing, with the rate limiter beside it.
+ * for the processing, with one pacer beside it: before a batch is taken the
+ * scanner asks the pacer (a {@link RateLimiter} for `--rate`, or the guard
+ * controller of src/ops/guards/controller.ts) for its keys, and the pacer may
+ * hold it (slow down, pause) or refuse it (a guard's critical level: the run
+ * stops like on a failure, checkpoint saved).
  *
  * Guarantees:
  *  - Its own SCAN loop per master (never scanStream), all selected masters in
@@ -90,8 +95,10 @@ export interface ScanEngineOptions {
   batchSize?: number;
   /** Batches processed at once across all masters (default 4). */
   concurrency?: number;
-  /** Keys per second, all masters together; null/undefined = unlimited. */
+  /** Keys per second, all masters together; null/undefined = unlimited. Ignored when `pacer` is given. */
   rate?: number | null;
+  /** Paces the batches (see {@link ScanPacer}); default: a {@link RateLimiter} for `rate`, or none. */
+  pacer?: ScanPacer | null;
   /** Ignore the checkpoint and start over. */
   restart?: boolean;
   /** Only the masters of shard `index` of `count`. */
@@ -183,19 +190,80 @@ export async function nodeRunId(node: Redis): Promise<string> {
 }
 
 /**
- * Keys-per-second limiter shared by every master: after `consume(n)` the
- * caller has been held back until `n` more keys fit in the budget.
+ * Paces a scan. Called by every scanner before it takes a batch of `n` keys;
+ * the batch is taken when the promise resolves. A rejection stops the run
+ * like a failed batch does (batches in flight finish, the checkpoint is
+ * saved, the error is thrown); the batch that was refused is not taken, so
+ * the cursor stays before it.
  */
-export class RateLimiter {
-  private readonly start = Date.now();
-  private used = 0;
-  constructor(private readonly rate: number) {}
-  async consume(n: number, signal: AbortSignal): Promise<void> {
-    this.used += n;
-    const due = this.start + (this.used / this.rate) * 1000;
-    const wait = due - Date.now();
-    if (wait > 0) await sleep(wait, signal);
+export interface ScanPacer {
+  acquire(n: number, signal: AbortSignal): Promise<void>;
+  /**
+   * The SCAN COUNT for the next batch, given the configured one: a low rate or
+   * a latency guard asks for smaller batches (shorter scripts, and a pause or
+   * a rate change lands sooner). Optional: default the configured one.
+   */
+  batchSize?(configured: number): number;
+}
+
+/** Smallest SCAN COUNT a pacer asks for. */
+export const MIN_PACED_BATCH = 10;
+
+/**
+ * A true ceiling of `rate` keys per second, shared by every master. A grant
+ * of `n` keys books the next `n / rate` seconds; a caller that comes after a
+ * slow stretch is granted at once but books from now, never from the past,
+ * so no budget piles up and there is no catch-up burst: over any interval T,
+ * at most `rate × T` keys plus one batch are taken. Batches are kept to a
+ * tenth of a second's worth ({@link batchSize}), so that one batch stays small.
+ */
+export class RateLimiter implements ScanPacer {
+  /** When the next grant may start (performance.now() ms). */
+  private next = 0;
+
+  constructor(private rate: number | null) {}
+
+  /** Current ceiling (null = none). */
+  get ceiling(): number | null {
+    return this.rate;
   }
+
+  /** Changes the ceiling; it applies to the next grant (waiters re-check at least every 100 ms). */
+  setRate(rate: number | null): void {
+    if (rate === this.rate) return;
+    const now = performance.now();
+    // Rebook the outstanding slot at the new rate, so a lowered ceiling holds at once.
+    if (this.rate !== null && rate !== null && this.next > now) this.next = now + ((this.next - now) * this.rate) / rate;
+    else if (rate === null) this.next = 0;
+    this.rate = rate;
+  }
+
+  /** Books `n` keys now and returns 0, or returns the ms to wait before asking again (nothing booked). */
+  reserve(n: number): number {
+    if (this.rate === null) return 0;
+    const now = performance.now();
+    if (this.next > now) return this.next - now;
+    this.next = now + (n / this.rate) * 1000;
+    return 0;
+  }
+
+  async acquire(n: number, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      const wait = this.reserve(n);
+      if (wait <= 0) return;
+      // In slices: a rate changed meanwhile (live control) applies within 100 ms.
+      await sleep(Math.min(wait, 100), signal);
+    }
+  }
+
+  batchSize(configured: number): number {
+    return this.rate === null ? configured : pacedBatch(configured, this.rate);
+  }
+}
+
+/** A tenth of a second's worth of keys at `rate`, within [MIN_PACED_BATCH, configured]. */
+export function pacedBatch(configured: number, rate: number): number {
+  return Math.max(Math.min(MIN_PACED_BATCH, configured), Math.min(configured, Math.ceil(rate / 10)));
 }
 
 /** One SCAN batch whose processing may finish out of order. */
@@ -215,7 +283,7 @@ interface ScanRun {
   /** Batches queued or processing, across all masters: the memory bound. */
   inflight: Set<Promise<void>>;
   maxInflight: number;
-  limiter: RateLimiter | null;
+  pacer: ScanPacer | null;
   checkpointEveryMs: number;
   /** Stops every scanner: the first failure wins. */
   fail(err: unknown): void;
@@ -302,21 +370,23 @@ class NodeScanner {
     if (this.done) return;
     const { opts } = run;
     const typeArgs = opts.type ? ['TYPE', opts.type] : [];
-    let count = Math.max(1, opts.batchSize ?? DEFAULT_BATCH_SIZE);
-    // A low rate gets small batches, so progress and interrupts stay responsive.
-    if (opts.rate) count = Math.max(10, Math.min(count, Math.ceil(opts.rate / 10)));
+    const configured = Math.max(1, opts.batchSize ?? DEFAULT_BATCH_SIZE);
     let cursor = this.cursor;
     let reachedEnd = false;
     while (!run.stopped()) {
       // Backpressure: never more than maxInflight batches queued or processing, across all masters.
       while (run.inflight.size >= run.maxInflight && !run.stopped()) await Promise.race(run.inflight);
       if (run.stopped()) break;
+      // A low rate or a latency guard gets small batches, so progress, interrupts and pauses stay responsive.
+      const count = Math.max(1, run.pacer?.batchSize?.(configured) ?? configured);
       const [next, found] = (await this.node.scan(cursor, 'MATCH', opts.match, 'COUNT', count, ...(typeArgs as []))) as [string, string[]];
-      if (run.limiter && found.length > 0) {
+      if (run.pacer && found.length > 0) {
         try {
-          await run.limiter.consume(found.length, opts.signal);
-        } catch {
-          break; // aborted while throttled: this batch is not taken, the cursor stays before it
+          await run.pacer.acquire(found.length, opts.signal);
+        } catch (err) {
+          // Not taken: the cursor stays before this batch. An abort is handled below; a refusal (a guard's critical level) fails the run.
+          if (!opts.signal.aborted) run.fail(err);
+          break;
         }
       }
       if (run.stopped()) break;
@@ -399,7 +469,7 @@ export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEng
     limit: pLimit(concurrency),
     inflight: new Set(),
     maxInflight: concurrency + 1,
-    limiter: opts.rate ? new RateLimiter(opts.rate) : null,
+    pacer: opts.pacer ?? (opts.rate ? new RateLimiter(opts.rate) : null),
     checkpointEveryMs: opts.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS,
     fail: (err) => {
       if (failure === null) failure = err;

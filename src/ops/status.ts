@@ -15,6 +15,8 @@ import { countKeys, type KeyCounts } from './count.js';
 import { humanDuration } from '../core/durations.js';
 import { gatesFor, onlySourceProblems, type GateStatus } from './gates.js';
 import { asBackfillSummary, asCleanupSummary, asVerifySummary, type BackfillSummary, type CleanupSummary, type VerifySummary } from './summaries.js';
+import { readControl, type ControlState } from './control.js';
+import { readRuns, type RunInFlight } from './run-heartbeat.js';
 
 /** Options of {@link getStatus}. */
 export interface StatusOptions {
@@ -80,6 +82,10 @@ export interface StatusResult {
   /** The command to run next, with why. */
   next: { command: string; why: string };
   serverTime: number;
+  /** The runs in flight, from their heartbeats (src/ops/run-heartbeat.ts). */
+  runs: RunInFlight[];
+  /** What `orch-migrate control` set (src/ops/control.ts), or null. */
+  control: ControlState | null;
 }
 
 const GATED_COMMANDS = ['enable-dual-write', 'backfill', 'flip-read', 'cleanup', 'rollback'] as const;
@@ -87,15 +93,17 @@ const CHECKPOINT_OPS = ['backfill', 'reverse-backfill', 'cleanup'] as const;
 
 /** Reads the whole picture. Read-only: takes no lock. */
 export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promise<StatusResult> {
-  const [state, now, lock, history, counts, accepted, ...cps] = await Promise.all([
+  const [state, now, lock, history, counts, accepted, control, ...cps] = await Promise.all([
     ctx.state.read(),
     ctx.state.serverTime(),
     LeaseLock.inspect(ctx.client, ctx.keys),
     ctx.state.history(opts.historyCount ?? 5),
     countKeys(ctx.client, ctx.keys, { exact: opts.exact ?? false, signal: ctx.signal }),
     ctx.client.hlen(ctx.keys.accepted),
+    readControl(ctx.client, ctx.keys),
     ...CHECKPOINT_OPS.map((op) => loadCheckpoint(ctx.client, ctx.keys, op)),
   ]);
+  const runs = await readRuns(ctx.client, ctx.keys, now);
   const checkpoints: CheckpointProgress[] = [];
   CHECKPOINT_OPS.forEach((op, i) => {
     const cp = cps[i]!;
@@ -156,8 +164,12 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
     writers,
     accepted,
     canaries,
-    next: nextStep(state, gates, lock, lastBackfill, now, checkpoints),
+    next: control?.paused && (runs.length > 0 || lock !== null)
+      ? { command: 'orch-migrate control resume', why: `the run in flight is paused by \`orch-migrate control pause\`${control.by ? ` (${control.by})` : ''}${control.reason ? `: "${control.reason}"` : ''}` }
+      : nextStep(state, gates, lock, lastBackfill, now, checkpoints),
     serverTime: now,
+    runs,
+    control,
   };
 }
 

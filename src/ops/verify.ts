@@ -21,6 +21,7 @@ import { loadAccepted } from './accept.js';
 import { fenceOf, throttled, type OpContext, type ProgressFn } from './context.js';
 import { countKeys } from './count.js';
 import { enforceGates, phaseGate } from './gates.js';
+import type { GuardController, ThrottleSummary } from './guards/controller.js';
 import type { VerifySummary } from './summaries.js';
 import { PairChecker } from './verify/pair-check.js';
 import { Passes } from './verify/passes.js';
@@ -51,6 +52,8 @@ export interface VerifyOptions {
   maxSuspects?: number;
   /** Mismatches listed in the result (all are counted and reported to the file). Default 50. */
   maxListed?: number;
+  /** Paces round 1's scan on the guards and live control (src/ops/guards/controller.ts). */
+  guards?: GuardController | null;
   onProgress?: ProgressFn;
 }
 
@@ -85,6 +88,8 @@ export interface VerifyResult {
   reportPath: string | null;
   startedAt: number;
   finishedAt: number;
+  /** Time the guards held the run back (null without guards). */
+  throttle: ThrottleSummary | null;
 }
 
 /** Runs a verify. Exit 1 (via {@link verifyExitCode}) when anything persistent remains. */
@@ -99,7 +104,7 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
 
   // Round 1: everything; then rounds 2..N: the suspects only.
   const estimate = await countKeys(ctx.client, ctx.keys);
-  const first = await new Passes(ctx, plan, suspects, checker).run(estimate, (stage, p, total) => progress({ stage, done: p.scanned, total, totalIsEstimate: true }));
+  const first = await new Passes(ctx, plan, suspects, checker, opts.guards ?? null).run(estimate, (stage, p, total) => progress({ stage, done: p.scanned, total, totalIsEstimate: true }));
   const rechecker = new Rechecker(ctx, plan, suspects, checker);
   const recheckProgress = (stage: string, done: number, total: number): void => progress({ stage, done, total, totalIsEstimate: false });
   const suspectsPerRound = await rechecker.rounds(recheckProgress);
@@ -146,6 +151,7 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
     reportPath: opts.reportPath ?? null,
     startedAt,
     finishedAt,
+    throttle: opts.guards?.summary() ?? null,
   };
   await recordVerify(ctx, result);
   if (result.workspaces !== null) await recordWorkspaceVerifies(ctx, new Set(result.workspaces), suspects, result);

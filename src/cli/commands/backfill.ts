@@ -2,6 +2,9 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { backfill, backfillExitCode, type BackfillResult } from '../../ops/backfill.js';
+import { addGuardOptions, guardFlagFields, guardSettings, runGuarded } from '../guard-flags.js';
+import { preflightGate, type PreflightGateResult } from './preflight.js';
+import { renderThrottle, throttleJson } from './throttle.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
 import { dflt, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, shardFlag, switchFlag, textFlag, withDefault } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
@@ -17,11 +20,15 @@ const BackfillFlagsSchema = z.object({
   shard: orNull(shardFlag()),
   force: forceFlag,
   reason: orNull(textFlag()),
+  ...guardFlagFields,
 });
+
+/** A backfill's result as the command reports it: the op's, the preflight gate's, the guards'. */
+type BackfillRun = BackfillResult & { preflight: PreflightGateResult | null };
 
 const LISTED_ON_TERMINAL = 20;
 
-function render(r: BackfillResult, out: Output): void {
+function render(r: BackfillRun, out: Output): void {
   const c = out.color;
   const head = r.dryRun ? c.yellow('dry run:') : r.complete ? c.green('backfill complete:') : c.yellow('backfill finished (partial):');
   out.print(
@@ -37,11 +44,13 @@ function render(r: BackfillResult, out: Output): void {
     const more = r.unmigratable - Math.min(LISTED_ON_TERMINAL, r.unmigratableRecords.length);
     if (more > 0) out.print(`  … and ${fmtInt(more)} more (--json lists up to 1000)`);
   }
+  renderThrottle(r.throttle, out);
+  if (r.preflight && r.preflight.forced.length > 0) out.print(c.yellow(`preflight gate(s) forced: ${r.preflight.forced.join(', ')} (recorded in the history)`));
   if (!r.dryRun && r.complete && r.unmigratable === 0) out.print(`next: ${c.cyan('orch-migrate verify')}`);
 }
 
 /** The run's summary: the contract's --json fields, and what the history records. */
-function summary(r: BackfillResult): Record<string, unknown> {
+function summary(r: BackfillRun): Record<string, unknown> {
   return {
     scanned: r.scanned,
     copied: r.copied,
@@ -54,11 +63,12 @@ function summary(r: BackfillResult): Record<string, unknown> {
     dryRun: r.dryRun,
     direction: r.direction,
     shard: r.shard,
+    throttle: throttleJson(r.throttle),
   };
 }
 
 /** The `--json` object: the summary, then the details. */
-function toJson(r: BackfillResult): Record<string, unknown> {
+function toJson(r: BackfillRun): Record<string, unknown> {
   return {
     ok: r.unmigratable === 0,
     ...summary(r),
@@ -73,12 +83,13 @@ function toJson(r: BackfillResult): Record<string, unknown> {
     unmigratableRecords: r.unmigratableRecords,
     unmigratableTruncated: r.unmigratableTruncated,
     forced: r.forced,
+    preflight: r.preflight,
   };
 }
 
 /** Registers `backfill`. */
 export function registerBackfill(program: Command, setExit: (code: number) => void): void {
-  program
+  const cmd = program
     .command('backfill')
     .description('Copy every legacy job into the v2 layout (records and index), resumably, with apply-if-newer or the COPY fast path')
     .option('--batch-size <n>', `SCAN COUNT: keys per batch ${dflt(DEFAULT_BATCH_SIZE)}`)
@@ -88,7 +99,8 @@ export function registerBackfill(program: Command, setExit: (code: number) => vo
     .option('--dry-run', 'classify every record and count what would be copied; write nothing')
     .option('--shard <i/n>', 'only scan shard i of n of the masters (several processes split a cluster)')
     .option('--force [gates]', FORCE_HELP)
-    .option('--reason <text>', 'why (recorded in the history)')
+    .option('--reason <text>', 'why (recorded in the history)');
+  addGuardOptions(cmd, 'backfill')
     .addHelpText(
       'after',
       `
@@ -97,32 +109,57 @@ Resumes from its checkpoint by default (per master, with the node's run_id); SIG
 stops cleanly with the checkpoint saved (exit 130). Unmigratable records (bad job id,
 workspace or rev; keys of another type) are listed and never touched (exit 1).
 
+Runs \`orch-migrate preflight\` first (not on --dry-run): a refusing check is a gate
+(version, eviction, memory, replicas, cluster), overridden one by one with --force.
+Guards watch memory and replica lag (latency with --max-latency-ms) at least once a
+second: over a level the run slows, then pauses, and resumes by itself; a critical
+level stops it with its checkpoint (exit 6). \`orch-migrate control pause|resume|rate\`
+steers it from any machine; \`orch-migrate status\` shows it in flight.
+
 Examples:
   $ orch-migrate backfill
   $ orch-migrate backfill --rate 20000 --concurrency 2      # gentle on a busy primary
   $ orch-migrate --cluster --redis-url redis://10.0.0.5:7000 backfill --shard 0/2
-  $ orch-migrate backfill --json | jq '{scanned, copied, unmigratable}'`,
+  $ orch-migrate backfill --json | jq '{scanned, copied, unmigratable}'
+  $ orch-migrate backfill --max-latency-ms 5 --metrics-file /var/lib/node_exporter/textfile/orch-migrate.prom`,
     )
-    .action(async (_o, cmd: Command) => {
+    .action(async (_o, c: Command) => {
       setExit(
-        await runCommand(cmd, {
+        await runCommand(c, {
           name: 'backfill',
           options: BackfillFlagsSchema,
           mutating: true,
-          execute: ({ ctx, opts, progress, globals }) =>
-            backfill(ctx, {
-              direction: 'forward',
-              batchSize: opts.batchSize,
-              concurrency: opts.concurrency,
-              rate: opts.rate,
-              restart: opts.restart,
-              dryRun: opts.dryRun,
-              shard: opts.shard,
-              force: opts.force,
-              ...(opts.reason === null ? {} : { reason: opts.reason }),
-              ackTimeoutMs: globals.ackTimeout,
-              onProgress: progress.update,
-            }),
+          execute: async (io) => {
+            const { opts, globals } = io;
+            const levels = guardSettings('backfill', opts, !opts.dryRun);
+            const pre = opts.dryRun
+              ? null
+              : await preflightGate(io, {
+                  command: 'backfill',
+                  force: opts.force,
+                  reason: opts.reason,
+                  rate: opts.rate,
+                  maxMemoryPct: levels.memory.throttlePct,
+                  maxReplicaLag: levels.replicaLag.throttle,
+                });
+            const r = await runGuarded(io, { op: 'backfill', command: 'backfill', rate: opts.rate, addsMemory: !opts.dryRun }, ({ ctx, guards, onProgress }) =>
+              backfill(ctx, {
+                direction: 'forward',
+                batchSize: opts.batchSize,
+                concurrency: opts.concurrency,
+                rate: opts.rate,
+                guards,
+                restart: opts.restart,
+                dryRun: opts.dryRun,
+                shard: opts.shard,
+                force: opts.force,
+                ...(opts.reason === null ? {} : { reason: opts.reason }),
+                ackTimeoutMs: globals.ackTimeout,
+                onProgress,
+              }),
+            );
+            return { ...r, preflight: pre };
+          },
           render,
           toJson,
           exitCode: backfillExitCode,

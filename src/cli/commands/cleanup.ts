@@ -8,6 +8,8 @@ import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.j
 import { dflt, durationFlag, fmtDuration, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault, workspaceListFlag } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
+import { addGuardOptions, guardFlagFields, runGuarded } from '../guard-flags.js';
+import { renderThrottle, throttleJson } from './throttle.js';
 
 const SAMPLES_ON_TERMINAL = 10;
 
@@ -24,6 +26,7 @@ const CleanupFlagsSchema = z.object({
   reason: orNull(textFlag()),
   force: forceFlag,
   workspace: orNull(workspaceListFlag()),
+  ...guardFlagFields,
 });
 
 function render(r: CleanupResult, out: Output): void {
@@ -52,6 +55,7 @@ function render(r: CleanupResult, out: Output): void {
     for (const k of r.keptSamples.slice(0, SAMPLES_ON_TERMINAL)) out.print(`  ${safe(k.key)}  ${k.reason}${k.detail ? ` ${safe(k.detail)}` : ''}`);
   }
   if (r.forced.length > 0) out.print(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
+  renderThrottle(r.throttle, out);
   if (r.dryRun) {
     if (r.blockedBy) out.print(`${c.red('--execute would be refused now:')} ${safe(r.blockedBy.reason)}${r.blockedBy.opensWith ? ` (${r.blockedBy.opensWith})` : ''}`);
     else out.print(`next: ${c.cyan('orch-migrate cleanup --execute')}  ${c.dim(`# moves ${r.phase === 'read-new' ? 'read-new → new-only, waits out the settle window, then ' : ''}deletes`)}`);
@@ -87,12 +91,13 @@ function toJson(r: CleanupResult): Record<string, unknown> {
     forced: r.forced,
     blockedBy: r.blockedBy,
     gates: r.gates.map((g) => ({ name: g.name, open: g.open, reason: g.reason })),
+    throttle: throttleJson(r.throttle),
   };
 }
 
 /** Registers `cleanup`. */
 export function registerCleanup(program: Command, setExit: (code: number) => void): void {
-  program
+  const cmd = program
     .command('cleanup')
     .description('read-new → new-only, then delete the legacy keys that v2 holds at the same or a higher rev. A dry run unless --execute')
     .option('--execute', 'act: move to new-only (from read-new), convert the pending list, delete (takes the lock)')
@@ -105,7 +110,8 @@ export function registerCleanup(program: Command, setExit: (code: number) => voi
     .option('--report <file>', 'write every kept key as NDJSON {key, reason, detail}; after a resume it lists what earlier runs kept too')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
     .option('--force [gates]', FORCE_HELP)
-    .option('--workspace <ids>', 'canary: only these workspaces (comma-separated) in read-new ahead of the global phase: their own soak and verify gates; deletes exactly their legacy keys')
+    .option('--workspace <ids>', 'canary: only these workspaces (comma-separated) in read-new ahead of the global phase: their own soak and verify gates; deletes exactly their legacy keys');
+  addGuardOptions(cmd, 'cleanup')
     .addHelpText(
       'after',
       `
@@ -124,27 +130,32 @@ Examples:
   $ orch-migrate cleanup --execute --rate 5000 --reason "CHG-1250 drop legacy keys"
   $ orch-migrate cleanup --execute --report kept.ndjson    # after an interruption: resumes`,
     )
-    .action(async (_o, cmd: Command) => {
-      const code = await runCommand(cmd, {
+    .action(async (_o, c: Command) => {
+      const code = await runCommand(c, {
         name: 'cleanup',
         options: CleanupFlagsSchema,
         mutating: (o) => o.execute,
-        execute: ({ ctx, opts, progress, globals }) =>
-          cleanup(ctx, {
-            execute: opts.execute,
-            ...(opts.reason === null ? {} : { reason: opts.reason }),
-            force: opts.force,
-            ackTimeoutMs: globals.ackTimeout,
-            ...(opts.minSoak === null ? {} : { minSoakMs: opts.minSoak }),
-            maxVerifyAgeMs: opts.maxVerifyAge,
-            rate: opts.rate,
-            batchSize: opts.batchSize,
-            concurrency: opts.concurrency,
-            restart: opts.restart,
-            reportPath: opts.report,
-            workspaces: opts.workspace,
-            onProgress: progress.update,
-          }),
+        execute: (io) => {
+          const { opts, globals } = io;
+          return runGuarded(io, { op: 'cleanup', command: 'cleanup', rate: opts.rate }, ({ ctx, guards, onProgress }) =>
+            cleanup(ctx, {
+              execute: opts.execute,
+              ...(opts.reason === null ? {} : { reason: opts.reason }),
+              force: opts.force,
+              ackTimeoutMs: globals.ackTimeout,
+              ...(opts.minSoak === null ? {} : { minSoakMs: opts.minSoak }),
+              maxVerifyAgeMs: opts.maxVerifyAge,
+              rate: opts.rate,
+              guards,
+              batchSize: opts.batchSize,
+              concurrency: opts.concurrency,
+              restart: opts.restart,
+              reportPath: opts.report,
+              workspaces: opts.workspace,
+              onProgress,
+            }),
+          );
+        },
         render,
         toJson,
         exitCode: (r) => (r.kept - r.accepted > 0 ? ExitCode.Problems : ExitCode.Ok),
@@ -161,6 +172,7 @@ Examples:
           queueConverted: r.queue.converted,
           queueUnresolved: r.queue.unresolved,
           forced: r.forced,
+          throttle: throttleJson(r.throttle),
         }),
       });
       setExit(code);

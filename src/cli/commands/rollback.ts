@@ -4,9 +4,16 @@ import { z } from 'zod';
 import { ExitCode } from '../../core/errors.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
 import { parseWorkspaceList } from '../../ops/canary.js';
-import { rollback, RollbackAction, rollbackWorkspaces, type RollbackResult, type WorkspaceRollbackResult } from '../../ops/rollback.js';
+import { planRollback, rollback, RollbackAction, rollbackWorkspaces, type RollbackResult, type WorkspaceRollbackResult } from '../../ops/rollback.js';
 import { dflt, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault, workspaceListFlag } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
+import { Phase } from '../../core/phase.js';
+import { phaseOf } from '../../core/state.js';
+import { readWorkspaceStates } from '../../core/workspaces.js';
+import type { OpContext, ProgressFn } from '../../ops/context.js';
+import type { GuardController } from '../../ops/guards/controller.js';
+import { addGuardOptions, guardFlagFields, runGuarded } from '../guard-flags.js';
+import { renderThrottle, throttleJson } from './throttle.js';
 
 /** Options of `rollback`. */
 const RollbackFlagsSchema = z.object({
@@ -18,7 +25,15 @@ const RollbackFlagsSchema = z.object({
   batchSize: withDefault(intFlag(1, 100_000), DEFAULT_BATCH_SIZE),
   concurrency: withDefault(intFlag(1, 64), DEFAULT_CONCURRENCY),
   workspace: orNull(workspaceListFlag()),
+  ...guardFlagFields,
 });
+
+/** Whether rolling these workspaces back copies records (one in new-only, or in read-new with its legacy incomplete). */
+async function needsReverseCopy(ctx: OpContext, workspaces: string[]): Promise<boolean> {
+  const state = await ctx.state.read();
+  const records = await readWorkspaceStates(ctx.client, ctx.keys, workspaces);
+  return workspaces.some((ws) => phaseOf(state, ws) === Phase.NewOnly || (phaseOf(state, ws) === Phase.ReadNew && !records.get(ws)!.legacyComplete));
+}
 
 /** Human lines of a canary rollback. */
 function renderWorkspaces(r: WorkspaceRollbackResult, out: Output): void {
@@ -73,6 +88,7 @@ function render(r: RollbackResult, out: Output): void {
         `${b.resumed ? ' (resumed)' : ''} in ${(b.durationMs / 1000).toFixed(1)}s`,
     );
     for (const u of b.unmigratableRecords.slice(0, 10)) out.print(`  ${safe(u.key)}  ${u.reason}${u.detail ? ` ${safe(u.detail)}` : ''}`);
+    renderThrottle(b.throttle, out);
   }
   if (r.forced.length > 0) out.print(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
   out.print(`legacy layout ${r.legacyComplete ? 'complete' : c.yellow('incomplete')}; next: ${c.cyan(r.next)}`);
@@ -93,6 +109,8 @@ function toJson(r: RollbackResult): Record<string, unknown> {
     legacyComplete: r.legacyComplete,
     next: r.next,
     gates: r.gates.map((g) => ({ name: g.name, open: g.open, reason: g.reason })),
+    // Only the reverse backfill runs under the guards.
+    throttle: throttleJson(b?.throttle),
     reverseBackfill: b
       ? {
           complete: b.complete,
@@ -104,6 +122,7 @@ function toJson(r: RollbackResult): Record<string, unknown> {
           unmigratableRecords: b.unmigratableRecords,
           durationMs: b.durationMs,
           keysPerSecond: b.keysPerSecond,
+          throttle: throttleJson(b.throttle),
         }
       : null,
   };
@@ -111,7 +130,7 @@ function toJson(r: RollbackResult): Record<string, unknown> {
 
 /** Registers `rollback`. */
 export function registerRollback(program: Command, setExit: (code: number) => void): void {
-  program
+  const cmd = program
     .command('rollback')
     .description('One step back (new-only → read-new → dual-write → legacy). A preview unless --execute')
     .option('--execute', 'act (takes the lock); without it, show the plan and change nothing')
@@ -121,7 +140,8 @@ export function registerRollback(program: Command, setExit: (code: number) => vo
     .option('--phase-only', 'from new-only: move the phase but skip the reverse backfill (a later rollback --execute runs it)')
     .option('--rate <keys/s>', 'throttle the reverse backfill (default: no limit)')
     .option('--batch-size <n>', `reverse backfill SCAN COUNT ${dflt(DEFAULT_BATCH_SIZE)}`)
-    .option('--concurrency <n>', `reverse backfill batches in flight ${dflt(DEFAULT_CONCURRENCY)}`)
+    .option('--concurrency <n>', `reverse backfill batches in flight ${dflt(DEFAULT_CONCURRENCY)}`);
+  addGuardOptions(cmd, 'reverse-backfill')
     .addHelpText(
       'after',
       `
@@ -139,25 +159,33 @@ Examples:
   $ orch-migrate rollback                                  # preview
   $ orch-migrate rollback --execute --reason "INC-77 elevated error rate on v2 reads"`,
     )
-    .action(async (_o, cmd: Command) => {
-      if (cmd.opts().workspace !== undefined) {
+    .action(async (_o, c: Command) => {
+      if (c.opts().workspace !== undefined) {
         setExit(
-          await runCommand(cmd, {
+          await runCommand(c, {
             name: 'rollback',
             options: RollbackFlagsSchema,
             mutating: (o) => o.execute,
-            execute: ({ ctx, opts, progress, globals }) =>
-              rollbackWorkspaces(ctx, parseWorkspaceList(opts.workspace ?? []), {
-                execute: opts.execute,
-                ...(opts.reason === null ? {} : { reason: opts.reason }),
-                force: opts.force,
-                ackTimeoutMs: globals.ackTimeout,
-                phaseOnly: opts.phaseOnly,
-                rate: opts.rate,
-                batchSize: opts.batchSize,
-                concurrency: opts.concurrency,
-                onProgress: progress.update,
-              }),
+            execute: async (io) => {
+              const { opts, globals } = io;
+              const run = (g: { ctx: OpContext; guards: GuardController | null; onProgress: ProgressFn }): Promise<WorkspaceRollbackResult> =>
+                rollbackWorkspaces(g.ctx, parseWorkspaceList(opts.workspace ?? []), {
+                  execute: opts.execute,
+                  ...(opts.reason === null ? {} : { reason: opts.reason }),
+                  force: opts.force,
+                  ackTimeoutMs: globals.ackTimeout,
+                  phaseOnly: opts.phaseOnly,
+                  rate: opts.rate,
+                  guards: g.guards,
+                  batchSize: opts.batchSize,
+                  concurrency: opts.concurrency,
+                  onProgress: g.onProgress,
+                });
+              // Only a reverse backfill is a long run: a preview or an instant move never waits for the guards
+              // (a rollback must not be held back by a guard that cannot read its signal).
+              if (!opts.execute || !(await needsReverseCopy(io.ctx, parseWorkspaceList(opts.workspace ?? [])))) return run({ ctx: io.ctx, guards: null, onProgress: io.progress.update });
+              return runGuarded(io, { op: 'reverse-backfill', command: 'rollback', rate: opts.rate }, run);
+            },
             render: renderWorkspaces,
             toJson: workspacesJson,
             exitCode: (r) => (r.reverseBackfills.some((b) => b.unmigratable > 0) ? ExitCode.Problems : ExitCode.Ok),
@@ -167,22 +195,31 @@ Examples:
         return;
       }
       setExit(
-        await runCommand(cmd, {
+        await runCommand(c, {
           name: 'rollback',
           options: RollbackFlagsSchema,
           mutating: (o) => o.execute,
-          execute: ({ ctx, opts, progress, globals }) =>
-            rollback(ctx, {
-              execute: opts.execute,
-              ...(opts.reason === null ? {} : { reason: opts.reason }),
-              force: opts.force,
-              ackTimeoutMs: globals.ackTimeout,
-              phaseOnly: opts.phaseOnly,
-              rate: opts.rate,
-              batchSize: opts.batchSize,
-              concurrency: opts.concurrency,
-              onProgress: progress.update,
-            }),
+          execute: async (io) => {
+            const { opts, globals } = io;
+            const run = (g: { ctx: OpContext; guards: GuardController | null; onProgress: ProgressFn }): Promise<RollbackResult> =>
+              rollback(g.ctx, {
+                execute: opts.execute,
+                ...(opts.reason === null ? {} : { reason: opts.reason }),
+                force: opts.force,
+                ackTimeoutMs: globals.ackTimeout,
+                phaseOnly: opts.phaseOnly,
+                rate: opts.rate,
+                guards: g.guards ?? null,
+                batchSize: opts.batchSize,
+                concurrency: opts.concurrency,
+                onProgress: g.onProgress,
+              });
+            // Only a reverse backfill is a long run: a preview or an instant phase move never waits for the guards
+            // (a rollback must not be held back by a guard that cannot read its signal).
+            const { action } = planRollback(await io.ctx.state.read(), { phaseOnly: opts.phaseOnly, force: opts.force });
+            if (!opts.execute || action === RollbackAction.Transition) return run({ ctx: io.ctx, guards: null, onProgress: io.progress.update });
+            return runGuarded(io, { op: 'reverse-backfill', command: 'rollback', rate: opts.rate }, run);
+          },
           render,
           toJson,
           exitCode: (r) => (r.reverseBackfill && r.reverseBackfill.unmigratable > 0 ? ExitCode.Problems : ExitCode.Ok),

@@ -1,12 +1,33 @@
 /** `orch-migrate status`. */
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { getStatus, type StatusResult } from '../../ops/status.js';
-import { durationFlag, fmtDuration, intFlag, orNull, switchFlag, withDefault } from '../options.js';
+import { humanDuration } from '../../core/durations.js';
+import { ConfigError } from '../../core/errors.js';
+import { sleep } from '../../core/state.js';
+import { describeControl } from '../../ops/control.js';
+import type { RunInFlight } from '../../ops/run-heartbeat.js';
+import { getStatus, type StatusOptions, type StatusResult } from '../../ops/status.js';
+import type { OpContext } from '../../ops/context.js';
+import { dflt, durationFlag, fmtDuration, intFlag, orNull, parseDuration, switchFlag, withDefault } from '../options.js';
 import { fmtAgo, fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 
 const DEFAULT_HISTORY = 5;
+/** Refresh interval of --watch. */
+const DEFAULT_WATCH_MS = 1000;
+const MIN_WATCH_MS = 200;
+
+/** `--watch [interval]`: commander gives undefined, true (bare) or the interval. */
+const watchFlag = z.union([z.boolean(), z.string()]).optional().transform((v, ctx) => {
+  if (v === undefined || v === false) return null;
+  if (v === true) return DEFAULT_WATCH_MS;
+  const ms = parseDuration(v);
+  if (ms === null || ms < MIN_WATCH_MS) {
+    ctx.addIssue({ code: 'custom', message: `expected a refresh interval of at least ${MIN_WATCH_MS}ms, such as 1s or 500ms, got ${JSON.stringify(v.slice(0, 40))}` });
+    return z.NEVER;
+  }
+  return ms;
+});
 
 /** Options of `status`. */
 const StatusFlagsSchema = z.object({
@@ -14,9 +35,36 @@ const StatusFlagsSchema = z.object({
   history: withDefault(intFlag(1, 100), DEFAULT_HISTORY),
   maxVerifyAge: orNull(durationFlag()),
   minSoak: orNull(durationFlag()),
+  watch: watchFlag,
 });
 
-function render(r: StatusResult, out: Output): void {
+/** status, and whether it was the last frame of a --watch (already on the screen). */
+type StatusRun = StatusResult & { watched?: boolean };
+
+/** `12,345/~20,000 (62%)`. */
+function runProgress(r: RunInFlight): string {
+  if (r.total === null || r.total <= 0) return fmtInt(r.done);
+  const pct = Math.min(100, Math.floor((r.done / r.total) * 100));
+  return `${fmtInt(r.done)}/${r.totalIsEstimate ? '~' : ''}${fmtInt(r.total)} (${pct}%)`;
+}
+
+/** The lines of one run in flight: what it does, and what holds it back. */
+export function runLines(r: RunInFlight, now: number, out: Output): Array<[string, string]> {
+  const c = out.color;
+  const rate = `${fmtInt(r.keysPerSecond)} keys/s${r.ceiling !== null ? ` (ceiling ${fmtInt(r.ceiling)})` : ''}`;
+  const eta = r.state === 'paused' ? 'ETA -- (paused)' : r.etaMs === null ? 'ETA --' : `ETA ${humanDuration(r.etaMs)}`;
+  const lines: Array<[string, string]> = [
+    ['run', `${safe(r.op)} by ${safe(r.actor)} pid ${r.pid}@${safe(r.host)}, started ${fmtAgo(now - r.startedAt)}: ${safe(r.stage)} ${runProgress(r)}, ${rate}, ${eta}`],
+  ];
+  const t = r.throttle;
+  const held = t.pausedMs + t.throttledMs > 0 ? ` (held back ${((t.pausedMs + t.throttledMs) / 1000).toFixed(1)}s so far, ${t.pauses} pause(s))` : '';
+  const state = r.state === 'running' ? c.green('running') : r.state === 'paused' ? c.red('paused') : c.yellow('throttled');
+  lines.push(['throttle', `${state}${r.reason ? ` — ${safe(r.reason)}` : ''}${held}`]);
+  return lines;
+}
+
+/** The status as [label, value] lines (what render prints, and what --watch redraws). */
+function statusLines(r: StatusResult, out: Output): Array<[string, string]> {
   const c = out.color;
   const lines: Array<[string, string]> = [];
   lines.push(['phase', `${r.diagram}   ${c.dim(`epoch ${r.epoch}`)}`]);
@@ -57,13 +105,83 @@ function render(r: StatusResult, out: Output): void {
   }
   if (r.accepted > 0) lines.push(['accepted', `${fmtInt(r.accepted)} legacy key(s) accepted as unmigratable (orch-migrate accept --list)`]);
   lines.push(['lock', r.lock ? c.yellow(lockLine(r)) : 'free']);
+  if (r.runs.length === 0) lines.push(['run', r.lock ? 'no heartbeat: the lock holder runs no guarded operation (or it just started)' : 'none in flight']);
+  for (const run of r.runs) lines.push(...runLines(run, r.serverTime, out));
+  if (r.control) lines.push(['control', `${r.control.paused ? c.red(safe(describeControl(r.control))) : c.yellow(safe(describeControl(r.control)))}${r.control.at ? `, ${fmtAgo(r.serverTime - r.control.at)}` : ''}`]);
   for (const [cmd, g] of Object.entries(r.gates)) {
     const first = g.gates.find((x) => !x.open);
     lines.push([`gate`, `${cmd.padEnd(18)} ${g.open ? c.green('open') : `${c.red('closed')} — ${first?.reason ?? ''}`}`]);
   }
   for (const h of r.history) lines.push(['history', `${new Date(h.at).toISOString()} ${safe(h.type)} ${historyWhat(h.type, h.data, c)} by ${safe(h.by)}`]);
-  for (const [k, val] of lines) out.print(`${c.bold(k.padEnd(9))} ${val}`);
-  out.print(`${c.bold('next'.padEnd(9))} ${c.cyan(r.next.command)}  ${c.dim(`# ${safe(r.next.why)}`)}`);
+  lines.push(['next', `${c.cyan(r.next.command)}  ${c.dim(`# ${safe(r.next.why)}`)}`]);
+  return lines;
+}
+
+function formatLines(lines: Array<[string, string]>, out: Output): string[] {
+  return lines.map(([k, val]) => `${out.color.bold(k.padEnd(9))} ${val}`);
+}
+
+function render(r: StatusRun, out: Output): void {
+  // The last frame of --watch is already on the screen.
+  if (r.watched) return;
+  for (const line of formatLines(statusLines(r, out), out)) out.print(line);
+}
+
+// eslint-disable-next-line no-control-regex -- SGR colour sequences are what is measured here
+const SGR = /\x1b\[[0-9;]*m/g;
+
+/** A line cut to `columns` visible characters (colours dropped when it has to be cut), so no line wraps. */
+export function fitLine(line: string, columns: number): string {
+  const plain = line.replace(SGR, '');
+  if (plain.length <= columns) return line;
+  return `${plain.slice(0, Math.max(0, columns - 1))}…`;
+}
+
+/**
+ * One frame of `status --watch` on a terminal: the cursor goes back over the
+ * previous frame and the screen is cleared below it, so the status redraws in
+ * place without scrolling. Lines are cut to the width (a wrapped line would
+ * throw the count off) and the frame to the height.
+ */
+export function watchFrame(lines: string[], previous: number, columns: number, rows: number): { text: string; height: number } {
+  const room = Math.max(1, rows - 1);
+  let shown = lines.map((l) => fitLine(l, columns));
+  if (shown.length > room) shown = [...shown.slice(0, room - 1), fitLine(`… ${shown.length - room + 1} more line(s): make the terminal taller, or run status without --watch`, columns)];
+  const back = previous > 0 ? `\x1b[${previous}A` : '';
+  return { text: `${back}\r\x1b[J${shown.join('\n')}\n`, height: shown.length };
+}
+
+/** One plain line per refresh for a log or a pipe: the runs in flight and control. */
+export function watchLine(r: StatusResult): string {
+  const at = new Date(r.serverTime).toISOString();
+  const head = `${at} phase ${r.phase} epoch ${r.epoch}`;
+  const control = r.control ? `; control: ${describeControl(r.control)}` : '';
+  if (r.runs.length === 0) return `${head}; lock ${r.lock ? `held by ${r.lock.actor} (${r.lock.command})` : 'free'}; no run in flight${control}`;
+  const runs = r.runs.map((x) => {
+    const eta = x.state === 'paused' || x.etaMs === null ? 'ETA --' : `ETA ${humanDuration(x.etaMs)}`;
+    return `${x.op} ${runProgress(x)} ${fmtInt(x.keysPerSecond)} keys/s ${eta} ${x.state}${x.reason ? ` (${x.reason})` : ''}`;
+  });
+  return safe(`${head}; ${runs.join('; ')}${control}`);
+}
+
+/** `status --watch`: redraws until interrupted; returns the last status. */
+async function watch(ctx: OpContext, o: StatusOptions, everyMs: number, out: Output): Promise<StatusRun> {
+  const tty = process.stdout.isTTY === true;
+  let height = 0;
+  let last: StatusResult | null = null;
+  while (!ctx.signal.aborted) {
+    last = await getStatus(ctx, o);
+    if (tty) {
+      const frame = watchFrame(formatLines(statusLines(last, out), out), height, process.stdout.columns || 80, process.stdout.rows || 24);
+      process.stdout.write(frame.text);
+      height = frame.height;
+    } else {
+      out.print(watchLine(last));
+    }
+    await sleep(everyMs, ctx.signal).catch(() => undefined);
+  }
+  if (!last) last = await getStatus(ctx, o);
+  return { ...last, watched: true };
 }
 
 /**
@@ -126,11 +244,17 @@ export function registerStatus(program: Command, setExit: (code: number) => void
     .option('--history <n>', `history entries to show, 1-100 (default: ${DEFAULT_HISTORY})`)
     .option('--max-verify-age <duration>', 'freshness the flip-read gate requires of a verify (default: 1h)')
     .option('--min-soak <duration>', 'soak the cleanup gate requires in read-new (default: 1h)')
+    .option('--watch [interval]', `refresh until interrupted: redrawn in place on a terminal, one line per refresh otherwise ${dflt(fmtDuration(DEFAULT_WATCH_MS))}`)
     .addHelpText(
       'after',
       `
+The run in flight (operation, holder, progress, rate, ETA, throttle state and why) comes
+from the heartbeat every guarded run writes; control shows what orch-migrate control set.
+
 Examples:
   $ orch-migrate status
+  $ orch-migrate status --watch              # Ctrl-C to stop
+  $ orch-migrate status --watch 5s >> status.log
   $ orch-migrate status --exact --json | jq .phase`,
     )
     .action(async (_o, cmd: Command) => {
@@ -139,14 +263,26 @@ Examples:
           name: 'status',
           options: StatusFlagsSchema,
           mutating: false,
-          execute: ({ ctx, opts }) =>
-            getStatus(ctx, {
+          execute: async ({ ctx, opts, globals, out }): Promise<StatusRun> => {
+            const o: StatusOptions = {
               exact: opts.exact,
               historyCount: opts.history,
               ...(opts.maxVerifyAge === null ? {} : { maxVerifyAgeMs: opts.maxVerifyAge }),
               ...(opts.minSoak === null ? {} : { minSoakMs: opts.minSoak }),
-            }),
+            };
+            if (opts.watch === null) return getStatus(ctx, o);
+            if (globals.json) {
+              throw new ConfigError('--watch redraws the status for people and --json prints exactly one object', {
+                suggestion: 'Drop --json to watch, or poll `orch-migrate status --json` (e.g. with watch -n 1) for machines.',
+              });
+            }
+            return watch(ctx, o, opts.watch, out);
+          },
           render,
+          toJson: (r: StatusRun) => {
+            const { watched: _w, ...rest } = r;
+            return rest;
+          },
         }),
       );
     });

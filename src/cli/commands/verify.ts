@@ -7,6 +7,8 @@ import { DEFAULT_MAX_SUSPECTS, DEFAULT_ROUND_DELAY_MS, DEFAULT_ROUNDS, DEFAULT_T
 import { dflt, durationFlag, fmtDuration, fractionFlag, intFlag, orNull, switchFlag, withDefault, workspaceListFlag } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
+import { addGuardOptions, guardFlagFields, runGuarded } from '../guard-flags.js';
+import { renderThrottle, throttleJson } from './throttle.js';
 
 const LISTED_ON_TERMINAL = 20;
 
@@ -23,6 +25,7 @@ const VerifyFlagsSchema = z.object({
   concurrency: withDefault(intFlag(1, 64), DEFAULT_CONCURRENCY),
   maxSuspects: withDefault(intFlag(1, 10_000_000), DEFAULT_MAX_SUSPECTS),
   readFromReplica: switchFlag,
+  ...guardFlagFields,
 }).refine((o) => !(o.repair && o.readFromReplica), {
   // A repair's compare-and-swap runs on the master; what a lagging replica showed is not what it must compare.
   message: '--repair writes on the master and compares with what it read: drop --read-from-replica to repair',
@@ -43,6 +46,7 @@ function render(r: VerifyResult, out: Output): void {
   out.print(`verify ${scope}: ${fmtInt(r.scanned)} records and ${fmtInt(r.indexEntries)} index entries checked in ${r.rounds} round(s), ${(r.durationMs / 1000).toFixed(1)}s`);
   out.print(`suspects after each round: ${r.suspectsPerRound.map(fmtInt).join(' → ')} (differences that resolve between rounds were live writes)`);
   if (r.accepted > 0) out.print(`${fmtInt(r.accepted)} accepted unmigratable key(s) not counted as mismatches (orch-migrate accept --list)`);
+  renderThrottle(r.throttle, out);
   if (r.mismatches === 0) {
     out.print(c.green('clean: both layouts agree field by field, expiries match, every v2 record is indexed.'));
     return;
@@ -96,12 +100,13 @@ function toJson(r: VerifyResult): Record<string, unknown> {
     phase: r.phase,
     reportPath: r.reportPath,
     listed: r.listed,
+    throttle: throttleJson(r.throttle),
   };
 }
 
 /** Registers `verify`. */
 export function registerVerify(program: Command, setExit: (code: number) => void): void {
-  program
+  const cmd = program
     .command('verify')
     .description('Diff both layouts field by field in both directions (records, expiries, index); only differences that persist across rounds count')
     .option('--rounds <n>', `rounds: a full scan, then re-checks of the suspects ${dflt(DEFAULT_ROUNDS)}`)
@@ -114,7 +119,8 @@ export function registerVerify(program: Command, setExit: (code: number) => void
     .option('--batch-size <n>', `SCAN COUNT: keys per batch ${dflt(DEFAULT_BATCH_SIZE)}`)
     .option('--concurrency <n>', `batches in flight at once ${dflt(DEFAULT_CONCURRENCY)}`)
     .option('--max-suspects <n>', `suspects re-checked individually; more are counted as unconfirmed ${dflt(DEFAULT_MAX_SUSPECTS)}`)
-    .option('--read-from-replica', "read the layouts from a replica (Sentinel's, or one the master lists), sparing the master; the lag is stated in the result")
+    .option('--read-from-replica', "read the layouts from a replica (Sentinel's, or one the master lists), sparing the master; the lag is stated in the result");
+  addGuardOptions(cmd, 'verify')
     .addHelpText(
       'after',
       `
@@ -128,29 +134,32 @@ Examples:
   $ orch-migrate verify --repair
   $ orch-migrate --sentinel 10.0.0.1:26379,10.0.0.2:26379 --sentinel-master jobs verify --read-from-replica`,
     )
-    .action(async (_o, cmd: Command) => {
+    .action(async (_o, c: Command) => {
       setExit(
-        await runCommand(cmd, {
+        await runCommand(c, {
           name: 'verify',
           options: VerifyFlagsSchema,
           // It writes last_verify (and --repair writes data), so it holds the lock.
           mutating: true,
           // Without --repair verify writes only the state record and the history, which stay on the master.
           readFrom: (o) => (o.readFromReplica ? 'replica' : 'master'),
-          execute: ({ ctx, opts, progress }) =>
-            verify(ctx, {
-              rounds: opts.rounds,
-              roundDelayMs: opts.roundDelay,
-              ttlToleranceMs: opts.ttlTolerance,
-              workspaces: opts.workspace,
-              sample: opts.sample,
-              reportPath: opts.report,
-              repair: opts.repair,
-              batchSize: opts.batchSize,
-              concurrency: opts.concurrency,
-              maxSuspects: opts.maxSuspects,
-              onProgress: progress.update,
-            }),
+          execute: (io) =>
+            runGuarded(io, { op: 'verify', command: 'verify', rate: null, addsMemory: io.opts.repair }, ({ ctx, guards, onProgress }) =>
+              verify(ctx, {
+                rounds: io.opts.rounds,
+                roundDelayMs: io.opts.roundDelay,
+                ttlToleranceMs: io.opts.ttlTolerance,
+                workspaces: io.opts.workspace,
+                sample: io.opts.sample,
+                reportPath: io.opts.report,
+                repair: io.opts.repair,
+                batchSize: io.opts.batchSize,
+                concurrency: io.opts.concurrency,
+                maxSuspects: io.opts.maxSuspects,
+                guards,
+                onProgress,
+              }),
+            ),
           render,
           toJson,
           exitCode: verifyExitCode,
@@ -164,6 +173,7 @@ Examples:
             repaired: r.repaired,
             remaining: r.remaining,
             durationMs: r.durationMs,
+            throttle: throttleJson(r.throttle),
           }),
         }),
       );

@@ -20,7 +20,7 @@ import type { Counters } from '../checkpoint.js';
 import type { OpContext } from '../context.js';
 import { checkSource, isUnmigratable, UnmigratableReason } from '../migratable.js';
 import { fieldText, MismatchKind, viewOf } from '../record-compare.js';
-import { mapLimit, PER_KEY_CONCURRENCY, runScan, type ScanBatch, type ScanProgress } from '../scan-engine.js';
+import { mapLimit, PER_KEY_CONCURRENCY, runScan, type ScanBatch, type ScanPacer, type ScanProgress } from '../scan-engine.js';
 import type { PairChecker } from './pair-check.js';
 import type { VerifyPlan } from './plan.js';
 import { SuspectSet } from './suspects.js';
@@ -48,6 +48,8 @@ export class Passes {
     private readonly plan: VerifyPlan,
     private readonly suspects: SuspectSet,
     private readonly checker: PairChecker,
+    /** The guards' pacer (src/ops/guards/controller.ts), or null. */
+    private readonly pacer: ScanPacer | null = null,
   ) {
     this.cluster = isCluster(ctx.client);
   }
@@ -55,7 +57,7 @@ export class Passes {
   /** Runs round 1: one walk of the `<p>:job*` family, or, for one workspace, the legacy layout, its v2 keys and its index. */
   async run(estimate: { legacy: number; v2: number } | null, progress: FirstRoundProgress): Promise<FirstRound> {
     const { keys, signal } = this.ctx;
-    const base = { op: null, batchSize: this.plan.batchSize, concurrency: this.plan.concurrency, signal };
+    const base = { op: null, batchSize: this.plan.batchSize, concurrency: this.plan.concurrency, signal, pacer: this.pacer };
     const label = `verify round 1/${this.plan.rounds}`;
     if (this.plan.workspaces === null) {
       const total = estimate === null ? null : estimate.legacy + estimate.v2;
