@@ -96,6 +96,9 @@ const CLUSTER: readonly Cmd[] = [
   ['readwrite', 'the cluster client resets a node to read-write after a failover changes its role'],
 ];
 
+/** Only the operator's preflight reads these on a cluster. */
+const OPERATOR_CLUSTER: readonly Cmd[] = [['cluster|nodes', 'preflight checks that no master is marked failed (read only)']];
+
 /** Reading the state record the way every process does (src/core/state.ts). */
 const STATE_READ: readonly Cmd[] = [
   ['hgetall', 'reads the state record, checkpoints, writer heartbeats and records'],
@@ -163,6 +166,12 @@ const OPERATOR_COMMANDS: readonly Cmd[] = [
   ['publish', 'announces a transition on the events channel (inside transition.lua)'],
   ['evalsha', 'runs the batch and transition scripts'],
   ['eval', 'first call of a script on a server that has not cached it (ioredis falls back from EVALSHA on NOSCRIPT)'],
+  ['multi', 'writes the run heartbeat (status shows the run in flight) in one transaction'],
+  ['exec', 'ends that transaction'],
+  ['memory|usage', 'preflight samples legacy record sizes for the memory projection'],
+  ['object|encoding', "preflight reads a sampled record's encoding (listpack or hashtable) for the projection"],
+  ['memory|malloc-stats', "preflight reads the allocator's size classes for the projection (optional: without it a default is assumed)"],
+  ['config|get', 'preflight reads maxmemory-policy, maxmemory, the listpack limits and client-output-buffer-limit (read only; the tool never runs CONFIG SET)'],
 ];
 
 const API_COMMANDS: readonly Cmd[] = [
@@ -232,6 +241,7 @@ export function roleRules(role: AclRole, opts: Pick<AclOptions, 'keys' | 'cluste
     ...commandRules(CONNECTION),
     ...((opts.db ?? 0) !== 0 ? commandRules([['select', `the URL names database ${opts.db}`]]) : []),
     ...(opts.cluster ? commandRules(CLUSTER) : []),
+    ...(opts.cluster && role === 'operator' ? commandRules(OPERATOR_CLUSTER) : []),
     ...commandRules(cmds),
   ]);
   const channel = opts.keys.events;

@@ -25,7 +25,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { isWorkspaceId } from '../core/ids.js';
 import { createdAtScore } from '../core/job.js';
 import type { Keyspace } from '../core/keys.js';
-import { isCluster, masterNodes, nodeAddress, type RedisClient } from '../core/redis.js';
+import { isAclDenial, isCluster, masterNodes, nodeAddress, type RedisClient } from '../core/redis.js';
 import type { OpContext, ProgressFn } from './context.js';
 import type { GateStatus } from './gates.js';
 import { errorText, fmtBytes, fmtLag, type LagLevel } from './guards/guards.js';
@@ -746,6 +746,7 @@ async function clusterCheck(cluster: boolean, facts: NodeFacts[]): Promise<Prefl
       levels.push(bad ? 'refuse' : 'ok');
       lines.push(`${f.addr}: cluster_state ${ci.cluster_state ?? '?'}, ${ci.cluster_slots_ok ?? '?'}/${CLUSTER_SLOTS} slots ok${Number(ci.cluster_slots_pfail ?? 0) + Number(ci.cluster_slots_fail ?? 0) > 0 ? `, ${ci.cluster_slots_pfail ?? 0} pfail, ${ci.cluster_slots_fail ?? 0} fail` : ''}`);
     } catch (e) {
+      if (isAclDenial(e)) throw e;
       levels.push('refuse');
       lines.push(`cannot read CLUSTER INFO on ${f.addr}: ${errorText(e)}`);
     }
@@ -787,6 +788,10 @@ export async function preflight(ctx: OpContext, opts: PreflightOptions = {}): Pr
     opts.onProgress?.({ stage: 'preflight', done: 0, total: null, totalIsEstimate: true, message: 'sampling legacy records for the memory projection' });
     projection = await project(ctx, facts, opts, cluster).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
   }
+  // A refusal for the ACL user is not a closed gate but a missing grant: raise it as
+  // such (exit 2, naming the rule to add) instead of a refusal forceable by name.
+  const denied = [projection, ...facts.flatMap((f) => [f.server, f.memory, f.replication, f.keyspace, f.cluster])].find((e) => e instanceof Error && isAclDenial(e));
+  if (denied) throw denied;
   const checks = [
     versionCheck(facts),
     evictionCheck(facts),

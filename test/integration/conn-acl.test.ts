@@ -133,13 +133,15 @@ async function expectConfined(url: string, prefix: string, role: Role, cluster: 
       ['set', `${prefix}:sessions:s1`, 'x'],
       ['flushall'],
       ['flushdb'],
-      ['config', 'get', 'maxmemory'],
+      // The operator may read configuration (preflight), nobody may change it.
+      ['config', 'set', 'maxmemory', '1'],
       ['keys', '*'],
       ['acl', 'list'],
       ['shutdown', 'nosave'],
       ['subscribe', `${other}:migration:jobs:events`],
     ];
     if (role !== 'operator') {
+      refused.push(['config', 'get', 'maxmemory'], ['memory', 'usage', `${prefix}:jobs:job1`]);
       refused.push(['hset', `${prefix}:migration:jobs`, 'phase', 'new-only'], ['del', `${prefix}:migration:jobs:lock`], ['publish', `${prefix}:migration:jobs:events`, 'x']);
     }
     for (const [cmd, ...args] of refused) {
