@@ -9,7 +9,7 @@
  */
 import { pino, type DestinationStream } from 'pino';
 import { ExitCode, toOrchError } from '../core/errors.js';
-import { redactUrl } from '../core/redis.js';
+import { connectionTarget, redactUrl } from '../core/redis.js';
 import { createRedactor } from '../core/redact.js';
 import { loadApiConfig, LOG_LEVELS, type ApiConfig } from './config.js';
 import { createLogger, safeErrorSerializer } from './logger.js';
@@ -42,6 +42,8 @@ export async function main(opts: MainOptions = {}): Promise<number> {
     return e.exitCode;
   }
   const logger = createLogger(config.logLevel, createRedactor(config.sensitiveKeys), opts.logStream);
+  // With Sentinel the URL only carries credentials and options; the target is the master name and the sentinels.
+  const redisTarget = config.redisSentinel ? connectionTarget({ url: config.redisUrl, sentinel: config.redisSentinel }) : redactUrl(config.redisUrl);
 
   let service: ApiService;
   try {
@@ -50,7 +52,7 @@ export async function main(opts: MainOptions = {}): Promise<number> {
     const e = toOrchError(err);
     // Expected failures (Redis unreachable, corrupt state record) need no stack trace.
     const detail = e.code === 'ERR_INTERNAL' ? { err: e } : { code: e.code };
-    logger.fatal({ ...detail, redis: redactUrl(config.redisUrl), suggestion: e.suggestion }, `cannot start: ${e.message}`);
+    logger.fatal({ ...detail, redis: redisTarget, suggestion: e.suggestion }, `cannot start: ${e.message}`);
     return e.exitCode;
   }
 
@@ -63,7 +65,7 @@ export async function main(opts: MainOptions = {}): Promise<number> {
   }
   const addr = service.app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
-  logger.info({ host: config.host, port, redis: redactUrl(config.redisUrl), prefix: config.keys.prefix }, 'orch-api listening');
+  logger.info({ host: config.host, port, redis: redisTarget, prefix: config.keys.prefix }, 'orch-api listening');
   opts.onListening?.({ host: config.host, port }, service);
 
   return new Promise<number>((resolve) => {

@@ -121,7 +121,10 @@ export class RedisUnavailableError extends OrchError {
     super(`Redis at ${address} is unreachable: ${detail}`, {
       code: 'ERR_REDIS_UNAVAILABLE',
       exitCode: ExitCode.Unavailable,
-      suggestion: 'Check that Redis is running and reachable (--redis-url / REDIS_URL); progress is checkpointed, rerun to resume.',
+      // A Sentinel target is found through the sentinels, not the URL (src/core/sentinel.ts describeSentinelTarget).
+      suggestion: / via sentinel /.test(address)
+        ? 'Check that the sentinels (--sentinel / ORCH_SENTINELS) are reachable and monitor that master name (--sentinel-master); a failover in progress ends by itself. Progress is checkpointed, rerun to resume.'
+        : 'Check that Redis is running and reachable (--redis-url / REDIS_URL); progress is checkpointed, rerun to resume.',
       ...opts,
     });
     this.address = address;

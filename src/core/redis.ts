@@ -369,6 +369,16 @@ export function classifyRedisError(err: unknown, address: string, ctx: ClassifyC
   const denied = replyBehind(err, (e) => aclDenial(e, address, user) !== null);
   if (denied) return aclDenial(denied, address, user);
   if (replyBehind(err, isOutOfMemoryReply)) return new RedisOutOfMemoryError(address, { cause: err });
+  // A cluster node addressed as a single server redirects (MOVED/ASK): the target is
+  // misconfigured, not down, and following the redirect by hand would bypass the slot map.
+  const moved = replyBehind(err, (e) => isReplyError(e) && /^(MOVED|ASK) \d+ /.test(e.message));
+  if (moved) {
+    return new ConfigError(`Redis at ${address} is a Redis Cluster node: it redirected a command (${moved.message.split('\n')[0]})`, {
+      code: 'ERR_CLUSTER_MODE',
+      suggestion: 'Add --cluster (ORCH_REDIS_CLUSTER=on for orch-api and queue-core processes); any master of the cluster will do as the seed URL.',
+      cause: err,
+    });
+  }
   // A master turned replica (Sentinel demotes the old master), a replica cut off from its
   // master, or a master refusing writes until its replicas are back (min-replicas-to-write):
   // a failover is in progress, which an operator meets as an outage that ends by itself.

@@ -1,12 +1,12 @@
 /**
- * External tools some tests need (bash, zsh, promtool, openssl). Outside CI a missing
+ * External tools some tests need (bash, zsh, promtool, openssl, script). Outside CI a missing
  * tool skips the test with the install command; under CI=true it fails it,
  * because .ci/run installs every one of them and a skip there would hide a gap.
  */
 import { spawnSync } from 'node:child_process';
 
 /** Debian packages that provide each tool (what .ci/run installs). */
-const PACKAGE: Record<string, string> = { zsh: 'zsh', promtool: 'prometheus', bash: 'bash', openssl: 'openssl' };
+const PACKAGE: Record<string, string> = { zsh: 'zsh', promtool: 'prometheus', bash: 'bash', openssl: 'openssl', script: 'bsdutils' };
 
 /** How a tool says its version when `--version` is not it (openssl has a subcommand). */
 const VERSION_ARGS: Record<string, string[]> = { openssl: ['version'] };

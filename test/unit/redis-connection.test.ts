@@ -89,6 +89,25 @@ describe('classification of Redis failures', () => {
     }
   });
 
+  it('a cluster node addressed without --cluster (MOVED/ASK) → exit 2 naming --cluster', () => {
+    for (const msg of ['MOVED 5798 127.0.0.1:30002', 'ASK 5798 127.0.0.1:30002']) {
+      const e = classifyRedisError(reply(msg), 'h:6379');
+      expect(e, msg).toBeInstanceOf(ConfigError);
+      expect((e as ConfigError).exitCode).toBe(ExitCode.Usage);
+      expect((e as ConfigError).code).toBe('ERR_CLUSTER_MODE');
+      expect((e as ConfigError).suggestion).toMatch(/--cluster/);
+    }
+    // A value that merely starts with the word is not a redirect.
+    expect(classifyRedisError(reply('MOVEDX something'), 'h:1')).not.toBeInstanceOf(ConfigError);
+  });
+
+  it('unreachable through Sentinel names the sentinels, not --redis-url', () => {
+    const e = classifyRedisError(new Error('connect ECONNREFUSED 127.0.0.1:1'), 'mymaster via sentinel 127.0.0.1:26379') as RedisUnavailableError;
+    expect(e).toBeInstanceOf(RedisUnavailableError);
+    expect(e.suggestion).toMatch(/--sentinel/);
+    expect(e.suggestion).not.toMatch(/--redis-url/);
+  });
+
   it('a lost connection → RedisUnavailableError (exit 5); anything else passes through', () => {
     expect(classifyRedisError(new Error('connect ECONNREFUSED 127.0.0.1:1'), 'h:1')).toBeInstanceOf(RedisUnavailableError);
     const other = reply('WRONGTYPE Operation against a key holding the wrong kind of value');
