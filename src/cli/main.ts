@@ -132,7 +132,13 @@ export async function run(argv: string[] = process.argv): Promise<never> {
   process.stdout.on('error', ignoreClosed);
   process.stderr.on('error', ignoreClosed);
   const code = await main(argv);
-  // Flush stdout before exiting: a piped --json consumer must get the whole object.
-  await new Promise<void>((resolve) => (process.stdout.write('') ? resolve() : process.stdout.once('drain', () => resolve())));
+  // Flush stdout before exiting: a piped --json consumer must get the whole object. The write
+  // callback also fires when the reader has gone (EPIPE): waiting for 'drain' there never ended,
+  // and Node exited 13 (unsettled top-level await) instead of the command's code.
+  await new Promise<void>((resolve) => {
+    if (process.stdout.destroyed) return resolve();
+    process.stdout.once('close', () => resolve());
+    process.stdout.write('', () => resolve());
+  });
   process.exit(code);
 }

@@ -4,10 +4,11 @@
  * exactly one JSON object. And untrusted strings (key names from Redis) never
  * reach a terminal raw: a key name cannot forge an output line.
  */
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyspace } from '../../src/core/keys.js';
 import { type RedisClient } from '../../src/core/redis.js';
-import { runCli, target } from '../helpers/cli.js';
+import { CLI, runCli, target } from '../helpers/cli.js';
 import { cleanupClient, coreClient, topologyUrl } from '../helpers/core-clients.js';
 import { uniquePrefix } from '../helpers/fixtures.js';
 import { seedJobs } from '../helpers/lifecycle.js';
@@ -56,6 +57,15 @@ describe('CLI output contract', () => {
     expect(bare.code).toBe(2);
     expect(bare.stdout).toBe('');
     expect(bare.stderr).toMatch(/Usage: orch-migrate/);
+  });
+
+  it('a reader that closes the pipe early (`--help | head -1`) leaves the exit code at 0, every time', () => {
+    // The race is between the reader closing and the final flush; twenty tries made the old
+    // code exit 13 (an unsettled top-level await) at least once on this machine.
+    const script = `for i in $(seq 1 20); do node ${JSON.stringify(CLI)} --help | head -1 >/dev/null; printf '%s ' "\${PIPESTATUS[0]}"; done`;
+    const r = spawnSync('bash', ['-c', script], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split(' ')).toEqual(Array.from({ length: 20 }, () => '0'));
   });
 
   it('--json: stdout is exactly one JSON object; human text never goes there', async () => {
