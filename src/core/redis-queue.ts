@@ -257,7 +257,10 @@ export class RedisJobQueue implements JobQueue {
     // Reported against the v2 record whose index entry could not be written.
     if (r.indexWrongType) this.mirrorFailed(this.keys.v2Job(workspaceId, jobId), jobId, new Error(`index write refused: ${this.keys.index(workspaceId)} is not a sorted set`));
     if (r.snapshot !== null) return jobFromHash(snapshotToHash(r.snapshot));
-    return jobFromHash({ ...created, [JobField.Rev]: String(r.rev) });
+    // Set after building rather than spread into the fields: a spread copy cost several µs here.
+    const job = jobFromHash(created ?? {});
+    job.rev = r.rev;
+    return job;
   }
 
   async enqueue(input: EnqueueInput): Promise<Job> {
