@@ -11,6 +11,8 @@
  * reads, and the reply's newer epoch makes the queue re-read its cache.
  */
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { Keyspace } from '../../src/core/keys.js';
@@ -32,12 +34,36 @@ interface Seen {
   args: string[];
 }
 
-/** Records every command the server receives until stop(); stop() first waits until a marker from another connection has come through. */
+/**
+ * Records every command the server receives until stop(); stop() first waits until a marker from
+ * another connection has come through. A raw socket rather than ioredis' monitor(): the stream of
+ * MONITOR lines on a busy shared server confuses ioredis' reply queue (its connect-time commands).
+ */
 async function monitor(url: string): Promise<{ stop: () => Promise<Seen[]> }> {
-  const admin = await connectRedis({ url });
-  const m = await (admin as Redis).monitor();
+  const { hostname, port } = new URL(url);
+  const sock = net.connect(Number(port), hostname);
+  await once(sock, 'connect');
   const seen: Seen[] = [];
-  m.on('monitor', (_time: string, args: string[], source: string) => seen.push({ source, args }));
+  let buf = '';
+  let started = false;
+  sock.setEncoding('utf8');
+  sock.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\r\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 2);
+      if (line === '+OK') started = true;
+      // +<time> [<db> <source>] "cmd" "arg" ...
+      const m = /^\+\S+ \[\d+ (\S+)\] (.*)$/.exec(line);
+      if (!m) continue;
+      const args = [...m[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((a) => a[1]!);
+      seen.push({ source: m[1]!, args });
+    }
+  });
+  sock.write('MONITOR\r\n');
+  for (let i = 0; i < 500 && !started; i++) await sleep(10);
+  if (!started) throw new Error('MONITOR did not start');
   return {
     stop: async () => {
       const marker = `end-of-window-${Math.random().toString(36).slice(2)}`;
@@ -45,8 +71,7 @@ async function monitor(url: string): Promise<{ stop: () => Promise<Seen[]> }> {
       await probe.echo(marker);
       for (let i = 0; i < 500 && !seen.some((s) => s.args[0]?.toLowerCase() === 'echo' && s.args[1] === marker); i++) await sleep(10);
       await closeRedis(probe);
-      m.disconnect();
-      await closeRedis(admin);
+      sock.destroy();
       return seen;
     },
   };
