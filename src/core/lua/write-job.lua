@@ -61,8 +61,9 @@ local st = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
 local phase, epoch
 if st[1] and RANK[st[1]] and st[2] and tonumber(st[2]) then
   phase, epoch = st[1], tonumber(st[2])
-  -- An override counts only while the global phase is dual-write or later: not read in legacy.
-  if RANK[phase] >= 2 then
+  -- An override counts only ahead of a global phase of dual-write or later: not read in
+  -- legacy, nor in new-only (nothing is ahead of it).
+  if RANK[phase] >= 2 and RANK[phase] < 4 then
     local override = redis.call('HGET', KEYS[7], ARGV[5])
     if override and RANK[override] and RANK[override] >= 3 and RANK[override] > RANK[phase] then phase = override end
   end
