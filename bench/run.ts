@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnRedisServer } from '../src/cli/demo/throwaway-redis.js';
 import { runApiBench, type ApiBenchResult } from './api.js';
 import { runBackfillBench, type BackfillBenchResult } from './backfill.js';
-import { runEnqueueBench, type LatencyFigures } from './enqueue.js';
+import { enqueueTable, runEnqueueBench } from './enqueue.js';
 import { guardsTable, runGuardsBench } from './guards.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -103,17 +103,6 @@ function apiTable(runs: ApiBenchResult[]): string {
   return lines.join('\n');
 }
 
-function enqueueTable(rows: LatencyFigures[]): string {
-  const base = rows.find((r) => r.variant.startsWith('queue core, legacy'));
-  const lines = ['### Enqueue latency per phase (sequential, µs)', ''];
-  lines.push('| variant | p50 µs | p99 µs | mean µs | mean vs queue-core legacy |', '|---|---:|---:|---:|---:|');
-  for (const r of rows) {
-    const vs = base ? `${(((r.meanUs - base.meanUs) / base.meanUs) * 100).toFixed(0)}%` : '–';
-    lines.push(`| ${r.variant} | ${fmt(r.p50Us)} | ${fmt(r.p99Us)} | ${fmt(r.meanUs)} | ${vs} |`);
-  }
-  return lines.join('\n');
-}
-
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
   const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
@@ -145,9 +134,9 @@ async function main(): Promise<void> {
     const server = await spawnRedisServer();
     try {
       log('enqueue latency…');
-      const rows = await runEnqueueBench({ redisUrl: server.url, ops: 5000 });
-      results.enqueue = rows;
-      sections.push(enqueueTable(rows));
+      const enqueue = await runEnqueueBench({ redisUrl: server.url, ops: 5000 });
+      results.enqueue = enqueue;
+      sections.push(enqueueTable(enqueue));
     } finally {
       await server.stop();
     }

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { toOrchError } from './errors.js';
-import { JobIdSchema, WorkspaceIdSchema } from './ids.js';
+import { isJobId, isWorkspaceId, JobIdSchema, WorkspaceIdSchema } from './ids.js';
 import { jsonTooDeep, MAX_STORED_JSON_DEPTH } from './json-depth.js';
 
 /** Job statuses the queue core writes. */
@@ -72,6 +72,52 @@ export const EnqueueInputSchema = z.object({
   ttlMs: z.number().int().positive().optional(),
 });
 export type EnqueueInput = z.input<typeof EnqueueInputSchema>;
+/** A validated {@link EnqueueInput}. */
+export type EnqueueParsed = z.output<typeof EnqueueInputSchema>;
+
+/**
+ * `params` that {@link EnqueueInputSchema} would accept and copy key by key
+ * into an object with the same JSON text: a literal-like object with no symbol
+ * key and no own `__proto__` (zod refuses the first and drops the second).
+ */
+function isPlainParams(p: unknown): p is Record<string, unknown> {
+  return (
+    typeof p === 'object' &&
+    p !== null &&
+    Object.getPrototypeOf(p) === Object.prototype &&
+    Object.getOwnPropertySymbols(p).length === 0 &&
+    !Object.prototype.hasOwnProperty.call(p, '__proto__')
+  );
+}
+
+/**
+ * Validates enqueue input: the common shape is checked by hand (zod costs
+ * microseconds on the write path, see docs/performance.md "Write path"), and
+ * anything else goes through {@link EnqueueInputSchema}, which also words
+ * every error. The fast path accepts a subset of what the schema accepts and
+ * returns what it would (unknown keys dropped, `params` defaulting to `{}`).
+ */
+export function parseEnqueueInput(input: unknown): EnqueueParsed {
+  if (typeof input === 'object' && input !== null) {
+    const i = input as Record<string, unknown>;
+    const { workspaceId, jobId, action, params, ttlMs } = i;
+    if (
+      isWorkspaceId(workspaceId) &&
+      (jobId === undefined || isJobId(jobId)) &&
+      typeof action === 'string' &&
+      action.length >= 1 &&
+      action.length <= 128 &&
+      (params === undefined || isPlainParams(params)) &&
+      (ttlMs === undefined || (typeof ttlMs === 'number' && Number.isSafeInteger(ttlMs) && ttlMs > 0))
+    ) {
+      const out: EnqueueParsed = { workspaceId, action, params: params ?? {} };
+      if (jobId !== undefined) out.jobId = jobId;
+      if (ttlMs !== undefined) out.ttlMs = ttlMs;
+      return out;
+    }
+  }
+  return parseInput(EnqueueInputSchema, input);
+}
 
 /** Input of `updateStatus`. */
 export const StatusPatchSchema = z.object({

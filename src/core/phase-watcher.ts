@@ -62,6 +62,15 @@ export class PhaseWatcher {
     this.cached = null;
   }
 
+  /**
+   * Marks the cached phase as due for a re-read while keeping it: {@link current}
+   * then re-reads before answering, {@link peek} answers with it and re-reads in
+   * the background.
+   */
+  expire(): void {
+    if (this.cached) this.cached = { state: this.cached.state, at: Number.NEGATIVE_INFINITY };
+  }
+
   private ttl(state: MigrationState): number {
     const wanted = this.opts.maxCacheMs ?? Math.floor(state.settleMs / 2);
     return Math.min(wanted, state.settleMs);
@@ -72,6 +81,20 @@ export class PhaseWatcher {
     const c = this.cached;
     if (c && Date.now() - c.at < this.ttl(c.state)) return c.state;
     return this.inflight ?? this.refresh();
+  }
+
+  /**
+   * The cached phase without waiting for Redis: a stale entry is returned as
+   * it is and re-read in the background; null only when nothing is cached (or
+   * it was just invalidated). For callers whose writes do not route by the
+   * cache: the single-node write script reads the phase itself and uses the
+   * caller's only when the record is unusable (src/core/lua/write-job.lua).
+   */
+  peek(): MigrationState | null {
+    const c = this.cached;
+    if (c === null) return null;
+    if (this.inflight === null && Date.now() - c.at >= this.ttl(c.state)) void this.refresh().catch(() => undefined);
+    return c.state;
   }
 
   /**

@@ -107,6 +107,8 @@ export interface WritePrimaryOptions {
   index?: IndexEntry | null;
   /** Job id, for error messages. */
   jobId: string;
+  /** Update: refuse with "not found" unless the record names this workspace (a legacy primary). */
+  owner?: string;
 }
 
 /** Step 1 of the protocol: update the primary and bump rev atomically; returns the full new snapshot. */
@@ -120,7 +122,7 @@ export async function writePrimary(client: RedisClient, key: string, opts: Write
     reply = await callScript<[number, number, ...Buffer[]]>(
       client,
       ix.keys.length > 0 ? ScriptName.WritePrimaryIndexed : ScriptName.WritePrimary,
-      [key, ...ix.keys, opts.mode, opts.ttlMs ?? 0, ...ix.args, ...flat],
+      [key, ...ix.keys, opts.mode, opts.ttlMs ?? 0, ...ix.args, opts.owner ?? '', ...flat],
       true,
     );
   } catch (err) {
@@ -201,7 +203,15 @@ export interface WriteJobResult {
   /** The epoch and phase the script acted on (the state record's). */
   epoch: number;
   phase: Phase;
-  snapshot: Snapshot;
+  /** The record's new rev (1 for a create). */
+  rev: number;
+  /** Absolute expiry in unix ms, or -1 when persistent. */
+  pexpireAt: number;
+  /**
+   * The full record after an update, as bytes; null after a create, whose record
+   * is exactly the fields given plus `rev` 1 (the script does not send them back).
+   */
+  snapshot: Snapshot | null;
   mirror: MirrorOutcome;
   /** v2 holds the record but the index lacks its entry (an update of a never-indexed record). */
   indexMissing: boolean;
@@ -224,46 +234,48 @@ function writeError(err: unknown, jobId: string, stateKey: string): unknown {
 
 /** The whole write protocol on a single node: one script, one round trip (write-job.lua). */
 export async function writeJob(client: Redis, keys: Keyspace, opts: WriteJobOptions): Promise<WriteJobResult> {
-  const flat: string[] = [];
-  for (const [f, v] of Object.entries(opts.fields)) flat.push(f, v);
-  let reply: Array<Buffer | number>;
+  // One array, built once: it is the whole EVALSHA argument list (ioredis flattens it).
+  const args: ScriptArg[] = [
+    keys.state,
+    keys.history,
+    keys.legacyJob(opts.jobId),
+    keys.v2Job(opts.workspaceId, opts.jobId),
+    keys.index(opts.workspaceId),
+    keys.queue,
+    keys.workspacePhases,
+    opts.mode,
+    opts.fallback.phase,
+    opts.fallback.epoch,
+    opts.ttlMs ?? 0,
+    opts.workspaceId,
+    opts.jobId,
+    opts.indexScore ?? 0,
+    opts.push ? '1' : '0',
+  ];
+  for (const f in opts.fields) args.push(f, opts.fields[f]!);
+  // A create's reply is six short values: read as strings. An update's carries the
+  // record, read as bytes so that values which are not UTF-8 are copied exactly.
+  const create = opts.mode === 'create';
+  let reply: Array<Buffer | string | number>;
   try {
-    reply = await callScript<Array<Buffer | number>>(
-      client,
-      ScriptName.WriteJob,
-      [
-        keys.state,
-        keys.history,
-        keys.legacyJob(opts.jobId),
-        keys.v2Job(opts.workspaceId, opts.jobId),
-        keys.index(opts.workspaceId),
-        keys.queue,
-        keys.workspacePhases,
-        opts.mode,
-        opts.fallback.phase,
-        opts.fallback.epoch,
-        opts.ttlMs ?? 0,
-        opts.workspaceId,
-        opts.jobId,
-        opts.indexScore ?? 0,
-        opts.push ? '1' : '0',
-        ...flat,
-      ],
-      true,
-    );
+    reply = await callScript<Array<Buffer | string | number>>(client, ScriptName.WriteJob, args, !create);
   } catch (err) {
     throw writeError(err, opts.jobId, keys.state);
   }
-  const [epoch, phaseRaw, rev, pexpire, mirror, indexMissing, ...fields] = reply;
-  const phase = String(phaseRaw);
+  const phase = String(reply[1]);
   if (!isPhase(phase)) throw new Error(`write-job returned an unknown phase ${phase}`);
+  const rev = Number(reply[2]);
+  const pexpireAt = Number(reply[3]);
+  const index = String(reply[5]);
   return {
-    epoch: Number(epoch),
+    epoch: Number(reply[0]),
     phase,
-    snapshot: { rev: Number(rev), pexpireAt: Number(pexpire), fields: fields as Buffer[] },
-    mirror: String(mirror) as MirrorOutcome,
-    indexMissing: String(indexMissing) === '1',
-    indexWrongType: String(indexMissing) === 'wrongtype',
+    rev,
+    pexpireAt,
+    snapshot: create ? null : { rev, pexpireAt, fields: reply.slice(6) as Buffer[] },
+    mirror: String(reply[4]) as MirrorOutcome,
+    indexMissing: index === '1',
+    indexWrongType: index === 'wrongtype',
   };
 }
 

@@ -11,16 +11,16 @@
  *    in another slot, so staleness is ruled out by acknowledged epochs
  *    (src/core/writers.ts) instead.
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { JobExistsError, ValidationError, JobNotFoundError } from './errors.js';
+import { isReplyError, JobExistsError, replyMessage, ValidationError } from './errors.js';
 import { assertJobId, assertWorkspaceId, isJobId, isWorkspaceId } from './ids.js';
 import {
   createdAtScore,
-  EnqueueInputSchema,
   JobField,
   jobFromHash,
   newJobFields,
+  parseEnqueueInput,
   parseInput,
   StatusPatchSchema,
   statusPatchFields,
@@ -85,9 +85,19 @@ export interface RedisJobQueueOptions {
 /** How often a registered queue reads the phase while it does not write (a cache hit costs nothing). */
 const IDLE_PHASE_CHECK_MS = 250;
 
+/** Random bytes for job ids, drawn from the CSPRNG 512 ids at a time: one randomBytes(6) per id cost more than the rest of an enqueue's client side. */
+const ID_POOL = Buffer.alloc(6 * 512);
+let idPoolAt = ID_POOL.length;
+
 /** Generates a job id: time-ordered, collision-resistant, valid under the job id rule. */
 export function newJobId(): string {
-  return `job_${Date.now().toString(36)}_${randomBytes(6).toString('hex')}`;
+  if (idPoolAt + 6 > ID_POOL.length) {
+    randomFillSync(ID_POOL);
+    idPoolAt = 0;
+  }
+  const rnd = ID_POOL.toString('hex', idPoolAt, idPoolAt + 6);
+  idPoolAt += 6;
+  return `job_${Date.now().toString(36)}_${rnd}`;
 }
 
 /** Reference stored on the pending list in a phase: bare in legacy, `<ws>:<job>` from dual-write on. */
@@ -178,33 +188,45 @@ export class RedisJobQueue implements JobQueue {
     const reg = this.registration;
     if (!reg) return;
     const target = this.latestEpoch;
+    if (target <= reg.acknowledged) return;
     for (const [epoch, n] of this.inflight) if (epoch < target && n > 0) return;
     void reg.ack(target).catch(() => undefined);
   }
 
   /**
-   * The phase to start a write under. A writer whose heartbeat is not fresh
+   * The phase to start a write under, without a round trip in the steady state
+   * (docs/performance.md "Write path"). A writer whose heartbeat is not fresh
    * may have been declared dead by a transition that did not wait for it: it
-   * heartbeats and re-reads the phase before writing anything.
+   * heartbeats and re-reads the phase before writing anything. On a single
+   * node the cached phase is used even when due for a re-read (which then runs
+   * in the background): write-job.lua routes by the phase it reads itself, and
+   * the cached one only stands in for an unusable record. On a cluster the
+   * cache routes the write, so a stale one is re-read first.
    */
-  private async begin(): Promise<MigrationState> {
-    if (this.registration && !this.registration.fresh) {
-      await this.registration.beat();
-      return this.watcher.refresh();
+  private begin(): MigrationState | Promise<MigrationState> {
+    if (this.registration && !this.registration.fresh) return this.beatAndRefresh();
+    if (!this.cluster) {
+      const cached = this.watcher.peek();
+      if (cached !== null) return cached;
     }
     return this.watcher.current();
   }
 
-  private async tracked<T>(epoch: number, fn: () => Promise<T>): Promise<T> {
+  private async beatAndRefresh(): Promise<MigrationState> {
+    await this.registration?.beat();
+    return this.watcher.refresh();
+  }
+
+  /** Counts a write in flight under `epoch` (see {@link maybeAck}). */
+  private enter(epoch: number): void {
     this.inflight.set(epoch, (this.inflight.get(epoch) ?? 0) + 1);
-    try {
-      return await fn();
-    } finally {
-      const n = (this.inflight.get(epoch) ?? 1) - 1;
-      if (n <= 0) this.inflight.delete(epoch);
-      else this.inflight.set(epoch, n);
-      this.maybeAck();
-    }
+  }
+
+  private leave(epoch: number): void {
+    const n = (this.inflight.get(epoch) ?? 1) - 1;
+    if (n <= 0) this.inflight.delete(epoch);
+    else this.inflight.set(epoch, n);
+    this.maybeAck();
   }
 
   private recordKey(layout: Layout, workspaceId: string, jobId: string): string {
@@ -220,25 +242,38 @@ export class RedisJobQueue implements JobQueue {
     this.opts.onMirrorFailure?.({ key, jobId, error });
   }
 
-  /** Bookkeeping after a single-node write: a newer epoch refreshes the cache; refusals are reported. */
-  private afterWrite(r: WriteJobResult, workspaceId: string, jobId: string): Job {
-    if (r.epoch > (this.latestEpoch || 0)) this.watcher.invalidate();
+  /**
+   * Bookkeeping after a single-node write: a newer epoch than this process has
+   * seen marks the cached phase for a re-read (in the background: the script
+   * already acted on the new phase); refusals are reported. `created` holds the
+   * fields of a create, whose record is exactly those plus rev 1.
+   */
+  private afterWrite(r: WriteJobResult, workspaceId: string, jobId: string, created: Record<string, string> | null): Job {
+    if (r.epoch > this.latestEpoch) this.watcher.expire();
     if (r.mirror === MirrorOutcome.Conflict || r.mirror === MirrorOutcome.WrongType) {
       const key = r.phase === Phase.DualWrite ? this.keys.v2Job(workspaceId, jobId) : this.keys.legacyJob(jobId);
       this.mirrorFailed(key, jobId, new Error(`mirror write refused: ${r.mirror}`));
     }
     // Reported against the v2 record whose index entry could not be written.
     if (r.indexWrongType) this.mirrorFailed(this.keys.v2Job(workspaceId, jobId), jobId, new Error(`index write refused: ${this.keys.index(workspaceId)} is not a sorted set`));
-    return jobFromHash(snapshotToHash(r.snapshot));
+    if (r.snapshot !== null) return jobFromHash(snapshotToHash(r.snapshot));
+    // Set after building rather than spread into the fields: a spread copy cost several µs here.
+    const job = jobFromHash(created ?? {});
+    job.rev = r.rev;
+    return job;
   }
 
   async enqueue(input: EnqueueInput): Promise<Job> {
-    const parsed = parseInput(EnqueueInputSchema, input);
+    const parsed = parseEnqueueInput(input);
     const jobId = parsed.jobId ?? newJobId();
-    const state = await this.begin();
-    const fields = newJobFields({ jobId, workspaceId: parsed.workspaceId, action: parsed.action, params: parsed.params, now: this.now() });
-    const score = createdAtScore(fields[JobField.CreatedAt]);
-    return this.tracked(state.epoch, async () => {
+    const begun = this.begin();
+    const state = begun instanceof Promise ? await begun : begun;
+    const now = this.now();
+    const fields = newJobFields({ jobId, workspaceId: parsed.workspaceId, action: parsed.action, params: parsed.params, now });
+    // created_at is now's ISO text, which parses back to the same milliseconds.
+    const score = now.getTime();
+    this.enter(state.epoch);
+    try {
       if (!this.cluster) {
         const r = await writeJob(this.client as Redis, this.keys, {
           mode: 'create',
@@ -250,11 +285,13 @@ export class RedisJobQueue implements JobQueue {
           push: true,
           fallback: { phase: phaseOf(state, parsed.workspaceId), epoch: state.epoch },
         });
-        return this.afterWrite(r, parsed.workspaceId, jobId);
+        return this.afterWrite(r, parsed.workspaceId, jobId, fields);
       }
       const snap = await this.clusterCreate(phaseOf(state, parsed.workspaceId), parsed.workspaceId, jobId, fields, score, parsed.ttlMs);
       return jobFromHash(snapshotToHash(snap));
-    });
+    } finally {
+      this.leave(state.epoch);
+    }
   }
 
   /**
@@ -334,9 +371,14 @@ export class RedisJobQueue implements JobQueue {
     const state = await this.watcher.current();
     const { primary } = routeFor(phaseOf(state, workspaceId));
     const key = this.recordKey(primary, workspaceId, jobId);
-    const type = await this.client.type(key);
-    if (type !== 'hash') return null;
-    const hash = await this.client.hgetall(key);
+    let hash: Record<string, string>;
+    try {
+      // One round trip: HGETALL answers {} for a missing key and WRONGTYPE for another type.
+      hash = await this.client.hgetall(key);
+    } catch (err) {
+      if (isReplyError(err) && replyMessage(err).startsWith('WRONGTYPE')) return null;
+      throw err;
+    }
     // Legacy keys are not scoped: the record must name the caller's workspace.
     if (hash[JobField.WorkspaceId] !== workspaceId) return null;
     return jobFromHash(hash);
@@ -346,28 +388,29 @@ export class RedisJobQueue implements JobQueue {
     assertWorkspaceId(workspaceId);
     assertJobId(jobId);
     const parsed = parseInput(StatusPatchSchema, patch);
-    const state = await this.begin();
+    const begun = this.begin();
+    const state = begun instanceof Promise ? await begun : begun;
     const fields = statusPatchFields(parsed, this.now());
-    return this.tracked(state.epoch, async () => {
+    this.enter(state.epoch);
+    try {
       if (!this.cluster) {
         const r = await writeJob(this.client as Redis, this.keys, { mode: 'update', workspaceId, jobId, fields, fallback: { phase: phaseOf(state, workspaceId), epoch: state.epoch } });
-        if (r.indexMissing) {
+        if (r.indexMissing && r.snapshot) {
+          // Only a v2 record that something other than this queue wrote lacks its entry: a second, rare round trip.
           const e = this.indexEntry(workspaceId, jobId, snapshotField(r.snapshot, JobField.CreatedAt));
           await this.client.zadd(e.key, e.score, e.member);
         }
-        return this.afterWrite(r, workspaceId, jobId);
+        return this.afterWrite(r, workspaceId, jobId, null);
       }
       const route = routeFor(phaseOf(state, workspaceId));
       const key = this.recordKey(route.primary, workspaceId, jobId);
-      if (route.primary === Layout.Legacy) {
-        // workspace_id never changes, so checking it before the atomic write is race-free.
-        const owner = await this.client.hget(key, JobField.WorkspaceId);
-        if (owner !== workspaceId) throw new JobNotFoundError(jobId);
-      }
-      const snap = await writePrimary(this.client, key, { mode: 'update', fields, index: null, jobId });
+      // A legacy key is not scoped: write-primary checks its workspace_id in the same atomic step.
+      const snap = await writePrimary(this.client, key, { mode: 'update', fields, index: null, jobId, ...(route.primary === Layout.Legacy ? { owner: workspaceId } : {}) });
       await this.clusterMirror(route.mirror, workspaceId, jobId, snap);
       return jobFromHash(snapshotToHash(snap));
-    });
+    } finally {
+      this.leave(state.epoch);
+    }
   }
 
   async listJobs(workspaceId: string, opts: ListJobsOptions): Promise<ListJobsResult> {

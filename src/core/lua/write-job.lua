@@ -41,7 +41,9 @@
   ARGV[8]  create: '1' = push a reference onto the pending list
   ARGV[9..] field, value, ... to set (never 'rev')
 
-  Returns  { epoch, phase, rev, pexpiretime, mirror, index, field, value, ... }
+  Returns  { epoch, phase, rev, pexpiretime, mirror, index[, field, value, ...] }
+           the fields only for an update: a create's record is exactly the
+           fields given plus rev 1 (the key was absent), so they are not sent back
            mirror: 'none' (no mirror in this phase), 'applied',
                    'conflict' (a legacy mirror that names another workspace),
                    'wrongtype' (the mirror key is not a hash)
@@ -59,8 +61,12 @@ local st = redis.call('HMGET', KEYS[1], 'phase', 'epoch')
 local phase, epoch
 if st[1] and RANK[st[1]] and st[2] and tonumber(st[2]) then
   phase, epoch = st[1], tonumber(st[2])
-  local override = redis.call('HGET', KEYS[7], ARGV[5])
-  if override and RANK[override] and RANK[override] >= 3 and RANK[phase] >= 2 and RANK[override] > RANK[phase] then phase = override end
+  -- An override counts only ahead of a global phase of dual-write or later: not read in
+  -- legacy, nor in new-only (nothing is ahead of it).
+  if RANK[phase] >= 2 and RANK[phase] < 4 then
+    local override = redis.call('HGET', KEYS[7], ARGV[5])
+    if override and RANK[override] and RANK[override] >= 3 and RANK[override] > RANK[phase] then phase = override end
+  end
 elseif not st[2] and (st[1] == 'legacy' or (not st[1] and redis.call('EXISTS', KEYS[2]) == 0)) then
   phase, epoch = 'legacy', 0
 elseif RANK[ARGV[2]] then
@@ -79,10 +85,12 @@ elseif phase == 'new-only' then
   primary = v2Key
 end
 local ws = ARGV[5]
+local create = ARGV[1] == 'create'
 
 local kind = redis.call('TYPE', primary)['ok']
-if ARGV[1] == 'create' then
-  if kind ~= 'none' or redis.call('EXISTS', legacyKey) == 1 then return redis.error_reply('EXISTS') end
+if create then
+  -- TYPE already answered for the legacy key when it is the primary.
+  if kind ~= 'none' or (primary ~= legacyKey and redis.call('EXISTS', legacyKey) == 1) then return redis.error_reply('EXISTS') end
 else
   if kind == 'none' then return redis.error_reply('NOTFOUND') end
   if kind ~= 'hash' then return redis.error_reply('WRONGTYPE') end
@@ -96,24 +104,47 @@ if ARGV[8] == '1' then
   local qkind = redis.call('TYPE', KEYS[6])['ok']
   if qkind ~= 'none' and qkind ~= 'list' then return redis.error_reply('QUEUE_WRONGTYPE') end
 end
-local ikind = redis.call('TYPE', indexKey)['ok']
-local indexUsable = ikind == 'none' or ikind == 'zset'
+-- The index is written only when v2 is (the primary or an applied mirror).
+local v2Touched = primary == v2Key or mirror == v2Key
+local indexUsable = true
+if v2Touched then
+  local ikind = redis.call('TYPE', indexKey)['ok']
+  indexUsable = ikind == 'none' or ikind == 'zset'
+end
 
--- 1. The primary, with rev + 1.
 local CHUNK = 1000
-local i = 9
-while i <= #ARGV do
-  local last = math.min(i + CHUNK - 1, #ARGV)
-  redis.call('HSET', primary, unpack(ARGV, i, last))
-  i = last + 1
+local function hsetAll(key, flat, first)
+  local i = first
+  while i <= #flat do
+    local last = math.min(i + CHUNK - 1, #flat)
+    redis.call('HSET', key, unpack(flat, i, last))
+    i = last + 1
+  end
 end
-local rev = redis.call('HINCRBY', primary, 'rev', 1)
-if ARGV[1] == 'create' then
+
+-- 1. The primary, with rev + 1. A create writes an absent key, so its rev is 1
+-- and its snapshot is exactly the fields given: no HINCRBY, no read back.
+local rev, pexpire, snap
+if create then
+  snap = {}
+  for j = 9, #ARGV do snap[#snap + 1] = ARGV[j] end
+  snap[#snap + 1] = 'rev'
+  snap[#snap + 1] = '1'
+  hsetAll(primary, snap, 1)
+  rev = 1
   local ttl = tonumber(ARGV[4])
-  if ttl and ttl > 0 then redis.call('PEXPIRE', primary, ttl) end
+  if ttl and ttl > 0 then
+    redis.call('PEXPIRE', primary, ttl)
+    pexpire = redis.call('PEXPIRETIME', primary)
+  else
+    pexpire = -1
+  end
+else
+  hsetAll(primary, ARGV, 9)
+  rev = redis.call('HINCRBY', primary, 'rev', 1)
+  pexpire = redis.call('PEXPIRETIME', primary)
+  snap = redis.call('HGETALL', primary)
 end
-local pexpire = redis.call('PEXPIRETIME', primary)
-local snap = redis.call('HGETALL', primary)
 
 -- 2. The mirror becomes an exact copy of the snapshot.
 local outcome = 'none'
@@ -132,12 +163,7 @@ if mirror then
     outcome = 'applied'
   end
   if outcome == 'applied' then
-    local j = 1
-    while j <= #snap do
-      local last = math.min(j + CHUNK - 1, #snap)
-      redis.call('HSET', mirror, unpack(snap, j, last))
-      j = last + 1
-    end
+    hsetAll(mirror, snap, 1)
     if pexpire > 0 then redis.call('PEXPIREAT', mirror, pexpire) end
   end
 end
@@ -148,7 +174,7 @@ local indexMissing = '0'
 if v2Written and not indexUsable then
   indexMissing = 'wrongtype'
 elseif v2Written then
-  if ARGV[1] == 'create' then
+  if create then
     redis.call('ZADD', indexKey, ARGV[7], ARGV[6])
   elseif not redis.call('ZSCORE', indexKey, ARGV[6]) then
     indexMissing = '1'
@@ -163,5 +189,8 @@ if ARGV[8] == '1' then
 end
 
 local out = { epoch, phase, rev, pexpire, outcome, indexMissing }
-for j = 1, #snap do out[#out + 1] = snap[j] end
+-- A create's record is the caller's fields plus rev 1: not sent back.
+if not create then
+  for j = 1, #snap do out[#out + 1] = snap[j] end
+end
 return out

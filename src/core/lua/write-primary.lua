@@ -9,12 +9,16 @@
   ARGV[2]  for 'create': relative expiry in ms, 0 = persistent
   ARGV[3]  index score (created_at ms); ignored without KEYS[2]
   ARGV[4]  index member (job id); ignored without KEYS[2]
-  ARGV[5..] field, value, ... to set (never 'rev')
+  ARGV[5]  update: the workspace the record must name ('' = not checked). A
+           legacy key is not scoped, so an update of a legacy primary checks
+           its owner here, in the same atomic step, instead of a read before it.
+  ARGV[6..] field, value, ... to set (never 'rev')
 
   Returns  { rev, pexpiretime, field, value, field, value, ... }
            pexpiretime is the absolute expiry in ms, or -1 when persistent.
   Errors   'EXISTS' (create on an existing key), 'NOTFOUND' (update on a
-           missing key), 'WRONGTYPE' (the key is not a hash)
+           missing key, or on a record naming another workspace than ARGV[5]),
+           'WRONGTYPE' (the key is not a hash)
 ]]
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if ARGV[1] == 'create' then
@@ -22,10 +26,11 @@ if ARGV[1] == 'create' then
 else
   if kind == 'none' then return redis.error_reply('NOTFOUND') end
   if kind ~= 'hash' then return redis.error_reply('WRONGTYPE') end
+  if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'workspace_id') ~= ARGV[5] then return redis.error_reply('NOTFOUND') end
 end
 
 local CHUNK = 1000
-local i = 5
+local i = 6
 while i <= #ARGV do
   local last = math.min(i + CHUNK - 1, #ARGV)
   redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
