@@ -170,9 +170,10 @@ describe.each(TOPOLOGIES)('writer registration and acknowledgement on %s', (topo
       await cli([...args, 'backfill']);
       await cli([...args, 'verify', '--round-delay', '50ms']);
 
-      // A dead entry: its last heartbeat is far older than its lease.
+      // A dead entry: its last heartbeat is three leases old. It is pruned only after ten leases
+      // (100 s), so a CLI slow to start on a loaded machine still sees it, as dead.
       const now = Number((await client.time())[0]) * 1000;
-      await client.hset(keys.writers, 'dead-writer', JSON.stringify({ epoch: 0, at: now - 5000, lease_ms: 1000, host: 'gone', pid: 1, name: 'dead-writer' }));
+      await client.hset(keys.writers, 'dead-writer', JSON.stringify({ epoch: 0, at: now - 30_000, lease_ms: 10_000, host: 'gone', pid: 1, name: 'dead-writer' }));
       // A stuck one: heartbeating (fresh `at`, long lease) but acting on epoch 1 forever.
       await heartbeat(client, keys, 'stuck-writer-id', 1, 120_000, 'stuck-writer');
       const st = await cli([...args, '--json', 'status']);
