@@ -109,6 +109,12 @@ export interface PreflightResult {
   checks: PreflightCheck[];
   projection: MemoryProjection | null;
   durationMs: number;
+  /**
+   * An ACL refusal met while reading (the checks it hid refuse, failing closed).
+   * A missing grant is a configuration error to fix, not a gate: callers raise it
+   * (exit 2, naming the rule) unless every check it hid was forced by name.
+   */
+  denied: Error | null;
 }
 
 /** Options of {@link preflight}. */
@@ -721,7 +727,7 @@ function replicasCheck(facts: NodeFacts[], projection: MemoryProjection | null, 
   return check(PreflightGate.Replicas, worst(levels), lines.join('; '), worst(levels) === 'ok' ? null : fix);
 }
 
-async function clusterCheck(cluster: boolean, facts: NodeFacts[]): Promise<PreflightCheck> {
+async function clusterCheck(cluster: boolean, facts: NodeFacts[], onDenied: (e: Error) => void): Promise<PreflightCheck> {
   if (!cluster) {
     const f = facts[0]!;
     if (f.cluster instanceof Error) return check(PreflightGate.Cluster, 'refuse', `cannot read INFO cluster on ${f.addr}: ${errorText(f.cluster)}`, FIX_UNREADABLE);
@@ -746,7 +752,7 @@ async function clusterCheck(cluster: boolean, facts: NodeFacts[]): Promise<Prefl
       levels.push(bad ? 'refuse' : 'ok');
       lines.push(`${f.addr}: cluster_state ${ci.cluster_state ?? '?'}, ${ci.cluster_slots_ok ?? '?'}/${CLUSTER_SLOTS} slots ok${Number(ci.cluster_slots_pfail ?? 0) + Number(ci.cluster_slots_fail ?? 0) > 0 ? `, ${ci.cluster_slots_pfail ?? 0} pfail, ${ci.cluster_slots_fail ?? 0} fail` : ''}`);
     } catch (e) {
-      if (isAclDenial(e)) throw e;
+      if (e instanceof Error && isAclDenial(e)) onDenied(e);
       levels.push('refuse');
       lines.push(`cannot read CLUSTER INFO on ${f.addr}: ${errorText(e)}`);
     }
@@ -788,18 +794,24 @@ export async function preflight(ctx: OpContext, opts: PreflightOptions = {}): Pr
     opts.onProgress?.({ stage: 'preflight', done: 0, total: null, totalIsEstimate: true, message: 'sampling legacy records for the memory projection' });
     projection = await project(ctx, facts, opts, cluster).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
   }
-  // A refusal for the ACL user is not a closed gate but a missing grant: raise it as
-  // such (exit 2, naming the rule to add) instead of a refusal forceable by name.
-  const denied = [projection, ...facts.flatMap((f) => [f.server, f.memory, f.replication, f.keyspace, f.cluster])].find((e) => e instanceof Error && isAclDenial(e));
-  if (denied) throw denied;
+  let denied = [projection, ...facts.flatMap((f) => [f.server, f.memory, f.replication, f.keyspace, f.cluster])].find((e): e is Error => e instanceof Error && isAclDenial(e)) ?? null;
   const checks = [
     versionCheck(facts),
     evictionCheck(facts),
     memoryCheck(facts, projection, opts.maxMemoryPct === undefined ? DEFAULT_MAX_MEMORY_PCT : opts.maxMemoryPct),
     replicasCheck(facts, projection instanceof Error ? null : projection, opts),
-    await clusterCheck(cluster, facts),
+    await clusterCheck(cluster, facts, (e) => (denied ??= e)),
   ];
-  return { ok: checks.every((c) => c.ok), checks, projection: projection instanceof Error ? null : projection, durationMs: Date.now() - started };
+  return { ok: checks.every((c) => c.ok), checks, projection: projection instanceof Error ? null : projection, durationMs: Date.now() - started, denied };
+}
+
+/**
+ * Raises the ACL refusal preflight met (exit 2, naming the grant) unless every
+ * check that refuses was forced by name: an operator who overrides them all has
+ * chosen to run without what they read.
+ */
+export function raiseDenied(r: PreflightResult, forced: readonly string[] = []): void {
+  if (r.denied && r.checks.some((c) => c.level === 'refuse' && !forced.includes(c.name))) throw r.denied;
 }
 
 /** The checks as gates: a refusal is a closed gate, forceable by its name alone. */

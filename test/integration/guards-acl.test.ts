@@ -25,7 +25,7 @@ afterAll(async () => {
 const PREFLIGHT_GATES = 'version,eviction,memory,replicas,cluster';
 
 describe.skipIf(skip !== undefined)('guards fail closed', () => {
-  it('a user without INFO: preflight refuses; forced past it, the guards refuse to start the run (exit 6) naming the fix; no password printed', async () => {
+  it('a user without INFO: preflight names the grant (exit 2); every check forced past it, the guards refuse to start the run (exit 6) naming the fix; no password printed', async () => {
     const server = await startRedisServer();
     servers.push(server);
     const admin = await connectRedis({ url: server.url });
@@ -35,9 +35,13 @@ describe.skipIf(skip !== undefined)('guards fail closed', () => {
     await admin.call('ACL', 'SETUSER', 'mig', 'on', '>pw-not-in-output', '~*', '&*', '+@all', '-info');
     const args = target(`redis://mig:pw-not-in-output@127.0.0.1:${server.port}`, keys.prefix);
 
+    // A missing grant is a configuration error naming the rule (exit 2), not a gate.
     const refused = await runCli([...args, 'backfill']);
-    expectExit(refused, 3);
-    expect(refused.stderr).toMatch(/error: Refused: preflight version: cannot read INFO server on 127\.0\.0\.1:[0-9]+: NOPERM/);
+    expectExit(refused, 2);
+    expect(refused.stderr).toMatch(/refused INFO for ACL user "mig"/);
+    expect(refused.stderr).toMatch(/ACL SETUSER mig \+info/);
+    // Forcing only some of the checks it hid is not enough.
+    expectExit(await runCli([...args, 'backfill', '--force', 'memory', '--reason', 'acl drill']), 2);
 
     const r = await runCli([...args, '--json', 'backfill', '--force', PREFLIGHT_GATES, '--reason', 'acl drill']);
     expectExit(r, 6);

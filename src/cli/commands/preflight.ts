@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { ExitCode } from '../../core/errors.js';
 import { enforceGates } from '../../ops/gates.js';
 import { fmtBytes, fmtLag, type LagLevel } from '../../ops/guards/guards.js';
-import { DEFAULT_MAX_MEMORY_PCT, DEFAULT_MAX_REPLICA_LAG, preflight, preflightGates, type PreflightCheck, type PreflightResult } from '../../ops/preflight.js';
+import { DEFAULT_MAX_MEMORY_PCT, DEFAULT_MAX_REPLICA_LAG, preflight, preflightGates, raiseDenied, type PreflightCheck, type PreflightResult } from '../../ops/preflight.js';
 import type { Redis } from 'ioredis';
 import { Keyspace } from '../../core/keys.js';
 import { closeRedis, connectRedis, redactUrl, type RedisClient } from '../../core/redis.js';
@@ -113,6 +113,7 @@ async function preflightDegradedCluster(cmd: Command): Promise<number | null> {
     const keys = new Keyspace(globals.prefix);
     const ctx = { client: startup, keys, state: new StateStore(startup, keys), actor: globals.actor ?? '', signal: new AbortController().signal, lock: null };
     const r = await preflight(ctx, { ...preflightOptions(opts), masters, cluster: true });
+    raiseDenied(r);
     const out = new Output(globals.json);
     render(r, out);
     out.result(toJson(r));
@@ -152,7 +153,11 @@ Examples:
           name: 'preflight',
           options: PreflightFlagsSchema,
           mutating: false,
-          execute: ({ ctx, opts, progress }) => preflight(ctx, { ...preflightOptions(opts), onProgress: progress.update }),
+          execute: async ({ ctx, opts, progress }) => {
+            const r = await preflight(ctx, { ...preflightOptions(opts), onProgress: progress.update });
+            raiseDenied(r);
+            return r;
+          },
           render,
           toJson,
           exitCode: (r) => (r.ok ? ExitCode.Ok : ExitCode.Gate),
@@ -195,6 +200,7 @@ export async function preflightGate(io: Pick<CommandIO<unknown>, 'ctx' | 'out' |
     rate: o.rate ?? null,
     onProgress: progress.update,
   });
+  raiseDenied(r, o.force ?? []);
   const warnings = r.checks.filter((c) => c.level === 'warn');
   for (const w of warnings) out.warn(`preflight ${w.name}: ${safe(w.detail)}${w.fix ? ` (fix: ${safe(w.fix)})` : ''}`);
   const forced = enforceGates(preflightGates(r), { force: o.force, reason: o.reason ?? '' });
