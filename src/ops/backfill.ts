@@ -301,8 +301,6 @@ export function backfillExitCode(r: BackfillResult): number {
   return r.unmigratable > 0 ? ExitCode.Problems : ExitCode.Ok;
 }
 
-
-
 /**
  * Reads `fields` of many keys in one command (single node): per key its kind
  * ('hash', 'none' or the key's type; with no fields only 'exists' or 'none')
