@@ -9,10 +9,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { OrchError, ExitCode, JobExistsError, JobNotFoundError, isReplyError, replyMessage } from './errors.js';
+import { OrchError, ExitCode, JobExistsError, JobNotFoundError } from './errors.js';
 import type { Keyspace } from './keys.js';
 import { isPhase, type Phase } from './phase.js';
 import { isCluster, type RedisClient } from './redis.js';
+import { ApplyIfNewerReply, MirrorCreateReply, RepairCasReply, ScriptError, scriptErrorReply } from './script-replies.js';
 import { callScript, ScriptName, type ScriptArg } from './scripts.js';
 import { StateCorruptError } from './state.js';
 
@@ -44,11 +45,11 @@ export const ApplyOutcome = {
 export type ApplyOutcome = (typeof ApplyOutcome)[keyof typeof ApplyOutcome];
 
 const APPLY_CODES: Record<number, ApplyOutcome> = {
-  1: ApplyOutcome.Applied,
-  0: ApplyOutcome.Skipped,
-  [-1]: ApplyOutcome.WrongType,
-  [-2]: ApplyOutcome.BadRev,
-  [-3]: ApplyOutcome.OwnerConflict,
+  [ApplyIfNewerReply.applied]: ApplyOutcome.Applied,
+  [ApplyIfNewerReply.skipped]: ApplyOutcome.Skipped,
+  [ApplyIfNewerReply.wrongType]: ApplyOutcome.WrongType,
+  [ApplyIfNewerReply.badRev]: ApplyOutcome.BadRev,
+  [ApplyIfNewerReply.ownerConflict]: ApplyOutcome.OwnerConflict,
 };
 
 /** The value of one field of a snapshot. */
@@ -221,14 +222,15 @@ export interface WriteJobResult {
 
 /** Maps a write script's error reply to the error model. */
 function writeError(err: unknown, jobId: string, stateKey: string): unknown {
-  if (!isReplyError(err)) return err;
-  const msg = replyMessage(err);
-  if (msg.startsWith('EXISTS')) return new JobExistsError(jobId);
-  if (msg.startsWith('NOTFOUND')) return new JobNotFoundError(jobId);
-  if (msg.startsWith('WRONGTYPE')) return new OrchError(`Key for job ${jobId} is not a hash`, { code: 'ERR_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
-  if (msg.startsWith('BADREV')) return new OrchError(`Job ${jobId} has a rev field that is not an integer`, { code: 'ERR_BADREV', exitCode: ExitCode.Problems, cause: err });
-  if (msg.startsWith('QUEUE_WRONGTYPE')) return new OrchError('The pending list is not a list: refused before anything was written', { code: 'ERR_QUEUE_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
-  if (msg.startsWith('STATE')) return new StateCorruptError(stateKey, 'no valid phase, and this writer has none to fall back on', { cause: err });
+  const reply = scriptErrorReply(err);
+  if (reply === null) return err;
+  const code = reply.code;
+  if (code === ScriptError.Exists) return new JobExistsError(jobId);
+  if (code === ScriptError.NotFound) return new JobNotFoundError(jobId);
+  if (code === ScriptError.WrongType) return new OrchError(`Key for job ${jobId} is not a hash`, { code: 'ERR_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
+  if (code === ScriptError.BadRev) return new OrchError(`Job ${jobId} has a rev field that is not an integer`, { code: 'ERR_BADREV', exitCode: ExitCode.Problems, cause: err });
+  if (code === ScriptError.QueueWrongType) return new OrchError('The pending list is not a list: refused before anything was written', { code: 'ERR_QUEUE_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
+  if (code === ScriptError.State) return new StateCorruptError(stateKey, 'no valid phase, and this writer has none to fall back on', { cause: err });
   return err;
 }
 
@@ -282,7 +284,7 @@ export async function writeJob(client: Redis, keys: Keyspace, opts: WriteJobOpti
 /** Create-if-absent of a mirror record (cluster creates): true when created, false when the key exists. */
 export async function mirrorCreate(client: RedisClient, key: string, snap: Snapshot): Promise<boolean> {
   const code = await callScript<number>(client, ScriptName.MirrorCreate, [key, snap.pexpireAt > 0 ? snap.pexpireAt : 0, ...snap.fields]);
-  return code === 1;
+  return code === MirrorCreateReply.created;
 }
 
 /**
@@ -306,7 +308,7 @@ export function digestOf(flat: Buffer[]): string {
  */
 export async function deleteIfUnchanged(client: RedisClient, key: string, snap: Snapshot): Promise<boolean> {
   const code = await callScript<number>(client, ScriptName.RepairCasOneKey, [key, '', '', 'delete', 'hash', rawRev(snap.fields), digestOf(snap.fields), 0, 0, '', '']);
-  return code === 1;
+  return code === RepairCasReply.done;
 }
 
 /** {@link readRecord} as a {@link Snapshot}: null when absent or not a hash. */

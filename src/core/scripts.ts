@@ -6,7 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Redis, Cluster } from 'ioredis';
-import { FencedError, isReplyError, replyMessage } from './errors.js';
+import { FencedError } from './errors.js';
+import { FENCED_LOCK, ScriptError, scriptErrorReply } from './script-replies.js';
 
 /** Script names as registered with defineCommand. */
 export const ScriptName = {
@@ -137,7 +138,8 @@ export function callScript<T>(client: Redis | Cluster, name: string, args: Scrip
  * `FENCED <fence>`, mapped with the context of the change in src/core/state.ts.
  */
 function lockLost(err: unknown): FencedError | null {
-  if (!isReplyError(err) || replyMessage(err) !== 'FENCED lock') return null;
+  const reply = scriptErrorReply(err);
+  if (reply?.code !== ScriptError.Fenced || reply.args.join(' ') !== FENCED_LOCK) return null;
   return new FencedError('This run no longer holds the migration lock (its lease expired, was deleted or was taken over): it stopped before changing anything more', {
     cause: err,
   });

@@ -4,11 +4,12 @@
  * the README. A missing record means phase `legacy`, epoch 0.
  */
 import os from 'node:os';
-import { ConfigError, EpochConflictError, FencedError, InterruptedError, isReplyError, replyMessage } from './errors.js';
+import { ConfigError, EpochConflictError, FencedError, InterruptedError, isReplyError } from './errors.js';
 import type { Keyspace } from './keys.js';
 import { isWorkspaceId } from './ids.js';
 import { effectivePhase, isPhase, OVERRIDE_PHASES, Phase } from './phase.js';
 import { isCluster, type RedisClient } from './redis.js';
+import { isScriptError, ScriptError, scriptErrorReply } from './script-replies.js';
 import { callScript, ensureScripts, ScriptName } from './scripts.js';
 import { defaultWorkspaceState, encodeWorkspaceState, readWorkspaceStates, writeWorkspaceStates, type WorkspaceState } from './workspaces.js';
 
@@ -294,7 +295,7 @@ export class StateStore {
       try {
         rows = await this.client.xrange(this.keys.history, start, '+', 'COUNT', 1000);
       } catch (err) {
-        if (isReplyError(err) && replyMessage(err).startsWith('WRONGTYPE')) return false;
+        if (isScriptError(err, ScriptError.WrongType)) return false;
         throw err;
       }
       for (const [, flat] of rows) if (flat[0] === 'type' && (flat[1] === 'transition' || flat[1] === 'workspace-transition' || flat[1] === 'transition-abandoned')) return true;
@@ -534,24 +535,24 @@ function historyWrongType(keys: Keyspace, kind: string): ConfigError {
 
 /** A WRONGTYPE reply on the state key: corruption that names the key (exit 2). */
 function wrongTypeAsCorrupt(err: unknown, key: string): unknown {
-  if (isReplyError(err) && replyMessage(err).startsWith('WRONGTYPE')) return new StateCorruptError(key, 'the key is not a hash', { cause: err });
+  if (isScriptError(err, ScriptError.WrongType)) return new StateCorruptError(key, 'the key is not a hash', { cause: err });
   return err;
 }
 
 /** Maps the scripts' error replies to the error model. */
 export function mapStateScriptError(err: unknown, what: string, keys: Keyspace): unknown {
   if (!isReplyError(err)) return err;
-  const msg = replyMessage(err);
-  if (msg.startsWith('FENCED')) {
-    return new FencedError(`Refused ${what}: this run no longer holds the migration lock (fence ${msg.slice(7)})`, { cause: err });
+  const { code, args } = scriptErrorReply(err)!;
+  if (code === ScriptError.Fenced) {
+    return new FencedError(`Refused ${what}: this run no longer holds the migration lock (fence ${args.join(' ')})`, { cause: err });
   }
-  if (msg.startsWith('EPOCH')) {
-    const [, epoch, phase] = msg.split(' ');
+  if (code === ScriptError.Epoch) {
+    const [epoch, phase] = args;
     return new EpochConflictError(`Refused ${what}: the state record is now at epoch ${epoch ?? '?'}, phase ${phase ?? '?'}`, { cause: err });
   }
-  if (msg.startsWith('HISTORY_WRONGTYPE')) return historyWrongType(keys, msg.split(' ')[1] ?? '?');
-  if (msg.startsWith('WSPHASE')) {
-    const [, ws, now] = msg.split(' ');
+  if (code === ScriptError.HistoryWrongType) return historyWrongType(keys, args[0] ?? '?');
+  if (code === ScriptError.WsPhase) {
+    const [ws, now] = args;
     return new EpochConflictError(`Refused ${what}: workspace ${ws ?? '?'} is now ${now ? `in ${now}` : 'at the global phase'}`, { cause: err });
   }
   return wrongTypeAsCorrupt(err, keys.state);

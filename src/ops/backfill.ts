@@ -33,6 +33,7 @@ import { JobField } from '../core/job.js';
 import { Layout, routeFor, type Phase } from '../core/phase.js';
 import { digestOf, rawRev, readRecord, snapshotField, snapshotOf, type RawRecord } from '../core/protocol.js';
 import { isCluster } from '../core/redis.js';
+import { BackfillBatchReply as BACKFILL_CODES, MirrorCreateReply, RepairCasReply } from '../core/script-replies.js';
 import { callScript, ScriptName } from '../core/scripts.js';
 import { phaseOf, StateField, type MigrationState } from '../core/state.js';
 import { loadAccepted } from './accept.js';
@@ -300,9 +301,6 @@ export function backfillExitCode(r: BackfillResult): number {
   return r.unmigratable > 0 ? ExitCode.Problems : ExitCode.Ok;
 }
 
-const BACKFILL_CODES = { copied: 1, replaced: 2, skipped: 0, targetWrongType: -1, targetBadRev: -2, vanished: -3, badRev: -4, idConflict: -5 } as const;
-
-
 /**
  * Reads `fields` of many keys in one command (single node): per key its kind
  * ('hash', 'none' or the key's type; with no fields only 'exists' or 'none')
@@ -552,7 +550,7 @@ class BatchMover {
         // Expired or deleted meanwhile: the create-if-absent path applies again.
         const snap = snapshotOf(source)!;
         const made = await callScript<number>(client, ScriptName.MirrorCreate, [g.target, snap.pexpireAt > 0 ? snap.pexpireAt : 0, ...snap.fields]);
-        if (made === 1) return BACKFILL_CODES.copied;
+        if (made === MirrorCreateReply.created) return BACKFILL_CODES.copied;
         continue;
       }
       if (target.type !== 'hash') return BACKFILL_CODES.targetWrongType;
@@ -574,8 +572,8 @@ class BatchMover {
         g.workspaceId,
         ...source.fields,
       ]);
-      if (replaced === -2) return BACKFILL_CODES.idConflict;
-      if (replaced !== 1) continue;
+      if (replaced === RepairCasReply.idConflict) return BACKFILL_CODES.idConflict;
+      if (replaced !== RepairCasReply.done) continue;
       // The target now holds what the source held a moment ago; if the source moved since, go again.
       const again = await readRecord(client, g.key);
       if (again.type === 'hash' && digestOf(again.fields) === digestOf(source.fields) && again.pexpireAt === source.pexpireAt) return BACKFILL_CODES.replaced;

@@ -33,6 +33,7 @@ import { JobField, parseRev } from '../core/job.js';
 import type { Keyspace } from '../core/keys.js';
 import { Phase } from '../core/phase.js';
 import { isCluster } from '../core/redis.js';
+import { CleanupBatchReply as R, CleanupUnlinkReply } from '../core/script-replies.js';
 import { callScript, ScriptName } from '../core/scripts.js';
 import { StateField, type MigrationState } from '../core/state.js';
 import { listWriters } from '../core/writers.js';
@@ -203,18 +204,18 @@ interface Candidate {
   target: string;
 }
 
-/** cleanup-batch.lua's codes (cleanup-unlink.lua shares the legacy-side ones). */
+/** What each cleanup-batch.lua code means here (cleanup-unlink.lua's codes are the legacy-side ones, same values). */
 const KEEP_BY_CODE: Record<number, KeepReason | 'deleted' | 'gone'> = {
-  1: 'deleted',
-  0: KeepReason.V2Older,
-  [-1]: KeepReason.ForeignType,
-  [-2]: KeepReason.InvalidRev,
-  [-3]: KeepReason.Changed,
-  [-4]: 'gone',
-  [-6]: KeepReason.V2Missing,
-  [-7]: KeepReason.V2ForeignType,
-  [-8]: KeepReason.V2InvalidRev,
-  [-9]: KeepReason.V2WorkspaceMismatch,
+  [R.unlinked]: 'deleted',
+  [R.v2Older]: KeepReason.V2Older,
+  [R.foreignType]: KeepReason.ForeignType,
+  [R.invalidRev]: KeepReason.InvalidRev,
+  [R.changed]: KeepReason.Changed,
+  [R.gone]: 'gone',
+  [R.v2Missing]: KeepReason.V2Missing,
+  [R.v2ForeignType]: KeepReason.V2ForeignType,
+  [R.v2InvalidRev]: KeepReason.V2InvalidRev,
+  [R.v2WorkspaceMismatch]: KeepReason.V2WorkspaceMismatch,
 };
 
 /** Per-batch work: classify every key, then delete the covered ones (unless a dry run). */
@@ -353,17 +354,16 @@ class BatchCleaner {
     await Promise.all(
       candidates.map(async (r, i) => {
         const v = v2[i]!;
-        if (v.type === 'none') return this.outcome(r, -6, keep, c);
-        if (v.type !== 'hash') return this.outcome(r, -7, keep, c, `${r.target} is a ${v.type}`);
-        if (v.ws !== r.workspaceId) return this.outcome(r, -9, keep, c);
+        if (v.type === 'none') return this.outcome(r, R.v2Missing, keep, c);
+        if (v.type !== 'hash') return this.outcome(r, R.v2ForeignType, keep, c, `${r.target} is a ${v.type}`);
+        if (v.ws !== r.workspaceId) return this.outcome(r, R.v2WorkspaceMismatch, keep, c);
         const v2Rev = parseRev(v.rev);
-        if (v2Rev === null) return this.outcome(r, -8, keep, c, describeInput(v.rev ?? ''));
-        if (v2Rev < r.legacyRev) return this.outcome(r, 0, keep, c, `legacy rev ${r.legacyRev} > v2 rev ${v2Rev}`);
-        if (!this.execute) return this.outcome(r, 1, keep, c);
+        if (v2Rev === null) return this.outcome(r, R.v2InvalidRev, keep, c, describeInput(v.rev ?? ''));
+        if (v2Rev < r.legacyRev) return this.outcome(r, R.v2Older, keep, c, `legacy rev ${r.legacyRev} > v2 rev ${v2Rev}`);
+        if (!this.execute) return this.outcome(r, R.unlinked, keep, c);
         assertLegacyKey(this.ctx.keys, r.key);
         const code = await callScript<number>(client, ScriptName.CleanupUnlink, [r.key, v2Rev, r.workspaceId, leaseDeadline(this.ctx)]);
-        // cleanup-unlink.lua: 1 unlinked, 0 legacy rev rose above v2, -1 not a hash, -2 bad rev, -3 workspace changed, -4 gone.
-        this.outcome(r, code, keep, c, code === 0 ? `legacy rev rose above v2 rev ${v2Rev}` : undefined);
+        this.outcome(r, code, keep, c, code === CleanupUnlinkReply.v2Older ? `legacy rev rose above v2 rev ${v2Rev}` : undefined);
       }),
     );
   }

@@ -236,12 +236,13 @@ async function info(node: Redis, section: string, addr: string): Promise<Record<
   return last;
 }
 
-async function configGet(node: Redis, name: string, addr: string): Promise<string | null> {
+/** A config value, or why it could not be read (the reason is shown, never turned into a value). */
+async function configGet(node: Redis, name: string, addr: string): Promise<string | Error> {
   try {
     const r = (await timed(node.config('GET', name), NODE_TIMEOUT_MS, `CONFIG GET on ${addr}`)) as string[];
-    return r.length >= 2 ? String(r[1]) : null;
-  } catch {
-    return null;
+    return r.length >= 2 ? String(r[1]) : new Error(`CONFIG GET ${name} returned nothing on ${addr}`);
+  } catch (e) {
+    return e instanceof Error ? e : new Error(String(e));
   }
 }
 
@@ -271,8 +272,9 @@ async function gatherNode(node: Redis, addr = nodeAddress(node)): Promise<NodeFa
     replication,
     keyspace,
     cluster,
-    outputBuffer: obl === null ? new Error('CONFIG GET client-output-buffer-limit was refused or is unavailable') : parseOutputBuffer(obl),
-    zset: zEntries !== null && zValue !== null ? { entries: Number(zEntries), value: Number(zValue) } : null,
+    outputBuffer: obl instanceof Error ? new Error(`CONFIG GET client-output-buffer-limit failed: ${errorText(obl)}`) : parseOutputBuffer(obl),
+    // Unreadable (CONFIG disabled on managed Redis): the projection uses Redis' defaults for the index encoding.
+    zset: typeof zEntries === 'string' && typeof zValue === 'string' ? { entries: Number(zEntries), value: Number(zValue) } : null,
     quantum: q ? Number(q[1]) : null,
   };
 }

@@ -14,6 +14,7 @@ import { isJobId, isWorkspaceId } from '../core/ids.js';
 import { JobField } from '../core/job.js';
 import type { Keyspace } from '../core/keys.js';
 import type { RedisClient } from '../core/redis.js';
+import { isScriptError, ScriptError } from '../core/script-replies.js';
 import { callScript, ScriptName } from '../core/scripts.js';
 
 /** Outcome of {@link convertQueueRefs}. */
@@ -57,8 +58,11 @@ async function resolve(client: RedisClient, keys: Keyspace, refs: string[]): Pro
         const key = keys.legacyJob(id);
         try {
           return (await client.type(key)) === 'hash' ? await client.hget(key, JobField.WorkspaceId) : null;
-        } catch {
-          return null;
+        } catch (err) {
+          // Only a key that changed type between TYPE and HGET has no owner; any other error
+          // (a timeout, a lost connection) fails the run: an unresolved reference outlives its record.
+          if (isScriptError(err, ScriptError.WrongType)) return null;
+          throw err;
         }
       }),
     );

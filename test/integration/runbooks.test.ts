@@ -2,18 +2,15 @@
  * The runbooks are executable: every fenced ```sh block of runbooks/*.md runs
  * with bash against a real Redis, so a runbook cannot drift from the CLI.
  *
- * Conventions (also in runbooks/README.md):
- *  - ```sh         executed; must exit 0, or N when it has a line `# expect-exit: N`;
- *  - ```sh norun   a reference command (back-out, manual step elsewhere); not executed;
- *  - ```text       expected output; never executed.
+ * Conventions: test/helpers/markdown-blocks.ts (also in runbooks/README.md).
  *
  * The journey runs the step runbooks and the rollbacks in order on one key
  * prefix; each incident runbook runs in a scenario staged for it. Only the
  * production durations are replaced (SUBSTITUTIONS); REDIS_URL, ORCH_PREFIX
  * and ORCH_ACTOR come from the environment, and `orch-migrate` is on the PATH.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,11 +19,12 @@ import { Keyspace } from '../../src/core/keys.js';
 import { closeRedis, type RedisClient } from '../../src/core/redis.js';
 import { RedisJobQueue } from '../../src/core/redis-queue.js';
 import { StateStore } from '../../src/core/state.js';
-import { CLI, runCli, target } from '../helpers/cli.js';
+import { runCli, target } from '../helpers/cli.js';
 import { coreClient, topologyUrl } from '../helpers/core-clients.js';
 import { waitForCheckpoint } from '../helpers/fault-helpers.js';
 import { deleteKeysWithPrefix, uniquePrefix } from '../helpers/fixtures.js';
 import { exited, scanAll, seedJobs, waitForLock } from '../helpers/lifecycle.js';
+import { extractBlocks, runBlock, shimDir, type Block, type BlockRun } from '../helpers/markdown-blocks.js';
 
 const RUNBOOKS = fileURLToPath(new URL('../../runbooks/', import.meta.url));
 
@@ -62,75 +60,12 @@ const INCIDENTS = [
 /** Runbooks that are neither a journey step nor an incident, each run in a scenario of its own. */
 const SCENARIOS = ['canary.md'];
 
-interface Block {
-  file: string;
-  /** 1-based line of the opening fence. */
-  line: number;
-  info: string;
-  code: string;
-  run: boolean;
-  expectExit: number;
-}
-
-/** Fenced blocks of a markdown file. */
-export function extractBlocks(file: string, text: string): Block[] {
-  const out: Block[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const open = /^```(.*)$/.exec(lines[i]!);
-    if (!open) continue;
-    const info = open[1]!.trim();
-    const body: string[] = [];
-    let j = i + 1;
-    while (j < lines.length && !/^```\s*$/.test(lines[j]!)) body.push(lines[j++]!);
-    if (j >= lines.length) throw new Error(`${file}:${i + 1}: unterminated code fence`);
-    const code = body.join('\n');
-    const [lang, ...flags] = info.split(/\s+/);
-    const m = /^# expect-exit: (\d+)\s*$/m.exec(code);
-    out.push({ file, line: i + 1, info, code, run: lang === 'sh' && !flags.includes('norun'), expectExit: m ? Number(m[1]) : 0 });
-    i = j;
-  }
-  return out;
-}
-
 function readRunbook(name: string): Block[] {
   return extractBlocks(name, readFileSync(path.join(RUNBOOKS, name), 'utf8'));
 }
 
 function substitute(code: string): string {
   return SUBSTITUTIONS.reduce((c, [re, to]) => c.replace(re, to), code);
-}
-
-interface BlockRun {
-  block: Block;
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runBlock(block: Block, env: NodeJS.ProcessEnv, cwd: string): Promise<BlockRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-e', '-c', substitute(block.code)], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ block, code, stdout, stderr });
-    });
-  });
-}
-
-/** A bin dir with an `orch-migrate` that runs the built CLI. */
-function shimDir(): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'orch-runbook-bin-'));
-  const shim = path.join(dir, 'orch-migrate');
-  writeFileSync(shim, `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`);
-  chmodSync(shim, 0o755);
-  return dir;
 }
 
 class RunbookRunner {
@@ -156,7 +91,7 @@ class RunbookRunner {
     this.dirs.push(cwd);
     const runs: BlockRun[] = [];
     for (const block of readRunbook(name).filter((b) => b.run)) {
-      const r = await runBlock(block, { ...this.env, ...extraEnv }, cwd);
+      const r = await runBlock(block, { ...this.env, ...extraEnv }, cwd, substitute);
       runs.push(r);
       expect(r.code, `${name}:${block.line} (expected exit ${block.expectExit})\n$ ${substitute(block.code)}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`).toBe(block.expectExit);
     }

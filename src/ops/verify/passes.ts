@@ -14,6 +14,7 @@ import { describeInput, isJobId } from '../../core/ids.js';
 import { createdAtScore, JobField } from '../../core/job.js';
 import { readRecord } from '../../core/protocol.js';
 import { isCluster } from '../../core/redis.js';
+import { VerifyBatchReply } from '../../core/script-replies.js';
 import { callScript, ScriptName } from '../../core/scripts.js';
 import { readFieldsBatch } from '../backfill.js';
 import type { Counters } from '../checkpoint.js';
@@ -179,8 +180,7 @@ export class Passes {
       argv.push(p.jobId, p.score);
     }
     const codes = await callScript<number[]>(batch.node, ScriptName.VerifyBatch, [keyArgs.length, ...keyArgs, ...argv]);
-    // verify-batch.lua: 0 identical, 1 suspect.
-    await Promise.all(pairs.filter((_, i) => Number(codes[i]) !== 0).map((p) => this.checker.record(p.ws, p.jobId)));
+    await Promise.all(pairs.filter((_, i) => Number(codes[i]) !== VerifyBatchReply.identical).map((p) => this.checker.record(p.ws, p.jobId)));
     return { checked: pairs.length };
   }
 

@@ -15,6 +15,7 @@ import { isJobId } from '../../core/ids.js';
 import { createdAtScore, JobField } from '../../core/job.js';
 import { Layout, routeFor } from '../../core/phase.js';
 import { readRecord } from '../../core/protocol.js';
+import { RepairCasReply } from '../../core/script-replies.js';
 import { callScript, ScriptName } from '../../core/scripts.js';
 import { phaseOf, type MigrationState } from '../../core/state.js';
 import { assertLockHeld, leaseDeadline, lockArgs, type OpContext } from '../context.js';
@@ -75,13 +76,13 @@ export class Repairer {
         const complete = primary === Layout.Legacy ? this.state.legacyComplete : this.state.v2Complete;
         if (!complete) return false;
         code = await this.cas(mirrorKey, inlineIndex, ['delete', ...expected, 0, 0, s.jobId, '']);
-        if (code === 1 && mirrorIsV2 && this.cluster) await this.ctx.client.zrem(indexKey, s.jobId);
+        if (code === RepairCasReply.done && mirrorIsV2 && this.cluster) await this.ctx.client.zrem(indexKey, s.jobId);
       } else {
         const score = createdAtScore(primaryView.fields.get(JobField.CreatedAt));
         code = await this.cas(mirrorKey, inlineIndex, ['replace', ...expected, raw.pexpireAt > 0 ? raw.pexpireAt : 0, score, s.jobId, s.ws, ...raw.fields]);
-        if (code === 1 && mirrorIsV2 && this.cluster) await this.ctx.client.zadd(indexKey, score, s.jobId);
+        if (code === RepairCasReply.done && mirrorIsV2 && this.cluster) await this.ctx.client.zadd(indexKey, score, s.jobId);
       }
-      ok = code === 1;
+      ok = code === RepairCasReply.done;
     }
     if (indexIssue && ok) {
       if (this.cluster) await assertLockHeld(this.ctx);
@@ -105,7 +106,7 @@ export class Repairer {
     const v2Key = keys.v2Job(s.ws, s.member);
     if (!this.cluster) {
       const lock = lockArgs(this.ctx);
-      // index-drop-dangling.lua: 1 removed, 0 kept (the record exists again).
+      // Either code ends the suspect: the entry went (removed), or the record exists again (kept).
       await callScript<number>(client, ScriptName.IndexDropDangling, [indexKey, v2Key, lock.key, s.member, lock.value]);
       return true;
     }
