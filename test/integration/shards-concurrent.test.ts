@@ -26,7 +26,7 @@ import { selectShard } from '../../src/ops/scan-engine.js';
 import { runCli, target, type CliResult } from '../helpers/cli.js';
 import { cleanupClient, coreClient, movePhase } from '../helpers/core-clients.js';
 import { expectLedger, expectVerifyClean, seedDualWrite } from '../helpers/fault-helpers.js';
-import { processControlUnavailable, uniquePrefix } from '../helpers/fixtures.js';
+import { deleteKeysWithPrefix, processControlUnavailable, uniquePrefix } from '../helpers/fixtures.js';
 import { exited } from '../helpers/lifecycle.js';
 import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-server.js';
 import { scanKeys } from './backfill-helpers.js';
@@ -231,7 +231,7 @@ describe.skipIf(skipReason !== undefined)('concurrent shards (CLI, private 3-mas
       await expectLedger(client, keys, ledger, { legacy: 'present', v2: 'present' });
       await expectVerifyClean(args);
     } finally {
-      await cleanupClient(client, keys.prefix);
+      await deleteKeysWithPrefix(client, keys.prefix);
     }
   });
 
@@ -281,7 +281,7 @@ describe.skipIf(skipReason !== undefined)('concurrent shards (CLI, private 3-mas
       await expectLedger(client, keys, ledger, { legacy: 'present', v2: 'present' });
       await expectVerifyClean(args);
     } finally {
-      await cleanupClient(client, keys.prefix);
+      await deleteKeysWithPrefix(client, keys.prefix);
     }
   });
 
@@ -317,7 +317,7 @@ describe.skipIf(skipReason !== undefined)('concurrent shards (CLI, private 3-mas
       await expectLedger(client, keys, ledger, { legacy: 'present', v2: 'present' });
       await expectVerifyClean(args);
     } finally {
-      await cleanupClient(client, keys.prefix);
+      await deleteKeysWithPrefix(client, keys.prefix);
     }
   });
 });

@@ -105,7 +105,7 @@ function statusLines(r: StatusResult, out: Output): Array<[string, string]> {
     }
   }
   if (r.accepted > 0) lines.push(['accepted', `${fmtInt(r.accepted)} legacy key(s) accepted as unmigratable (orch-migrate accept --list)`]);
-  if (r.shards.length > 0) {
+  if ((r.shards as ShardStatus[] | undefined)?.length) {
     // A sharded backfill: one line per live shard, its own lease and progress; its run lines follow.
     lines.push(['lock', c.yellow(`held by ${r.shards.length} shard(s) of a sharded backfill; every global operation waits for all of them`)]);
     for (const sh of r.shards) lines.push(['shard', shardLine(sh, r.serverTime, out)]);
@@ -165,7 +165,8 @@ export function watchLine(r: StatusResult): string {
   const control = r.control ? `; control: ${describeControl(r.control)}` : '';
   if (r.runs.length === 0) return `${head}; lock ${r.lock ? `held by ${r.lock.actor} (${r.lock.command})` : 'free'}; no run in flight${control}`;
   const shardOf = (x: RunInFlight): string => {
-    const sh = r.shards.find((s) => s.run?.id === x.id);
+    // A result from an older version has no `shards`.
+    const sh = ((r.shards as ShardStatus[] | undefined) ?? []).find((s) => s.run?.id === x.id);
     return sh ? ` shard ${sh.shard}` : '';
   };
   const runs = r.runs.map((x) => {
