@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import type { ZodType } from 'zod';
 import { ExitCode, GuardStopError, OrchError, RedisUnavailableError, toOrchError } from '../core/errors.js';
 import { Keyspace } from '../core/keys.js';
-import { LeaseLock } from '../core/lock.js';
+import { LeaseLock, type LockShard } from '../core/lock.js';
 import {
   asUnavailable,
   closeRedis,
@@ -48,6 +48,12 @@ export interface CommandSpec<R, O> {
   options: ZodType<O>;
   /** Takes the lease lock (every command that writes). */
   mutating: boolean | ((opts: O) => boolean);
+  /**
+   * The shard whose lease a mutating run takes instead of the global one
+   * (`backfill --shard i/n`): shards of one count run side by side, and any
+   * global holder excludes them all (src/core/lock.ts). Default: global.
+   */
+  lockShard?(opts: O): LockShard | null;
   execute(io: CommandIO<O>): Promise<R>;
   /** Human rendering of the result (stdout, through out.print). */
   render(result: R, out: Output): void;
@@ -215,9 +221,10 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
       // A state record edited into nonsense is a config error (exit 2) before anything is written:
       // taking the lock would bump lock_fence inside the very record the operator is repairing.
       await state.read();
-      lock = await LeaseLock.acquire(client, keys, { command: commandLine(spec.name), ttlMs: globals.lockTtl, actor });
+      lock = await LeaseLock.acquire(client, keys, { command: commandLine(spec.name), ttlMs: globals.lockTtl, actor, shard: spec.lockShard?.(opts) ?? null });
       // Losing the lease stops the run like an interrupt does.
-      lock.signal.addEventListener('abort', () => controller.abort(lock?.signal.reason), { once: true });
+      if (lock.signal.aborted) controller.abort(lock.signal.reason);
+      else lock.signal.addEventListener('abort', () => controller.abort(lock?.signal.reason), { once: true });
     }
     progress.current = createProgress(out);
     const ctx: OpContext = { client: reader ?? client, keys, state, actor, signal: controller.signal, lock };

@@ -27,6 +27,8 @@ export const StateField = {
   LastVerify: 'last_verify',
   LastCleanup: 'last_cleanup',
   LockFence: 'lock_fence',
+  /** JSON shard holder → its newest fence (src/core/lua/lock-fence.lua). */
+  ShardFences: 'shard_fences',
   ShadowReadRate: 'shadow_read_rate',
   /** +1 on every move back to legacy: forward checkpoints of an older lineage are void. */
   Lineage: 'lineage',
@@ -95,7 +97,7 @@ export interface TransitionOptions {
   to: Phase;
   expectedEpoch: number;
   /** Fence of the lock we hold; null only for library callers that coordinate otherwise (tests). */
-  fence: number | null;
+  fence: number | string | null;
   actor?: string;
   reason?: string;
   /** Extra state fields set in the same atomic step. */
@@ -117,7 +119,7 @@ export interface WorkspaceTransitionOptions {
   /** Each one's new state record (src/core/workspaces.ts). */
   states: Map<string, WorkspaceState>;
   expectedEpoch: number;
-  fence: number | null;
+  fence: number | string | null;
   actor?: string;
   reason?: string;
   forcedGates?: string[];
@@ -464,7 +466,7 @@ export class StateStore {
   }
 
   /** Writes state fields on behalf of the lock holder with `fence` (refused once fenced out). */
-  async setFields(fence: number | null, fields: Record<string, string>): Promise<void> {
+  async setFields(fence: number | string | null, fields: Record<string, string>): Promise<void> {
     const flat: string[] = [];
     for (const [f, v] of Object.entries(fields)) flat.push(f, v);
     if (flat.length === 0) return;

@@ -53,7 +53,7 @@ import {
   type UnmigratableRecord,
 } from './migratable.js';
 import type { GuardController, ThrottleSummary } from './guards/controller.js';
-import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, mapLimit, PER_KEY_CONCURRENCY, runScan, type NodeScanResult, type ScanBatch } from './scan-engine.js';
+import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, mapLimit, passComplete, PER_KEY_CONCURRENCY, runScan, type NodeScanResult, type ScanBatch } from './scan-engine.js';
 import { waitForWriters } from './settle.js';
 import type { BackfillSummary } from './summaries.js';
 
@@ -127,7 +127,11 @@ export interface BackfillResult extends BackfillCounts {
   keysPerSecond: number;
   /** At least one node resumed from a checkpoint. */
   resumed: boolean;
-  /** Full, un-sharded, non-dry run that finished every node. */
+  /**
+   * A non-dry run after which every master is done: an un-sharded run that
+   * finished every node, or the shard that found the other shards' masters
+   * done too (src/ops/scan-engine.ts passComplete).
+   */
   complete: boolean;
   /** This run's share of the counters (the top-level ones include resumed progress). */
   thisRun: BackfillCounts;
@@ -184,7 +188,8 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
   });
 
   const mode = copyModeFor(direction, state.phase);
-  const findings = dryRun ? null : new FindingsStore(ctx.client, ctx.keys, op);
+  // A shard's store clears, counts and lists its own masters' findings only.
+  const findings = dryRun ? null : new FindingsStore(ctx.client, ctx.keys, op, { shard: opts.shard ?? null });
   const dryListed: UnmigratableRecord[] = [];
   const maxListed = opts.maxListed ?? 1000;
   const accepted = direction === 'forward' ? await loadAccepted(ctx.client, ctx.keys) : new Set<string>();
@@ -229,7 +234,9 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
   const all = { ...counts(res.counters), unmigratable };
   const run = counts(res.runCounters);
   const shard = opts.shard && opts.shard.count > 1 ? `${opts.shard.index}/${opts.shard.count}` : null;
-  const complete = res.complete && shard === null && !dryRun;
+  // A shard completes the pass when the other shards' masters are done too.
+  const whole = async (): Promise<boolean> => res.complete && !dryRun && (shard === null || (await passComplete(ctx.client, ctx.keys, op, resumable(direction, state))).complete);
+  const complete = await whole();
   const result: BackfillResult = {
     ...all,
     direction,
@@ -266,11 +273,46 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
       await writeWorkspaceStates(ctx.client, ctx.keys, states);
     }
   } else if (!dryRun) {
+    await recordBackfill(ctx, { direction, state, op, shard, complete, all, startedAt, result, whole });
+  }
+  return result;
+}
+
+/**
+ * Records the last backfill in the state record. A shard that completes the
+ * pass records the whole pass (counters of every master, every finding). One
+ * that does not records its own run, then looks again: another shard may have
+ * completed the pass (and recorded it) between its look and its write, and
+ * the last write must not leave "incomplete" over a complete pass.
+ */
+async function recordBackfill(
+  ctx: OpContext,
+  r: {
+    direction: Direction;
+    state: MigrationState;
+    op: string;
+    shard: string | null;
+    complete: boolean;
+    all: BackfillCounts;
+    startedAt: number;
+    result: BackfillResult;
+    whole: () => Promise<boolean>;
+  },
+): Promise<void> {
+  const { direction, state, startedAt, result } = r;
+  const write = async (complete: boolean): Promise<void> => {
+    let all = r.all;
+    if (r.shard !== null && complete) {
+      const pass = await passComplete(ctx.client, ctx.keys, r.op);
+      const found = await new FindingsStore(ctx.client, ctx.keys, r.op).summary();
+      all = { ...counts(pass.counters), unmigratable: found.total - (found.byReason.accepted ?? 0) };
+    }
+    const finishedAt = Date.now();
     const summary: BackfillSummary = {
       direction,
       epoch: state.epoch,
       startedAt,
-      finishedAt,
+      finishedAt: r.shard === null ? result.finishedAt : finishedAt,
       complete,
       scanned: all.scanned,
       copied: all.copied,
@@ -278,15 +320,19 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
       unmigratable: all.unmigratable,
       durationMs: result.durationMs,
       keysPerSecond: result.keysPerSecond,
-      resumed: res.resumed,
-      shard,
+      resumed: result.resumed,
+      shard: r.shard,
     };
     const fields: Record<string, string> = { [StateField.LastBackfill]: JSON.stringify(summary) };
     // Legacy is whole again only when every v2 record made it back (an id conflict keeps it incomplete).
     if (direction === 'reverse' && complete && all.unmigratable === 0) fields[StateField.LegacyComplete] = '1';
     await ctx.state.setFields(fenceOf(ctx), fields);
+  };
+  await write(r.complete);
+  if (r.shard !== null && !r.complete && (await r.whole())) {
+    result.complete = true;
+    await write(true);
   }
-  return result;
 }
 
 /** Counts of a dry run's in-memory findings (the counters hold the totals; the listing is bounded). */
@@ -382,12 +428,12 @@ class BatchMover {
     const bad: UnmigratableRecord[] = [];
     if (this.cluster) await this.processCluster(batch, c, bad);
     else await this.processSingle(batch, c, bad);
-    await this.record(bad, c);
+    await this.record(bad, c, batch.nodeAddr);
     return c;
   }
 
   /** Findings go to the findings hash (or the dry run's list); accepted keys are counted apart. */
-  private async record(bad: UnmigratableRecord[], c: Counters): Promise<void> {
+  private async record(bad: UnmigratableRecord[], c: Counters, node: string): Promise<void> {
     const items: Finding[] = [];
     for (const r of bad) {
       if (this.o.accepted.has(r.key)) {
@@ -399,7 +445,7 @@ class BatchMover {
       items.push(r);
       if (!this.o.findings && this.o.dryListed.length < this.o.maxListed) this.o.dryListed.push(r);
     }
-    await this.o.findings?.add(items);
+    await this.o.findings?.add(items, node);
   }
 
   private parse(keys: string[], bad: UnmigratableRecord[]): ParsedSource[] {

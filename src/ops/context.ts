@@ -36,9 +36,12 @@ export interface Progress {
 /** Progress callback. */
 export type ProgressFn = (p: Progress) => void;
 
-/** The fence to pass to state writes: the held lock's, or null when unlocked. */
-export function fenceOf(ctx: OpContext): number | null {
-  return ctx.lock ? ctx.lock.fence : null;
+/**
+ * The fence to pass to state writes: the held lock's (a shard's carries its
+ * holder, see src/core/lua/fenced-hset.lua), or null when unlocked.
+ */
+export function fenceOf(ctx: OpContext): number | string | null {
+  return ctx.lock ? ctx.lock.fenceToken : null;
 }
 
 /**

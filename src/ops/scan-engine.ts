@@ -444,6 +444,37 @@ function totals(scanners: NodeScanner[]): ScanProgress {
   return { scanned: counters.scanned ?? 0, counters, runScanned };
 }
 
+/**
+ * Whether the saved checkpoint `op` covers every master: each one's entry is
+ * done, under its current run_id, in a pass `resumeIf` accepts. A shard
+ * (`--shard i/n`) asks this after saving its own nodes, to learn whether the
+ * other shards' masters are done too (in this pass, or in a run of it that
+ * finished earlier, as a resumed run counts them): then the whole pass is
+ * complete. Two shards that finish together each save before they ask, so
+ * the later one to ask sees both. Also returns the counters summed over
+ * every master.
+ */
+export async function passComplete(
+  client: RedisClient,
+  keys: Keyspace,
+  op: string,
+  resumeIf?: (meta: CheckpointMeta | null) => boolean,
+): Promise<{ complete: boolean; counters: Counters }> {
+  const cp = await loadCheckpoint(client, keys, op);
+  const counters: Counters = {};
+  for (const n of cp.nodes) addCounters(counters, n.counters);
+  if (!(resumeIf?.(cp.meta) ?? true)) return { complete: false, counters };
+  const byAddr = new Map(cp.nodes.map((n) => [n.node, n]));
+  const masters = masterNodes(client);
+  const done = await Promise.all(
+    masters.map(async (node) => {
+      const entry = byAddr.get(nodeAddress(node));
+      return entry !== undefined && entry.done && entry.runId === (await nodeRunId(node));
+    }),
+  );
+  return { complete: masters.length > 0 && done.every(Boolean), counters };
+}
+
 /** Runs one scan over every selected master. See the module header for the contract. */
 export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEngineOptions): Promise<ScanEngineResult> {
   const started = Date.now();

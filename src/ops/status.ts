@@ -4,6 +4,7 @@
  * history, and the next command to run.
  */
 import { LeaseLock, type LockInfo } from '../core/lock.js';
+import { masterNodes, nodeAddress } from '../core/redis.js';
 import { listWriters, type WriterStatus } from '../core/writers.js';
 import { readWorkspaceStates } from '../core/workspaces.js';
 import { workspaceGates } from './canary.js';
@@ -17,6 +18,8 @@ import { gatesFor, onlySourceProblems, type GateStatus } from './gates.js';
 import { asBackfillSummary, asCleanupSummary, asVerifySummary, type BackfillSummary, type CleanupSummary, type VerifySummary } from './summaries.js';
 import { readControl, type ControlState } from './control.js';
 import { readRuns, type RunInFlight } from './run-heartbeat.js';
+import { selectShard } from './scan-engine.js';
+import type { Checkpoint } from './checkpoint.js';
 
 /** Options of {@link getStatus}. */
 export interface StatusOptions {
@@ -51,6 +54,21 @@ export interface CheckpointProgress {
   updatedAt: number | null;
 }
 
+/** One live shard of a sharded backfill (`backfill --shard i/n`): its lease and its progress. */
+export interface ShardStatus {
+  /** `i/n`. */
+  shard: string;
+  /** The holder of its lease (who, where, what, how long left). */
+  holder: LockInfo;
+  /** Its masters (host:port), and how far the checkpoint has them. */
+  nodes: string[];
+  nodesDone: number;
+  scanned: number;
+  copied: number;
+  /** Its run heartbeat (progress, rate, ETA, throttle), matched by host and pid; null before the first beat. */
+  run: RunInFlight | null;
+}
+
 /** Result of {@link getStatus} (`--json`). */
 export interface StatusResult {
   phase: Phase;
@@ -65,7 +83,12 @@ export interface StatusResult {
   legacyComplete: boolean;
   v2Complete: boolean;
   counts: KeyCounts;
+  /** The first live holder of the lock (the global one, else a shard), or null when it is free. */
   lock: LockInfo | null;
+  /** Every live holder of the lock: the global one, or the shards of a sharded backfill. */
+  locks: LockInfo[];
+  /** One entry per live shard of a sharded backfill. */
+  shards: ShardStatus[];
   lastBackfill: BackfillSummary | null;
   lastVerify: VerifySummary | null;
   lastCleanup: CleanupSummary | null;
@@ -93,10 +116,10 @@ const CHECKPOINT_OPS = ['backfill', 'reverse-backfill', 'cleanup'] as const;
 
 /** Reads the whole picture. Read-only: takes no lock. */
 export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promise<StatusResult> {
-  const [state, now, lock, history, counts, accepted, control, ...cps] = await Promise.all([
+  const [state, now, locks, history, counts, accepted, control, ...cps] = await Promise.all([
     ctx.state.read(),
     ctx.state.serverTime(),
-    LeaseLock.inspect(ctx.client, ctx.keys),
+    LeaseLock.inspectAll(ctx.client, ctx.keys),
     ctx.state.history(opts.historyCount ?? 5),
     countKeys(ctx.client, ctx.keys, { exact: opts.exact ?? false, signal: ctx.signal }),
     ctx.client.hlen(ctx.keys.accepted),
@@ -104,6 +127,8 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
     ...CHECKPOINT_OPS.map((op) => loadCheckpoint(ctx.client, ctx.keys, op)),
   ]);
   const runs = await readRuns(ctx.client, ctx.keys, now);
+  const lock = locks[0] ?? null;
+  const shards = shardStatus(ctx, locks, runs, cps[CHECKPOINT_OPS.indexOf('backfill')]!);
   const checkpoints: CheckpointProgress[] = [];
   CHECKPOINT_OPS.forEach((op, i) => {
     const cp = cps[i]!;
@@ -155,6 +180,8 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
     v2Complete: state.v2Complete,
     counts,
     lock,
+    locks,
+    shards,
     lastBackfill,
     lastVerify,
     lastCleanup: asCleanupSummary(state.lastCleanup),
@@ -173,6 +200,28 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
   };
 }
 
+/** The live shards: each one's lease, its masters' checkpoint progress, and its heartbeat. */
+function shardStatus(ctx: OpContext, locks: LockInfo[], runs: RunInFlight[], cp: Checkpoint): ShardStatus[] {
+  const live = locks.filter((l) => l.shard !== null);
+  if (live.length === 0) return [];
+  const masters = masterNodes(ctx.client).map((node) => ({ addr: nodeAddress(node), node }));
+  const byAddr = new Map(cp.nodes.map((n) => [n.node, n]));
+  return live.map((holder) => {
+    const [index, count] = holder.shard!.split('/').map(Number) as [number, number];
+    const nodes = selectShard(masters, { index, count }).map((m) => m.addr);
+    const entries = nodes.map((a) => byAddr.get(a)).filter((n) => n !== undefined);
+    return {
+      shard: holder.shard!,
+      holder,
+      nodes,
+      nodesDone: entries.filter((n) => n.done).length,
+      scanned: entries.reduce((acc, n) => acc + (n.counters.scanned ?? 0), 0),
+      copied: entries.reduce((acc, n) => acc + (n.counters.copied ?? 0), 0),
+      run: runs.find((r) => r.pid === holder.pid && r.host === holder.host) ?? null,
+    };
+  });
+}
+
 /** What to run next, and why. */
 export function nextStep(
   state: MigrationState,
@@ -186,7 +235,7 @@ export function nextStep(
     // A holder renews at a third of its lease: one far below its lease has stopped renewing.
     if (lock.ttlMs > 0 && lock.remainingMs < lock.ttlMs / 2) {
       return {
-        command: `orch-migrate ${lock.command.split(' ')[0] ?? 'status'}`,
+        command: `orch-migrate ${lock.command.split(' ')[0] ?? 'status'}${lock.shard ? ` --shard ${lock.shard}` : ''}`,
         why: `\`${lock.command}\` (${lock.actor}) stopped renewing its lock: the holder is probably dead; the lock frees itself in ${Math.ceil(lock.remainingMs / 1000)}s, then rerun it (it resumes from its checkpoint); see runbooks/incident-stuck-lock.md`,
       };
     }

@@ -129,6 +129,8 @@ Examples:
           name: 'backfill',
           options: BackfillFlagsSchema,
           mutating: true,
+          // A shard takes its own lease: --shard 0/2 and 1/2 run at once, on different machines too.
+          lockShard: (o) => o.shard,
           execute: async (io) => {
             const { opts, globals } = io;
             const levels = guardSettings('backfill', opts, !opts.dryRun);

@@ -6,7 +6,8 @@ import { ConfigError } from '../../core/errors.js';
 import { sleep } from '../../core/state.js';
 import { describeControl } from '../../ops/control.js';
 import type { RunInFlight } from '../../ops/run-heartbeat.js';
-import { getStatus, type StatusOptions, type StatusResult } from '../../ops/status.js';
+import { getStatus, type ShardStatus, type StatusOptions, type StatusResult } from '../../ops/status.js';
+import type { LockInfo } from '../../core/lock.js';
 import type { OpContext } from '../../ops/context.js';
 import { dflt, durationFlag, fmtDuration, intFlag, orNull, parseDuration, switchFlag, withDefault } from '../options.js';
 import { fmtAgo, fmtInt, safe, type Output } from '../output.js';
@@ -104,7 +105,13 @@ function statusLines(r: StatusResult, out: Output): Array<[string, string]> {
     }
   }
   if (r.accepted > 0) lines.push(['accepted', `${fmtInt(r.accepted)} legacy key(s) accepted as unmigratable (orch-migrate accept --list)`]);
-  lines.push(['lock', r.lock ? c.yellow(lockLine(r)) : 'free']);
+  if ((r.shards as ShardStatus[] | undefined)?.length) {
+    // A sharded backfill: one line per live shard, its own lease and progress; its run lines follow.
+    lines.push(['lock', c.yellow(`held by ${r.shards.length} shard(s) of a sharded backfill; every global operation waits for all of them`)]);
+    for (const sh of r.shards) lines.push(['shard', shardLine(sh, r.serverTime, out)]);
+  } else {
+    lines.push(['lock', r.lock ? c.yellow(lockLine(r.lock)) : 'free']);
+  }
   if (r.runs.length === 0) lines.push(['run', r.lock ? 'no heartbeat: the lock holder runs no guarded operation (or it just started)' : 'none in flight']);
   for (const run of r.runs) lines.push(...runLines(run, r.serverTime, out));
   if (r.control) lines.push(['control', `${r.control.paused ? c.red(safe(describeControl(r.control))) : c.yellow(safe(describeControl(r.control)))}${r.control.at ? `, ${fmtAgo(r.serverTime - r.control.at)}` : ''}`]);
@@ -157,9 +164,14 @@ export function watchLine(r: StatusResult): string {
   const head = `${at} phase ${r.phase} epoch ${r.epoch}`;
   const control = r.control ? `; control: ${describeControl(r.control)}` : '';
   if (r.runs.length === 0) return `${head}; lock ${r.lock ? `held by ${r.lock.actor} (${r.lock.command})` : 'free'}; no run in flight${control}`;
+  const shardOf = (x: RunInFlight): string => {
+    // A result from an older version has no `shards`.
+    const sh = ((r.shards as ShardStatus[] | undefined) ?? []).find((s) => s.run?.id === x.id);
+    return sh ? ` shard ${sh.shard}` : '';
+  };
   const runs = r.runs.map((x) => {
     const eta = x.state === 'paused' || x.etaMs === null ? 'ETA --' : `ETA ${humanDuration(x.etaMs)}`;
-    return `${x.op} ${runProgress(x)} ${fmtInt(x.keysPerSecond)} keys/s ${eta} ${x.state}${x.reason ? ` (${x.reason})` : ''}`;
+    return `${x.op}${shardOf(x)} ${runProgress(x)} ${fmtInt(x.keysPerSecond)} keys/s ${eta} ${x.state}${x.reason ? ` (${x.reason})` : ''}`;
   });
   return safe(`${head}; ${runs.join('; ')}${control}`);
 }
@@ -189,14 +201,22 @@ async function watch(ctx: OpContext, o: StatusOptions, everyMs: number, out: Out
  * well below its length was not renewed: the holder is probably dead, and the
  * line says when the lock frees itself instead of "wait for it".
  */
-function lockLine(r: StatusResult): string {
-  const l = r.lock!;
+function lockLine(l: LockInfo): string {
   const who = `${safe(l.actor)}${l.actor !== `${l.user}@${l.host}` ? ` (${safe(l.user)}@${safe(l.host)})` : ''} pid ${l.pid}`;
   const head = `held by ${who} running \`${safe(l.command)}\` since ${new Date(l.since).toISOString()}`;
   const stale = l.ttlMs > 0 && l.remainingMs < l.ttlMs / 2;
   return stale
     ? `${head}; not renewed for ${Math.round((l.ttlMs - l.remainingMs) / 1000)}s: the holder is probably dead, the lock frees itself in ${Math.ceil(l.remainingMs / 1000)}s`
     : `${head}, lease ${Math.ceil(l.remainingMs / 1000)}s`;
+}
+
+/** One live shard: who holds its lease and how long is left, its masters' checkpoint, and its heartbeat's rate. */
+export function shardLine(sh: ShardStatus, now: number, out: Output): string {
+  const progress = `${sh.nodesDone}/${sh.nodes.length} master(s) done, ${fmtInt(sh.scanned)} scanned, ${fmtInt(sh.copied)} copied`;
+  const run = sh.run
+    ? `; ${runProgress(sh.run)} this run, ${fmtInt(sh.run.keysPerSecond)} keys/s, ${sh.run.state === 'running' ? out.color.green('running') : out.color.yellow(sh.run.state)}, beat ${fmtAgo(now - sh.run.at)}`
+    : '; no heartbeat yet';
+  return `${sh.shard} ${lockLine(sh.holder)}: ${progress}${run}`;
 }
 
 /**

@@ -1,14 +1,16 @@
 --[[
-  lock-release: compare-and-delete, so a holder never frees a lock that
-  another run has taken over after our lease expired.
+  lock-release: compare-and-delete of one holder's entry, so a holder never
+  frees a lease that another run has taken over after ours expired (an
+  emptied hash disappears by itself).
 
-  KEYS[1]  lock key
-  ARGV[1]  exact lock value this holder wrote
+  KEYS[1]  lock key (hash, see lock-acquire.lua)
+  ARGV[1]  holder ('global' or 'shard:<i>/<n>')
+  ARGV[2]  token this holder wrote
 
   Returns  1 released, 0 not ours (already expired or taken over)
 ]]
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
+local v = redis.pcall('HGET', KEYS[1], ARGV[1])
+if type(v) ~= 'string' then return 0 end
+if string.match(v, '^%d+:(%x+):') ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
