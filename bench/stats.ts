@@ -120,6 +120,24 @@ export interface TargetResult extends TargetSpec {
   ratio: number | null;
   /** PASS, FAIL, or N/A when a side was not measured. */
   verdict: 'PASS' | 'FAIL' | 'N/A';
+  /** Set for a yes/no target ({@link checkTarget}): what was observed, in words. */
+  observed?: string;
+}
+
+/** A yes/no target (no ratio): `ok` null means not measured, with `unavailable` saying why. */
+export function checkTarget(name: string, ok: boolean | null, observed: string, unavailable?: string): TargetResult {
+  return {
+    name,
+    measured: null,
+    baseline: null,
+    bound: 'min',
+    limit: 1,
+    unit: '',
+    ratio: null,
+    observed,
+    verdict: ok === null || unavailable !== undefined ? 'N/A' : ok ? 'PASS' : 'FAIL',
+    ...(unavailable === undefined ? {} : { unavailable }),
+  };
 }
 
 /** Evaluates a target (ratio rounded to 0.01 for display; the verdict uses the exact ratio). */
@@ -138,8 +156,79 @@ export function targetsTable(results: readonly TargetResult[]): string {
   const fmt = (n: number | null): string => (n === null ? '–' : n >= 100 ? Math.round(n).toLocaleString('en-US') : String(Math.round(n * 100) / 100));
   const lines = ['| target | measured | baseline | ratio | bound | verdict |', '|---|---:|---:|---:|---|---|'];
   for (const r of results) {
+    if (r.observed !== undefined) {
+      const v = r.verdict === 'N/A' ? `N/A${r.unavailable ? ` (${r.unavailable})` : ''}` : `**${r.verdict}**`;
+      lines.push(`| ${r.name} | ${r.observed} | – | – | yes/no | ${v} |`);
+      continue;
+    }
     const verdict = r.verdict === 'N/A' ? `N/A${r.unavailable ? ` (${r.unavailable})` : ''}` : `**${r.verdict}**`;
     lines.push(`| ${r.name} | ${fmt(r.measured)} ${r.unit} | ${fmt(r.baseline)} ${r.unit} | ${r.ratio === null ? '–' : `${r.ratio}×`} | ${r.bound === 'max' ? '≤' : '≥'} ${r.limit}× | ${verdict} |`);
   }
   return lines.join('\n');
+}
+
+/** One latency row found in the enqueue bench's result, whatever its shape. */
+export interface LatencyRow {
+  label: string;
+  p50Us: number;
+  p99Us: number | null;
+}
+
+const LABEL_FIELDS = ['variant', 'name', 'label', 'phase', 'mode'];
+const P50_FIELDS = ['p50Us', 'p50_us', 'p50'];
+const P99_FIELDS = ['p99Us', 'p99_us', 'p99'];
+
+/**
+ * Every object in `x` (at any depth, arrays included) that has a text label and a
+ * p50 in µs, in document order. bench/enqueue.ts belongs to another part of the
+ * work and its shape may change: the report reads whatever it finds. A label is
+ * prefixed with the labels of the objects it sits in, so a row under
+ * `{topology: 'cluster', rows: [...]}` still says cluster.
+ */
+export function findLatencyRows(x: unknown, context = '', depth = 0): LatencyRow[] {
+  if (depth > 6 || x === null || typeof x !== 'object') return [];
+  if (Array.isArray(x)) return x.flatMap((v) => findLatencyRows(v, context, depth + 1));
+  const o = x as Record<string, unknown>;
+  const labelField = LABEL_FIELDS.find((f) => typeof o[f] === 'string');
+  const ownLabel = labelField ? (o[labelField] as string) : '';
+  const extra = ['topology', 'layout', 'target'].map((f) => o[f]).filter((v): v is string => typeof v === 'string');
+  const label = [context, ...extra, ownLabel].filter(Boolean).join(' / ');
+  const p50Field = P50_FIELDS.find((f) => typeof o[f] === 'number');
+  const out: LatencyRow[] = [];
+  if (p50Field && label) {
+    const p99Field = P99_FIELDS.find((f) => typeof o[f] === 'number');
+    out.push({ label, p50Us: o[p50Field] as number, p99Us: p99Field ? (o[p99Field] as number) : null });
+  }
+  for (const [k, v] of Object.entries(o)) {
+    if (v !== null && typeof v === 'object') out.push(...findLatencyRows(v, label || (Array.isArray(v) ? '' : k), depth + 1));
+  }
+  return out;
+}
+
+/** The rows the enqueue targets compare: the seed's single write and the queue core per phase, single node first. */
+export interface EnqueueTargets {
+  seedSingle: LatencyRow | null;
+  legacy: LatencyRow | null;
+  dualWrite: LatencyRow | null;
+  newOnly: LatencyRow | null;
+}
+
+/** Picks the target rows out of {@link findLatencyRows} (rows that name a cluster are used only when nothing else matches). */
+export function enqueueTargetRows(rows: readonly LatencyRow[]): EnqueueTargets {
+  const pick = (match: (l: string) => boolean): LatencyRow | null => {
+    const all = rows.filter((r) => match(r.label.toLowerCase()));
+    return all.find((r) => !/cluster/i.test(r.label)) ?? all[0] ?? null;
+  };
+  const core = (l: string): boolean => !l.includes('seed');
+  return {
+    seedSingle: pick((l) => l.includes('seed') && (l.includes('single') || l.includes('2 round trips'))),
+    legacy: pick((l) => core(l) && /\blegacy\b/.test(l)),
+    dualWrite: pick((l) => core(l) && l.includes('dual-write')),
+    newOnly: pick((l) => core(l) && l.includes('new-only')),
+  };
+}
+
+/** Is the machine idle enough to trust figures: 1-minute load average at most a quarter of the cores. */
+export function machineIdle(loadAvg1: number, cores: number): boolean {
+  return loadAvg1 <= Math.max(0.25, cores * 0.25);
 }
