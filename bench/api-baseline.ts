@@ -278,6 +278,7 @@ async function breakdownOf(
 ): Promise<BreakdownRow[]> {
   const ws = tokens[0]!.ws;
   const hashes = await directPage(redis, keys, ws);
+  if (hashes.length < PAGE) throw new Error(`the breakdown needs a full page: ${ws} holds ${hashes.length} jobs (load at least ${PAGE} per workspace)`);
   const table = new TokenTable(entries);
   const header = `Bearer ${tokens[tokens.length - 1]!.token}`;
   const redactor = createRedactor();

@@ -442,7 +442,7 @@ export async function runShardsBench(opts: { jobs: number; workspaces: number; l
       jobs: opts.jobs,
       masters: servers.ports.length,
       available: locked === undefined,
-      note: locked ? `not available: the CLI refused one shard while the other ran (${message(locked)})` : failed ? `a shard failed (${message(failed)})` : null,
+      note: locked ? `the CLI refused one shard while the other ran (${message(locked)})` : failed ? `a shard failed (${message(failed)})` : null,
       shards: shards.map(strip),
       wallMs,
       keysPerSecond: Math.round((opts.jobs / wallMs) * 1000),

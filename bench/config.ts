@@ -51,7 +51,8 @@ const QUICK = {
   clusterJobs: 6000,
   seedKeys: 5000,
   enqueueOps: 500,
-  apiJobs: 5000,
+  // 200 workspaces × 50 jobs at least, so every page is a full page of 50.
+  apiJobs: 12_000,
   apiDurationSec: 2,
   apiSequential: 300,
   apiPathSizes: [] as number[],

@@ -178,7 +178,7 @@ export function targets(r: { main: BackfillBenchResult | null; cluster: Backfill
   out.push(evaluateTarget({ name: 'API under autocannon (10 connections): req/s ÷ bare fastify route req/s', measured: a?.api.load.requestsPerSec ?? null, baseline: a?.bare.load.requestsPerSec ?? null, bound: 'min', limit: 0.6, unit: 'req/s', ...(apiNote ? { unavailable: apiNote } : {}) }));
   const s = r.shards;
   if (!s) out.push(checkTarget('two shard processes at once on 3 masters: both finish, verify clean', null, '–', skipped('shards')));
-  else if (!s.available) out.push(checkTarget('two shard processes at once on 3 masters: both finish, verify clean', null, 'refused', s.note ?? 'not available'));
+  else if (!s.available) out.push(checkTarget('two shard processes at once on 3 masters: both finish, verify clean', null, 'refused', `not available: ${s.note ?? 'exit 4'}`));
   else out.push(checkTarget('two shard processes at once on 3 masters: both finish, verify clean', s.clean, s.clean ? 'both exited 0, verify clean' : (s.note ?? 'verify not clean')));
   return out;
 }
