@@ -11,7 +11,7 @@
  *    - Redis CPU: `INFO cpu` used_cpu_sys + used_cpu_user just before the
  *      child starts and just after it exits, the deltas summed over the masters;
  *    - client CPU and peak RSS of the child: the child runs with
- *      `node --import bench/child-usage.js`, which writes its own
+ *      `node --import` of the compiled bench/child-usage.ts, which writes its own
  *      process.resourceUsage() (getrusage: user + system µs, every thread, and
  *      maxRSS) as it exits; if that file is missing (the child was killed), the
  *      last values polled from /proc/<pid>/stat and /proc/<pid>/status (10 ms
@@ -277,7 +277,7 @@ export async function runCli(opts: RunCliOptions): Promise<ChildRun & { stdout: 
   });
   const wallMs = performance.now() - started;
   const cpuAfter = cpuBefore === null ? null : await redisCpuUs(servers.ports);
-  let usageText: string | null = null;
+  let usageText: string | null;
   try {
     usageText = readFileSync(usageFile, 'utf8');
   } catch {
