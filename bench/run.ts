@@ -184,6 +184,8 @@ export function targets(r: { main: BackfillBenchResult | null; cluster: Backfill
 }
 
 async function main(): Promise<void> {
+  // The sizes moved from flags to BENCH_* variables: an old flag must not silently run the defaults.
+  if (process.argv.length > 2) throw new Error(`bench/run.ts takes no arguments (got ${process.argv.slice(2).join(' ')}): set BENCH_JOBS, BENCH_CLUSTER_JOBS, BENCH_SKIP, … instead (docs/performance.md "How to read the report")`);
   const cfg = benchConfig();
   const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
   const startedAt = new Date().toISOString();
