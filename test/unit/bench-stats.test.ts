@@ -160,3 +160,29 @@ describe('bench: sizes from the environment', () => {
     expect(() => benchConfig({ BENCH_SKIP: 'everything' })).toThrow(/unknown part/);
   });
 });
+
+describe('bench: the Targets rows of a run', () => {
+  const run = (wallMs: number, redis: number, client: number) => ({ wallMs, keysPerSecond: 1, peakRssMb: 100, clientCpuUs: 0, usageSource: 'resource-usage' as const, redisCpuUs: 0, clientCpuUsPerKey: client, redisCpuUsPerKey: redis, exitCode: 0, json: { ok: true, mismatches: 0 } });
+  const result = (mode: 'standalone' | 'cluster', client: number) => ({ mode, masters: mode === 'cluster' ? 3 : 1, jobs: 1000, workspaces: 200, loadMs: 1, backfill: run(1000, 20, client), verify: run(900, 15, client), seedLoop: null, ratioToSeedLoop: null });
+
+  it('evaluates what ran and says N/A (never PASS) for what did not, shards refused with exit 4 included', async () => {
+    const { targets } = await import('../../bench/run.js');
+    const t = targets({
+      main: result('standalone', 50),
+      cluster: result('cluster', 150),
+      shards: { jobs: 1000, masters: 3, available: false, note: 'the CLI refused one shard while the other ran (exit 4: lock held)', shards: [], wallMs: 1, keysPerSecond: 1, clientCpuUsPerKey: null, redisCpuUsPerKey: null, scanned: null, verify: null, clean: false },
+      enqueue: undefined,
+      api: null,
+      cfg: benchConfig({}),
+    });
+    const by = (re: RegExp) => t.find((x) => re.test(x.name))!;
+    expect(by(/verify wall/)).toMatchObject({ verdict: 'PASS', ratio: 0.9 });
+    expect(by(/verify Redis CPU/)).toMatchObject({ verdict: 'PASS', ratio: 0.75 });
+    expect(by(/client CPU per key, backfill/)).toMatchObject({ verdict: 'FAIL', ratio: 3 });
+    expect(by(/dual-write/).verdict).toBe('N/A');
+    expect(by(/API v2 page/)).toMatchObject({ verdict: 'N/A', unavailable: 'api not run' });
+    expect(by(/two shard/)).toMatchObject({ verdict: 'N/A' });
+    expect(by(/two shard/).unavailable).toMatch(/^not available: .*exit 4/);
+    expect(t.some((x) => x.verdict === 'PASS' && (x.measured === null || x.baseline === null) && x.observed === undefined)).toBe(false);
+  });
+});
