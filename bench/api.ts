@@ -118,11 +118,13 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 const BATCH = 1000;
 const PARALLEL_BATCHES = 4;
 
-function wsName(i: number): string {
+/** Workspace name of index i (shared with bench/api-baseline.ts). */
+export function wsName(i: number): string {
   return `ws-${String(i).padStart(4, '0')}`;
 }
 
-async function load(redis: Redis, keys: Keyspace, jobs: number, workspaces: number): Promise<void> {
+/** Loads legacy records, v2 records and the v2 index with plain pipelines (shared with bench/api-baseline.ts). */
+export async function load(redis: Redis, keys: Keyspace, jobs: number, workspaces: number): Promise<void> {
   const base = Date.UTC(2025, 0, 1);
   let next = 0;
   const worker = async (): Promise<void> => {

@@ -12,7 +12,7 @@
  * the configured secret with HKDF; several secrets may be configured so a
  * secret can be rotated without breaking paging (the first signs, all verify).
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual, type Hash } from 'node:crypto';
 import { z } from 'zod';
 import { CursorError } from '../core/errors.js';
 import { Layout } from '../core/phase.js';
@@ -42,15 +42,42 @@ export class CursorPathError extends CursorError {
   }
 }
 
+const SHA256_BLOCK = 64;
+
+/**
+ * HMAC-SHA256 with its key schedule done once (RFC 2104): the hash states after
+ * (key ⊕ ipad) and (key ⊕ opad) are kept, and each tag copies them instead of
+ * hashing the padded key again. The same bytes as createHmac('sha256', key)
+ * (test/unit/api-cursor.test.ts checks it).
+ */
+export class CachedHmac {
+  private readonly inner: Hash;
+  private readonly outer: Hash;
+
+  constructor(key: Buffer) {
+    const k = Buffer.alloc(SHA256_BLOCK);
+    (key.length > SHA256_BLOCK ? createHash('sha256').update(key).digest() : key).copy(k);
+    const pad = (byte: number): Buffer => Buffer.from(k.map((b) => b ^ byte));
+    this.inner = createHash('sha256').update(pad(0x36));
+    this.outer = createHash('sha256').update(pad(0x5c));
+  }
+
+  /** The tag of `message`. */
+  digest(message: Buffer): Buffer {
+    const inner = this.inner.copy().update(message).digest();
+    return this.outer.copy().update(inner).digest();
+  }
+}
+
 interface KeyPair {
   enc: Buffer;
-  mac: Buffer;
+  mac: CachedHmac;
 }
 
 function derive(secret: Buffer): KeyPair {
   return {
     enc: Buffer.from(hkdfSync('sha256', secret, 'orch-api', 'cursor-enc-v1', 32)),
-    mac: Buffer.from(hkdfSync('sha256', secret, 'orch-api', 'cursor-mac-v1', 32)),
+    mac: new CachedHmac(Buffer.from(hkdfSync('sha256', secret, 'orch-api', 'cursor-mac-v1', 32))),
   };
 }
 
@@ -70,7 +97,7 @@ export class CursorSealer {
     const cipher = createCipheriv('aes-256-ctr', k.enc, iv);
     const body = Buffer.concat([cipher.update(JSON.stringify({ w: workspaceId, p: path, c: raw }), 'utf8'), cipher.final()]);
     const head = Buffer.concat([Buffer.from([VERSION]), iv, body]);
-    const tag = createHmac('sha256', k.mac).update(head).digest();
+    const tag = k.mac.digest(head);
     return Buffer.concat([head, tag]).toString('base64url');
   }
 
@@ -90,7 +117,7 @@ export class CursorSealer {
     const tag = bytes.subarray(bytes.length - TAG_BYTES);
     let key: KeyPair | null = null;
     for (const k of this.keys) {
-      const expected = createHmac('sha256', k.mac).update(head).digest();
+      const expected = k.mac.digest(head);
       if (timingSafeEqual(expected, tag) && key === null) key = k;
     }
     if (key === null) throw new CursorError('Cursor signature does not verify');

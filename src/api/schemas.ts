@@ -113,10 +113,29 @@ export const LiveSchema = z.object({ status: z.literal('ok') });
  */
 export function isoTimestamp(raw: string): string | null {
   if (raw === '') return null;
+  // Records written by this tool already hold the canonical form: answer it as is instead of
+  // parsing and printing it again (the slowest part of a page's wire form). Only a string that
+  // Date would print back identically takes this path; anything else (Feb 30, 24:00, offsets) is parsed.
+  if (isCanonicalIso(raw)) return raw;
   const ms = createdAtScore(raw);
   if (ms === 0 && !/^0+(\.0+)?$/.test(raw)) return null;
   const d = new Date(ms);
   return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+const CANONICAL_ISO = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.[0-9]{3}Z$/;
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** True when `raw` is exactly what Date#toISOString prints for some instant other than the epoch (which isoTimestamp reads as null). */
+export function isCanonicalIso(raw: string): boolean {
+  const m = CANONICAL_ISO.exec(raw);
+  if (!m) return false;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return false;
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  const days = month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!;
+  if (day > days) return false;
+  return raw !== '1970-01-01T00:00:00.000Z';
 }
 
 /** The one place a job becomes a response body: `params`, `result` and `error` go through the central redactor. */

@@ -10,23 +10,35 @@
  *    still complete and without duplicates on a stable keyspace.
  *
  * Every page is bounded twice: by `limit` jobs and by `maxBytes` of stored
- * data. Records are fetched in small chunks, sized from the jobs seen so far,
- * so a page of large records never holds much more than its budget in memory.
+ * data. Records are fetched in chunks sized from the jobs seen so far (on this
+ * page, or on the workspace's previous page), so a page of large records never
+ * holds much more than its budget in memory, and a page of small records of a
+ * workspace already seen is read in one round trip (one pipeline on a single
+ * node; the commands sent together on a cluster, where the keys of a page
+ * live on several masters).
  */
 import type { Redis } from 'ioredis';
 import { CursorError, isReplyError } from './errors.js';
 import { JobField, jobFromHash, type Job } from './job.js';
 import type { Keyspace } from './keys.js';
 import { Layout } from './phase.js';
-import { masterNodes, nodeAddress, type RedisClient } from './redis.js';
+import { isCluster, masterNodes, nodeAddress, type RedisClient } from './redis.js';
 import { decodeCursor, encodeCursor, type LegacyCursor } from './cursor.js';
 import type { ListJobsOptions, ListJobsResult } from './queue.js';
 
 /** Default byte budget of one page: 4 MiB of stored field names and values. */
 export const DEFAULT_PAGE_MAX_BYTES = 4 * 1024 * 1024;
-/** Records fetched in one round trip, at most (fewer once the jobs are known to be large). */
-const MAX_FETCH_CHUNK = 32;
+/** Records fetched in one round trip, at most (MAX_PAGE_LIMIT of src/core/queue.ts: a whole page when its records are small). */
+const MAX_FETCH_CHUNK = 200;
+/** First chunk of a page when nothing is known about the workspace's record sizes. */
 const FIRST_FETCH_CHUNK = 8;
+/**
+ * A workspace's previous page sizes its next page's first chunk as if its records were this many
+ * times the average seen: a page whose records are a little larger than the last one's still fits.
+ */
+const HINT_SAFETY = 2;
+/** Workspaces whose record size is remembered (the map is cleared when full: a bound, not an LRU). */
+const MAX_SIZE_HINTS = 10_000;
 
 /** Size of a record as stored: field names and values, in bytes. */
 function hashBytes(hash: Record<string, string>): number {
@@ -40,9 +52,14 @@ class PageBudget {
   readonly jobs: Job[] = [];
   private bytes = 0;
 
+  /**
+   * @param hintBytes average record size of the workspace's previous page (null: unknown), used
+   *   only until this page has records of its own to average
+   */
   constructor(
     private readonly limit: number,
     private readonly maxBytes: number,
+    private readonly hintBytes: number | null = null,
   ) {}
 
   /** Adds a record; false (and nothing added) when it would push a non-empty page past the byte budget. */
@@ -65,8 +82,15 @@ class PageBudget {
     if (this.jobs.length > 0) {
       const avg = Math.max(1, this.bytes / this.jobs.length);
       n = Math.ceil(Math.max(0, this.maxBytes - this.bytes) / avg) + 1;
+    } else if (this.hintBytes !== null) {
+      n = Math.ceil(this.maxBytes / Math.max(1, this.hintBytes * HINT_SAFETY)) + 1;
     }
     return Math.max(1, Math.min(n, MAX_FETCH_CHUNK, want, available));
+  }
+
+  /** Average stored size of the records added (null when none). */
+  get averageBytes(): number | null {
+    return this.jobs.length === 0 ? null : this.bytes / this.jobs.length;
   }
 }
 
@@ -80,13 +104,45 @@ async function hgetallOrEmpty(client: RedisClient, key: string): Promise<Record<
   }
 }
 
+/**
+ * HGETALL of many keys in one round trip, with {@link hgetallOrEmpty}'s rule for WRONGTYPE.
+ * A single node gets one pipeline (one write, no promise per key); a cluster client gets the
+ * commands all at once (its pipelines need every key on one master).
+ */
+async function hgetallMany(client: RedisClient, keys: readonly string[]): Promise<Array<Record<string, string>>> {
+  if (keys.length === 0) return [];
+  if (isCluster(client)) return Promise.all(keys.map((k) => hgetallOrEmpty(client, k)));
+  const p = client.pipeline();
+  for (const k of keys) p.hgetall(k);
+  const res = (await p.exec()) ?? [];
+  return res.map(([err, v]) => {
+    if (!err) return v as Record<string, string>;
+    if (isReplyError(err) && err.message.startsWith('WRONGTYPE')) return {};
+    throw err;
+  });
+}
+
 /** Reads pages of one workspace's jobs on either layout. */
 export class JobLister {
+  /** Average record size of each workspace's last page (sizes the first fetch of its next page). */
+  private readonly sizeHints = new Map<string, number>();
+
   constructor(
     private readonly client: RedisClient,
     private readonly keys: Keyspace,
     private readonly legacyScanCount: number,
   ) {}
+
+  private budgetFor(workspaceId: string, opts: ListJobsOptions): PageBudget {
+    return new PageBudget(opts.limit, opts.maxBytes ?? DEFAULT_PAGE_MAX_BYTES, this.sizeHints.get(workspaceId) ?? null);
+  }
+
+  private learn(workspaceId: string, page: PageBudget): void {
+    const avg = page.averageBytes;
+    if (avg === null) return;
+    if (this.sizeHints.size >= MAX_SIZE_HINTS && !this.sizeHints.has(workspaceId)) this.sizeHints.clear();
+    this.sizeHints.set(workspaceId, avg);
+  }
 
   /**
    * v2 path: the workspace index ordered by (created_at, job_id). O(log n + limit)
@@ -118,14 +174,14 @@ export class JobLister {
       }
     }
     const candidates = entries.slice(0, opts.limit);
-    const page = new PageBudget(opts.limit, opts.maxBytes ?? DEFAULT_PAGE_MAX_BYTES);
+    const page = this.budgetFor(workspaceId, opts);
     // The cursor continues after the last index entry consumed: a job returned, or a dangling entry skipped.
     let lastConsumed: { member: string; score: number } | null = null;
     let stoppedByBytes = false;
     let i = 0;
     while (i < candidates.length && !stoppedByBytes) {
       const chunk = candidates.slice(i, i + page.nextChunk(candidates.length - i));
-      const hashes = await Promise.all(chunk.map((e) => hgetallOrEmpty(this.client, this.keys.v2Job(workspaceId, e.member))));
+      const hashes = await hgetallMany(this.client, chunk.map((e) => this.keys.v2Job(workspaceId, e.member)));
       for (let j = 0; j < chunk.length; j++) {
         const h = hashes[j]!;
         // Dangling index entries (expired records) are skipped; verify --repair removes them.
@@ -138,6 +194,7 @@ export class JobLister {
       i += chunk.length;
     }
     const hasMore = stoppedByBytes || entries.length > opts.limit;
+    this.learn(workspaceId, page);
     return {
       jobs: page.jobs,
       nextCursor: hasMore && lastConsumed ? encodeCursor({ p: Layout.V2, s: lastConsumed.score, m: lastConsumed.member }) : null,
@@ -183,7 +240,7 @@ export class JobLister {
       let i = 0;
       while (i < mine.length) {
         const chunk = mine.slice(i, i + page.nextChunk(mine.length - i));
-        const hashes = await Promise.all(chunk.map((k) => hgetallOrEmpty(node, k)));
+        const hashes = await hgetallMany(node, chunk);
         for (let j = 0; j < chunk.length; j++) {
           const at = i + j;
           const h = hashes[j]!;

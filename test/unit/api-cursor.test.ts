@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CursorError } from '../../src/core/errors.js';
 import { Layout } from '../../src/core/phase.js';
-import { CURSOR_PATTERN, CursorPathError, CursorSealer } from '../../src/api/cursor-envelope.js';
+import { CachedHmac, CURSOR_PATTERN, CursorPathError, CursorSealer } from '../../src/api/cursor-envelope.js';
 
 const raw = Buffer.from(JSON.stringify({ p: 'legacy', n: '10.1.2.3:6379', c: '123', k: 1000, after: 'ai:jobs:x' })).toString('base64url');
 
@@ -64,5 +64,21 @@ describe('cursor envelope', () => {
     const old = new CursorSealer([oldSecret]).seal(raw, 'ws-a', Layout.V2);
     expect(() => new CursorSealer([newSecret]).open(old, 'ws-a', Layout.V2)).toThrow(CursorError);
     expect(new CursorSealer([newSecret, oldSecret]).open(old, 'ws-a', Layout.V2)).toBe(raw);
+  });
+});
+
+describe('CachedHmac', () => {
+  it('gives the bytes of createHmac for keys shorter than, equal to and longer than the block, and any message', () => {
+    for (const keyLen of [0, 1, 32, 63, 64, 65, 200]) {
+      const key = randomBytes(keyLen);
+      const mac = new CachedHmac(key);
+      for (const len of [0, 1, 55, 64, 1000]) {
+        const msg = randomBytes(len);
+        expect(mac.digest(msg).equals(createHmac('sha256', key).update(msg).digest())).toBe(true);
+      }
+      // Reusable: the cached states are copied, never consumed.
+      const again = randomBytes(17);
+      expect(mac.digest(again).equals(createHmac('sha256', key).update(again).digest())).toBe(true);
+    }
   });
 });
