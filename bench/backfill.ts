@@ -40,6 +40,8 @@ export interface ChildRun {
   wallMs: number;
   keysPerSecond: number;
   peakRssMb: number | null;
+  /** The child's user + system CPU in ms (from /usr/bin/time; null without it). */
+  cpuMs?: number | null;
   exitCode: number | null;
   json: Record<string, unknown> | null;
 }
@@ -75,13 +77,13 @@ async function waitPing(port: number): Promise<void> {
   }
 }
 
-interface Servers {
+export interface Servers {
   url: string;
   ports: number[];
   stop(): void;
 }
 
-async function startServers(cluster: boolean): Promise<Servers> {
+export async function startServers(cluster: boolean): Promise<Servers> {
   const count = cluster ? 3 : 1;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'orch-bench-'));
   const children: ChildProcess[] = [];
@@ -124,7 +126,7 @@ async function startServers(cluster: boolean): Promise<Servers> {
   return { url: `redis://127.0.0.1:${ports[0]}`, ports, stop };
 }
 
-function connect(s: Servers, cluster: boolean): Redis | Cluster {
+export function connect(s: Servers, cluster: boolean): Redis | Cluster {
   return cluster
     ? new Cluster([{ host: '127.0.0.1', port: s.ports[0]! }], { enableAutoPipelining: true })
     : new Redis({ host: '127.0.0.1', port: s.ports[0]! });
@@ -147,7 +149,7 @@ function jobFields(i: number, workspaces: number): string[] {
   ];
 }
 
-async function load(client: Redis | Cluster, jobs: number, workspaces: number): Promise<void> {
+export async function load(client: Redis | Cluster, jobs: number, workspaces: number): Promise<void> {
   const CHUNK = 2000;
   for (let start = 0; start < jobs; start += CHUNK * 4) {
     const batches: Array<Promise<unknown>> = [];
@@ -176,7 +178,7 @@ async function load(client: Redis | Cluster, jobs: number, workspaces: number): 
 const TIME_BIN = '/usr/bin/time';
 
 /** Runs the CLI as a child, measuring wall time and peak RSS. */
-function runCli(url: string, cluster: boolean, args: string[]): Promise<ChildRun & { stdout: string }> {
+export function runCli(url: string, cluster: boolean, args: string[]): Promise<ChildRun & { stdout: string }> {
   const cliArgs = [BIN, '--redis-url', url, '--prefix', PREFIX, ...(cluster ? ['--cluster'] : []), ...args];
   const useTime = existsSync(TIME_BIN);
   const started = Date.now();
@@ -206,6 +208,9 @@ function runCli(url: string, cluster: boolean, args: string[]): Promise<ChildRun
       const wallMs = Date.now() - started;
       const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
       if (m) hwmKb = Number(m[1]);
+      const user = /User time \(seconds\): ([0-9.]+)/.exec(stderr);
+      const sys = /System time \(seconds\): ([0-9.]+)/.exec(stderr);
+      const cpuMs = user && sys ? Math.round((Number(user[1]) + Number(sys[1])) * 1000) : null;
       let json: Record<string, unknown> | null;
       try {
         json = JSON.parse(stdout.trim()) as Record<string, unknown>;
@@ -217,6 +222,7 @@ function runCli(url: string, cluster: boolean, args: string[]): Promise<ChildRun
         wallMs,
         keysPerSecond: Math.round((scanned / wallMs) * 1000),
         peakRssMb: hwmKb > 0 ? Math.round(hwmKb / 1024) : null,
+        cpuMs,
         exitCode: code,
         json,
         stdout,

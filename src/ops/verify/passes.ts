@@ -10,19 +10,21 @@
  * Each pass records suspects; the pair checker decides what a pair's difference is.
  */
 import type { Cluster, Redis } from 'ioredis';
+import { isReplyError, replyMessage } from '../../core/errors.js';
 import { describeInput, isJobId } from '../../core/ids.js';
 import { createdAtScore, JobField } from '../../core/job.js';
-import { readRecord } from '../../core/protocol.js';
 import { isCluster } from '../../core/redis.js';
 import { callScript, ScriptName } from '../../core/scripts.js';
 import { readFieldsBatch } from '../backfill.js';
 import type { Counters } from '../checkpoint.js';
 import type { OpContext } from '../context.js';
 import { checkSource, isUnmigratable, UnmigratableReason } from '../migratable.js';
-import { fieldText, MismatchKind, viewOf } from '../record-compare.js';
+import { MismatchKind } from '../record-compare.js';
 import { mapLimit, PER_KEY_CONCURRENCY, runScan, type ScanBatch, type ScanPacer, type ScanProgress } from '../scan-engine.js';
+import { DigestPairs } from './digest-pairs.js';
 import type { PairChecker } from './pair-check.js';
 import type { VerifyPlan } from './plan.js';
+import { DigestMode, factsOf, VerifyReply } from './record-facts.js';
 import { SuspectSet } from './suspects.js';
 
 /** What round 1 examined. */
@@ -42,6 +44,8 @@ type LegacyVerdict = { ok: true; ws: string } | { ok: false; kind: MismatchKind;
 /** The three passes of round 1 over one context. */
 export class Passes {
   private readonly cluster: boolean;
+  /** Pairs compared by digest (a cluster). */
+  readonly digests: DigestPairs;
 
   constructor(
     private readonly ctx: OpContext,
@@ -52,6 +56,7 @@ export class Passes {
     private readonly pacer: ScanPacer | null = null,
   ) {
     this.cluster = isCluster(ctx.client);
+    this.digests = new DigestPairs(ctx.client, ctx.keys, plan, checker);
   }
 
   /** Runs round 1: one walk of the `<p>:job*` family, or, for one workspace, the legacy layout, its v2 keys and its index. */
@@ -137,16 +142,20 @@ export class Passes {
     return this.cluster ? this.legacyPerKey(candidates) : this.legacyScripted(batch, candidates);
   }
 
-  /** Cluster: reads are routed per key; each pair is compared here. */
+  /**
+   * Cluster: each legacy key reduced on its master (type, DUMP digest, expiry,
+   * the fields the verdict needs), then its pair compared by digest; only
+   * suspects are read whole.
+   */
   private async legacyPerKey(candidates: Array<{ key: string; jobId: string }>): Promise<Counters> {
     let checked = 0;
     await mapLimit(candidates, PER_KEY_CONCURRENCY, async (c) => {
-      const raw = await readRecord(this.ctx.client, c.key);
-      const view = viewOf(raw);
-      const verdict = this.legacyVerdict(c.key, c.jobId, raw.type, fieldText(view, JobField.WorkspaceId) ?? null, fieldText(view, JobField.Rev) ?? null);
+      const facts = await factsOf(this.ctx.client, c.key, DigestMode.Dump, [JobField.WorkspaceId, JobField.Rev, JobField.CreatedAt]);
+      const [ws, rev, createdAt] = facts.fields;
+      const verdict = this.legacyVerdict(c.key, c.jobId, facts.type, ws ?? null, rev ?? null);
       if (!this.keep(c.key, verdict)) return;
       checked++;
-      await this.checker.record(verdict.ws, c.jobId);
+      await this.digests.check(verdict.ws, c.jobId, facts, createdAt ?? null);
     });
     return { checked };
   }
@@ -179,8 +188,7 @@ export class Passes {
       argv.push(p.jobId, p.score);
     }
     const codes = await callScript<number[]>(batch.node, ScriptName.VerifyBatch, [keyArgs.length, ...keyArgs, ...argv]);
-    // verify-batch.lua: 0 identical, 1 suspect.
-    await Promise.all(pairs.filter((_, i) => Number(codes[i]) !== 0).map((p) => this.checker.record(p.ws, p.jobId)));
+    await Promise.all(pairs.filter((_, i) => Number(codes[i]) !== VerifyReply.identical).map((p) => this.checker.record(p.ws, p.jobId)));
     return { checked: pairs.length };
   }
 
@@ -222,10 +230,21 @@ export class Passes {
       const flat = await callScript<Array<string | null>>(batch.node, ScriptName.VerifyV2Batch, [keyArgs.length, ...keyArgs]);
       return items.map((_, i) => [flat[i * 2] ?? 'none', flat[i * 2 + 1] ?? null]);
     }
+    // Cluster: the two keys live on different masters; one field of the legacy record is all this pass needs.
     return mapLimit(items, PER_KEY_CONCURRENCY, async (it) => {
-      const [type, legacy] = await Promise.all([client.type(it.key), readRecord(client, keys.legacyJob(it.jobId))]);
-      return [type, fieldText(viewOf(legacy), JobField.WorkspaceId) ?? null] as [string, string | null];
+      const [type, legacyWs] = await Promise.all([client.type(it.key), this.legacyWorkspace(keys.legacyJob(it.jobId))]);
+      return [type, legacyWs] as [string, string | null];
     });
+  }
+
+  /** The workspace a legacy record names, or null when absent or not a hash. */
+  private async legacyWorkspace(key: string): Promise<string | null> {
+    try {
+      return await this.ctx.client.hget(key, JobField.WorkspaceId);
+    } catch (err) {
+      if (isReplyError(err) && replyMessage(err).startsWith('WRONGTYPE')) return null;
+      throw err;
+    }
   }
 
   private async indexBatch(batch: ScanBatch): Promise<Counters> {
