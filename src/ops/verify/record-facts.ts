@@ -76,8 +76,8 @@ export function decodeFacts(buf: Buffer, nf: number): RecordFacts {
  * one-key script to the key's master and pipelines it with its neighbours.
  */
 export async function factsOf(client: RedisClient, key: string, mode: DigestMode, fields: readonly string[] = []): Promise<RecordFacts> {
-  const reply = await callScript<Buffer>(client, ScriptName.RecordFactsOneKey, [key, mode, ...fields], true);
-  return decodeFacts(reply, fields.length);
+  const [reply] = await callScript<Buffer[]>(client, ScriptName.RecordFactsOneKey, [key, mode, ...fields], true);
+  return decodeFacts(reply!, fields.length);
 }
 
 /** Facts of many keys of one node in one call (a single node: no slot rule). */
