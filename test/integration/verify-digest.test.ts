@@ -31,7 +31,7 @@ describe.each(TOPOLOGIES)('verify by digest on %s', (topology) => {
 
       // One byte of one field.
       const params = (await client.hgetBuffer(v2(1), 'params'))!;
-      params[params.length - 2] ^= 0x01;
+      params.writeUInt8(params.readUInt8(params.length - 2) ^ 0x01, params.length - 2);
       await client.hset(v2(1), 'params', params);
       // An extra field, a missing field.
       await client.hset(v2(2), 'extra', 'x');
@@ -68,7 +68,8 @@ describe.each(TOPOLOGIES)('verify by digest on %s', (topology) => {
         ttl: 1,
         'index-missing': 1,
         orphan: 1,
-        'non-hash': 2,
+        // Once: the legacy record backs the foreign key, so the pair reports it (the v2 pass leaves backed keys to the pair).
+        'non-hash': 1,
       });
       const fieldsOf = (kind: string): string[] => r.listed.filter((m) => m.kind === kind).flatMap((m) => m.fields ?? []).sort();
       expect(fieldsOf('field-diff')).toEqual(['blob', 'params']);

@@ -30,23 +30,25 @@ local nf = #ARGV - 1
 local out = {}
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == 'none' then
+  -- DUMP answers for any type (nil when absent); the hash read after it tells a hash from another type.
+  local payload = redis.call('DUMP', key)
+  if not payload then
     out[i] = 'n'
-  elseif kind ~= 'hash' then
-    out[i] = 't' .. kind
   else
-    local d
-    if mode == 'content' then d = digest(redis.call('HGETALL', key), 1) else d = redis.sha1hex(redis.call('DUMP', key)) end
-    local parts = { 'h', d, redis.call('PEXPIRETIME', key), ':' }
-    if nf > 0 then
-      local vals = redis.call('HMGET', key, unpack(ARGV, 2))
+    local probe
+    if nf > 0 then probe = redis.pcall('HMGET', key, unpack(ARGV, 2)) else probe = redis.pcall('HLEN', key) end
+    if type(probe) == 'table' and probe.err then
+      out[i] = 't' .. redis.call('TYPE', key)['ok']
+    else
+      local d
+      if mode == 'content' then d = digest(redis.call('HGETALL', key), 1) else d = redis.sha1hex(payload) end
+      local parts = { 'h', d, redis.call('PEXPIRETIME', key), ':' }
       for j = 1, nf do
-        local v = vals[j]
+        local v = probe[j]
         if v then parts[#parts + 1] = #v .. ':' .. v else parts[#parts + 1] = '-' end
       end
+      out[i] = table.concat(parts)
     end
-    out[i] = table.concat(parts)
   end
 end
 return out

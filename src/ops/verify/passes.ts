@@ -24,7 +24,7 @@ import { mapLimit, PER_KEY_CONCURRENCY, runScan, type ScanBatch, type ScanPacer,
 import { DigestPairs } from './digest-pairs.js';
 import type { PairChecker } from './pair-check.js';
 import type { VerifyPlan } from './plan.js';
-import { DigestMode, factsOf, VerifyReply } from './record-facts.js';
+import { DigestMode, factsOf, V2Kind, VerifyReply } from './record-facts.js';
 import { SuspectSet } from './suspects.js';
 
 /** What round 1 examined. */
@@ -206,34 +206,37 @@ export class Passes {
       items.push({ key, ws: parts.workspaceId, jobId: parts.jobId });
     }
     if (items.length === 0) return { checked: 0 };
-    const facts = await this.v2Facts(batch, items);
+    const kinds = await this.v2Kinds(batch, items);
     let checked = 0;
     const flagged: Array<{ ws: string; jobId: string }> = [];
     items.forEach((it, i) => {
-      const [type, legacyWs] = facts[i]!;
-      if (type === 'none') return;
+      const kind = kinds[i]!;
+      if (kind === V2Kind.Absent) return;
       checked++;
-      if (type !== 'hash') return this.suspects.addKey(it.key, MismatchKind.NonHash, `type ${type}`);
-      if (this.suspects.has(SuspectSet.pairId(it.ws, it.jobId))) return;
-      if (legacyWs !== it.ws) flagged.push(it);
+      if (kind === V2Kind.Backed) return;
+      if (kind !== V2Kind.Unbacked) return this.suspects.addKey(it.key, MismatchKind.NonHash, `type ${kind}`);
+      if (!this.suspects.has(SuspectSet.pairId(it.ws, it.jobId))) flagged.push(it);
     });
     await Promise.all(flagged.map((f) => this.checker.record(f.ws, f.jobId)));
     return { checked };
   }
 
-  /** Per v2 key: its type, and the workspace its legacy key names (null when absent or not a hash). */
-  private async v2Facts(batch: ScanBatch, items: Array<{ key: string; jobId: string }>): Promise<Array<[string, string | null]>> {
-    const { client, keys } = this.ctx;
+  /**
+   * Per v2 key: backed (its legacy record names its workspace: the legacy →
+   * v2 pass compares that pair whole), absent, an unbacked hash, or its type.
+   */
+  private async v2Kinds(batch: ScanBatch, items: Array<{ key: string; ws: string; jobId: string }>): Promise<string[]> {
+    const { keys } = this.ctx;
     if (!this.cluster) {
       const keyArgs: string[] = [];
       for (const it of items) keyArgs.push(it.key, keys.legacyJob(it.jobId));
-      const flat = await callScript<Array<string | null>>(batch.node, ScriptName.VerifyV2Batch, [keyArgs.length, ...keyArgs]);
-      return items.map((_, i) => [flat[i * 2] ?? 'none', flat[i * 2 + 1] ?? null]);
+      return callScript<string[]>(batch.node, ScriptName.VerifyV2Batch, [keyArgs.length, ...keyArgs, ...items.map((it) => it.ws)]);
     }
-    // Cluster: the two keys live on different masters; one field of the legacy record is all this pass needs.
+    // Cluster: the two keys live on different masters; one field of the legacy record decides, the type only when unbacked.
     return mapLimit(items, PER_KEY_CONCURRENCY, async (it) => {
-      const [type, legacyWs] = await Promise.all([client.type(it.key), this.legacyWorkspace(keys.legacyJob(it.jobId))]);
-      return [type, legacyWs] as [string, string | null];
+      if ((await this.legacyWorkspace(keys.legacyJob(it.jobId))) === it.ws) return V2Kind.Backed;
+      const type = await this.ctx.client.type(it.key);
+      return type === 'none' ? V2Kind.Absent : type === 'hash' ? V2Kind.Unbacked : type;
     });
   }
 

@@ -21,6 +21,16 @@ export const VerifyReply = {
   foreign: 0x74 /* t */,
 } as const;
 
+/** What the v2 → legacy pass learns of a v2 key (verify-v2-batch.lua's replies); any other value is the key's type. */
+export const V2Kind = {
+  /** Its legacy record names its workspace: the legacy → v2 pass compares the pair whole. */
+  Backed: 'b',
+  /** Gone since SCAN. */
+  Absent: 'n',
+  /** A hash its legacy record does not back (an orphan or an id conflict). */
+  Unbacked: 'h',
+} as const;
+
 /** What record-facts.lua digests: the DUMP payload (cheap, encoding-dependent) or the content (order-independent). */
 export const DigestMode = {
   Dump: 'dump',
