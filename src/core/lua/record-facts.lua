@@ -10,8 +10,9 @@
                     includes/digest.lua (the one apply-if-newer and repair-cas
                     check; src/ops/record-compare.ts recordDigest computes it
                     on the client): equal iff the field sets are byte-equal.
-  On a cluster it is called with one key (the client routes and pipelines it
-  per master); on a single node with many.
+  Called with one key (registered with a fixed key count, so the cluster
+  client routes it and pipelines it per master); it also takes several keys
+  of one slot.
 
   KEYS     the records
   ARGV[1]  'dump' or 'content'

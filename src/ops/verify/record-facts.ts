@@ -3,7 +3,6 @@
  * its type, a digest, its expiry and a few fields. The reply codes of verify's
  * scripts are mapped here, in one table.
  */
-import type { Redis } from 'ioredis';
 import type { RedisClient } from '../../core/redis.js';
 import { callScript, ScriptName } from '../../core/scripts.js';
 
@@ -88,11 +87,4 @@ export function decodeFacts(buf: Buffer, nf: number): RecordFacts {
 export async function factsOf(client: RedisClient, key: string, mode: DigestMode, fields: readonly string[] = []): Promise<RecordFacts> {
   const [reply] = await callScript<Buffer[]>(client, ScriptName.RecordFactsOneKey, [key, mode, ...fields], true);
   return decodeFacts(reply!, fields.length);
-}
-
-/** Facts of many keys of one node in one call (a single node: no slot rule). */
-export async function factsBatch(node: Redis, keys: readonly string[], mode: DigestMode, fields: readonly string[] = []): Promise<RecordFacts[]> {
-  if (keys.length === 0) return [];
-  const reply = await callScript<Buffer[]>(node, ScriptName.RecordFacts, [keys.length, ...keys, mode, ...fields], true);
-  return reply.map((b) => decodeFacts(b, fields.length));
 }
