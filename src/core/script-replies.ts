@@ -51,6 +51,19 @@ export const IndexDropDanglingReply = { removed: 1, kept: 0 } as const;
 /** verify-batch.lua: one code per pair. */
 export const VerifyBatchReply = { identical: 0, suspect: 1 } as const;
 
+/** record-facts.lua: the first byte of each key's reply ('n', 'h', 't'). */
+export const RecordFactsReply = { absent: 0x6e, hash: 0x68, foreign: 0x74 } as const;
+
+/** verify-v2-batch.lua: one string per v2 key; any other value is the key's type. */
+export const VerifyV2BatchReply = {
+  /** Its legacy record names its workspace: the legacy → v2 pass compares the pair whole. */
+  backed: 'b',
+  /** Gone since SCAN. */
+  absent: 'n',
+  /** A hash its legacy record does not back (an orphan or an id conflict). */
+  unbacked: 'h',
+} as const;
+
 /** lock-release.lua. */
 export const LockReleaseReply = { released: 1, notOurs: 0 } as const;
 

@@ -1,31 +1,35 @@
 --[[
   verify-v2-batch: server-side facts for verify's v2 → legacy pass on a single
-  node, one call per SCAN batch: is the v2 key a hash, and which workspace
-  does the legacy record of the same job name? (Content and index are checked
-  from the legacy side; this pass finds what only it can: orphans and keys of
-  another type.)
+  node, one call per SCAN batch. This pass finds what only it can: orphans
+  (a v2 record its legacy key does not back) and v2 keys of another type.
+  A v2 key whose legacy record names its workspace is backed: the legacy →
+  v2 pass compares that pair whole (type, bytes, expiry, index), so it is
+  not looked at again here.
 
   KEYS     per item: v2 record, legacy record
+  ARGV     per item: the workspace the v2 key names
 
-  Returns  2 entries per item:
-           the v2 key's kind ('hash', 'none', or its type),
-           the legacy record's workspace_id (nil when absent or not a hash)
+  Returns  one string per item:
+             'b'       backed: the legacy record names this workspace
+             'n'       the v2 key no longer exists
+             'h'       a hash the legacy record does not back
+             <type>    the v2 key is of another type (never 'b', 'n' or 'h')
 ]]
 local out = {}
-for i = 1, #KEYS, 2 do
-  local v2, legacy = KEYS[i], KEYS[i + 1]
-  local len = redis.pcall('HLEN', v2)
-  if type(len) == 'table' then
-    out[#out + 1] = redis.call('TYPE', v2)['ok']
-    out[#out + 1] = false
-  elseif len == 0 then
-    out[#out + 1] = 'none'
-    out[#out + 1] = false
+for i = 1, #KEYS / 2 do
+  local v2, legacy = KEYS[i * 2 - 1], KEYS[i * 2]
+  local lw = redis.pcall('HGET', legacy, 'workspace_id')
+  if type(lw) == 'string' and lw == ARGV[i] then
+    out[i] = 'b'
   else
-    out[#out + 1] = 'hash'
-    local lw = redis.pcall('HGET', legacy, 'workspace_id')
-    if type(lw) ~= 'string' then lw = false end
-    out[#out + 1] = lw
+    local kind = redis.call('TYPE', v2)['ok']
+    if kind == 'none' then
+      out[i] = 'n'
+    elseif kind == 'hash' then
+      out[i] = 'h'
+    else
+      out[i] = kind
+    end
   end
 end
 return out

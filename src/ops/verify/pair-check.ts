@@ -25,7 +25,7 @@ export class PairChecker {
   }
 
   /** The job's index score, or null when it has none. An index that is not a sorted set is reported by the index pass. */
-  private async indexScore(ws: string, jobId: string): Promise<number | null> {
+  async indexScore(ws: string, jobId: string): Promise<number | null> {
     try {
       const score = await this.client.zscore(this.keys.index(ws), jobId);
       return score === null ? null : Number(score);

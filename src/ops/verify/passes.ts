@@ -10,20 +10,22 @@
  * Each pass records suspects; the pair checker decides what a pair's difference is.
  */
 import type { Cluster, Redis } from 'ioredis';
+import { isReplyError, replyMessage } from '../../core/errors.js';
 import { describeInput, isJobId } from '../../core/ids.js';
 import { createdAtScore, JobField } from '../../core/job.js';
-import { readRecord } from '../../core/protocol.js';
 import { isCluster } from '../../core/redis.js';
-import { VerifyBatchReply } from '../../core/script-replies.js';
+import { VerifyBatchReply, VerifyV2BatchReply } from '../../core/script-replies.js';
 import { callScript, ScriptName } from '../../core/scripts.js';
 import { readFieldsBatch } from '../backfill.js';
 import type { Counters } from '../checkpoint.js';
 import type { OpContext } from '../context.js';
 import { checkSource, isUnmigratable, UnmigratableReason } from '../migratable.js';
-import { fieldText, MismatchKind, viewOf } from '../record-compare.js';
+import { MismatchKind } from '../record-compare.js';
 import { mapLimit, PER_KEY_CONCURRENCY, runScan, type ScanBatch, type ScanPacer, type ScanProgress } from '../scan-engine.js';
+import { DigestPairs } from './digest-pairs.js';
 import type { PairChecker } from './pair-check.js';
 import type { VerifyPlan } from './plan.js';
+import { DigestMode, factsOf } from './record-facts.js';
 import { SuspectSet } from './suspects.js';
 
 /** What round 1 examined. */
@@ -43,6 +45,8 @@ type LegacyVerdict = { ok: true; ws: string } | { ok: false; kind: MismatchKind;
 /** The three passes of round 1 over one context. */
 export class Passes {
   private readonly cluster: boolean;
+  /** Pairs compared by digest (a cluster). */
+  readonly digests: DigestPairs;
 
   constructor(
     private readonly ctx: OpContext,
@@ -53,6 +57,7 @@ export class Passes {
     private readonly pacer: ScanPacer | null = null,
   ) {
     this.cluster = isCluster(ctx.client);
+    this.digests = new DigestPairs(ctx.client, ctx.keys, plan, checker);
   }
 
   /** Runs round 1: one walk of the `<p>:job*` family, or, for one workspace, the legacy layout, its v2 keys and its index. */
@@ -138,16 +143,20 @@ export class Passes {
     return this.cluster ? this.legacyPerKey(candidates) : this.legacyScripted(batch, candidates);
   }
 
-  /** Cluster: reads are routed per key; each pair is compared here. */
+  /**
+   * Cluster: each legacy key reduced on its master (type, DUMP digest, expiry,
+   * the fields the verdict needs), then its pair compared by digest; only
+   * suspects are read whole.
+   */
   private async legacyPerKey(candidates: Array<{ key: string; jobId: string }>): Promise<Counters> {
     let checked = 0;
     await mapLimit(candidates, PER_KEY_CONCURRENCY, async (c) => {
-      const raw = await readRecord(this.ctx.client, c.key);
-      const view = viewOf(raw);
-      const verdict = this.legacyVerdict(c.key, c.jobId, raw.type, fieldText(view, JobField.WorkspaceId) ?? null, fieldText(view, JobField.Rev) ?? null);
+      const facts = await factsOf(this.ctx.client, c.key, DigestMode.Dump, [JobField.WorkspaceId, JobField.Rev, JobField.CreatedAt]);
+      const [ws, rev, createdAt] = facts.fields;
+      const verdict = this.legacyVerdict(c.key, c.jobId, facts.type, ws ?? null, rev ?? null);
       if (!this.keep(c.key, verdict)) return;
       checked++;
-      await this.checker.record(verdict.ws, c.jobId);
+      await this.digests.check(verdict.ws, c.jobId, facts, createdAt ?? null);
     });
     return { checked };
   }
@@ -198,34 +207,48 @@ export class Passes {
       items.push({ key, ws: parts.workspaceId, jobId: parts.jobId });
     }
     if (items.length === 0) return { checked: 0 };
-    const facts = await this.v2Facts(batch, items);
+    const kinds = await this.v2Kinds(batch, items);
     let checked = 0;
     const flagged: Array<{ ws: string; jobId: string }> = [];
     items.forEach((it, i) => {
-      const [type, legacyWs] = facts[i]!;
-      if (type === 'none') return;
+      const kind = kinds[i]!;
+      if (kind === VerifyV2BatchReply.absent) return;
       checked++;
-      if (type !== 'hash') return this.suspects.addKey(it.key, MismatchKind.NonHash, `type ${type}`);
-      if (this.suspects.has(SuspectSet.pairId(it.ws, it.jobId))) return;
-      if (legacyWs !== it.ws) flagged.push(it);
+      if (kind === VerifyV2BatchReply.backed) return;
+      if (kind !== VerifyV2BatchReply.unbacked) return this.suspects.addKey(it.key, MismatchKind.NonHash, `type ${kind}`);
+      if (!this.suspects.has(SuspectSet.pairId(it.ws, it.jobId))) flagged.push(it);
     });
     await Promise.all(flagged.map((f) => this.checker.record(f.ws, f.jobId)));
     return { checked };
   }
 
-  /** Per v2 key: its type, and the workspace its legacy key names (null when absent or not a hash). */
-  private async v2Facts(batch: ScanBatch, items: Array<{ key: string; jobId: string }>): Promise<Array<[string, string | null]>> {
-    const { client, keys } = this.ctx;
+  /**
+   * Per v2 key: backed (its legacy record names its workspace: the legacy →
+   * v2 pass compares that pair whole), absent, an unbacked hash, or its type.
+   */
+  private async v2Kinds(batch: ScanBatch, items: Array<{ key: string; ws: string; jobId: string }>): Promise<string[]> {
+    const { keys } = this.ctx;
     if (!this.cluster) {
       const keyArgs: string[] = [];
       for (const it of items) keyArgs.push(it.key, keys.legacyJob(it.jobId));
-      const flat = await callScript<Array<string | null>>(batch.node, ScriptName.VerifyV2Batch, [keyArgs.length, ...keyArgs]);
-      return items.map((_, i) => [flat[i * 2] ?? 'none', flat[i * 2 + 1] ?? null]);
+      return callScript<string[]>(batch.node, ScriptName.VerifyV2Batch, [keyArgs.length, ...keyArgs, ...items.map((it) => it.ws)]);
     }
+    // Cluster: the two keys live on different masters; one field of the legacy record decides, the type only when unbacked.
     return mapLimit(items, PER_KEY_CONCURRENCY, async (it) => {
-      const [type, legacy] = await Promise.all([client.type(it.key), readRecord(client, keys.legacyJob(it.jobId))]);
-      return [type, fieldText(viewOf(legacy), JobField.WorkspaceId) ?? null] as [string, string | null];
+      if ((await this.legacyWorkspace(keys.legacyJob(it.jobId))) === it.ws) return VerifyV2BatchReply.backed;
+      const type = await this.ctx.client.type(it.key);
+      return type === 'none' ? VerifyV2BatchReply.absent : type === 'hash' ? VerifyV2BatchReply.unbacked : type;
     });
+  }
+
+  /** The workspace a legacy record names, or null when absent or not a hash. */
+  private async legacyWorkspace(key: string): Promise<string | null> {
+    try {
+      return await this.ctx.client.hget(key, JobField.WorkspaceId);
+    } catch (err) {
+      if (isReplyError(err) && replyMessage(err).startsWith('WRONGTYPE')) return null;
+      throw err;
+    }
   }
 
   private async indexBatch(batch: ScanBatch): Promise<Counters> {
