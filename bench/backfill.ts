@@ -75,13 +75,13 @@ async function waitPing(port: number): Promise<void> {
   }
 }
 
-interface Servers {
+export interface Servers {
   url: string;
   ports: number[];
   stop(): void;
 }
 
-async function startServers(cluster: boolean): Promise<Servers> {
+export async function startServers(cluster: boolean): Promise<Servers> {
   const count = cluster ? 3 : 1;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'orch-bench-'));
   const children: ChildProcess[] = [];
@@ -124,7 +124,7 @@ async function startServers(cluster: boolean): Promise<Servers> {
   return { url: `redis://127.0.0.1:${ports[0]}`, ports, stop };
 }
 
-function connect(s: Servers, cluster: boolean): Redis | Cluster {
+export function connect(s: Servers, cluster: boolean): Redis | Cluster {
   return cluster
     ? new Cluster([{ host: '127.0.0.1', port: s.ports[0]! }], { enableAutoPipelining: true })
     : new Redis({ host: '127.0.0.1', port: s.ports[0]! });
@@ -147,7 +147,7 @@ function jobFields(i: number, workspaces: number): string[] {
   ];
 }
 
-async function load(client: Redis | Cluster, jobs: number, workspaces: number): Promise<void> {
+export async function load(client: Redis | Cluster, jobs: number, workspaces: number): Promise<void> {
   const CHUNK = 2000;
   for (let start = 0; start < jobs; start += CHUNK * 4) {
     const batches: Array<Promise<unknown>> = [];
