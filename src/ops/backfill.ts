@@ -14,11 +14,15 @@
  *  - single node: one read script and one copy script per SCAN batch
  *    (backfill-batch.lua); the copy script checks the operator lock, so a run
  *    that lost its lease changes nothing;
- *  - Redis Cluster: source and target live in different slots. One pipeline
- *    reads the batch (HMGET + DUMP + PEXPIRETIME); absent targets are created
- *    with RESTORE … ABSTTL without REPLACE (create-if-absent); an existing
- *    target the source must win over is replaced with a compare-and-swap and
- *    the source re-read, until both agree. The lock is checked before every batch.
+ *  - Redis Cluster: source and target live in different slots, so each step
+ *    of a batch is one pipeline per master (src/ops/cluster-batch.ts): read
+ *    the sources (HMGET + DUMP + PEXPIRETIME), create the absent targets
+ *    (backfill-create.lua: RESTORE … ABSTTL without REPLACE, create-if-absent),
+ *    add the index entries (index-add.lua). The lock lives in a third slot:
+ *    it is checked before every batch, and every write script checks the
+ *    lease deadline (docs/design.md "Every mutation of a run is fenced by its
+ *    lock"). An existing target the source must win over is replaced with a
+ *    compare-and-swap and the source re-read, until both agree.
  *
  * A forward checkpoint belongs to a lineage: a move back to legacy voids it
  * and the next forward backfill rescans everything. Unmigratable records are
@@ -54,7 +58,7 @@ import {
 import type { GuardController, ThrottleSummary } from './guards/controller.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, mapLimit, PER_KEY_CONCURRENCY, runScan, type NodeScanResult, type ScanBatch } from './scan-engine.js';
 import { waitForWriters } from './settle.js';
-import { perMaster, settle, valueOf, type Reply } from './cluster-batch.js';
+import { perMaster, valueOf, type Reply } from './cluster-batch.js';
 import type { BackfillSummary } from './summaries.js';
 
 /** Checkpoint / operation name of a direction (a canary's reverse backfill has one of its own). */
@@ -513,7 +517,6 @@ class BatchMover {
       (p) => p.key,
       3,
       (pipe, p) => pipe.hmget(p.key, JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev).dumpBuffer(p.key).pexpiretime(p.key),
-      (p) => settle([client.hmget(p.key, JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev), client.dumpBuffer(p.key), client.pexpiretime(p.key)]),
     );
     const creates: ClusterCreate[] = [];
     for (let i = 0; i < parsed.length; i++) {
@@ -537,7 +540,7 @@ class BatchMover {
     }
     if (creates.length === 0) return;
     if (this.o.dryRun) {
-      const exists = await perMaster(client, creates, (x) => x.g.target, 1, (pipe, x) => pipe.exists(x.g.target), (x) => settle([client.exists(x.g.target)]));
+      const exists = await perMaster(client, creates, (x) => x.g.target, 1, (pipe, x) => pipe.exists(x.g.target));
       exists.forEach((r) => (Number(valueOf(r[0]!)) === 0 ? (c.copied! += 1) : (c.skipped! += 1)));
       return;
     }
@@ -549,7 +552,6 @@ class BatchMover {
       (x) => x.g.target,
       1,
       (pipe, x) => void (pipe as unknown as Record<string, (a: unknown[]) => unknown>)[ScriptName.BackfillCreate]!(createArgs(x)),
-      (x) => settle([callScript(client, ScriptName.BackfillCreate, createArgs(x))]),
     );
     const codes = new Array<number>(creates.length);
     const existing: number[] = [];
@@ -573,7 +575,6 @@ class BatchMover {
       (a) => a.index,
       1,
       (pipe, a) => void (pipe as unknown as Record<string, (a: unknown[]) => unknown>)[ScriptName.IndexAdd]!(a.args),
-      (a) => settle([callScript(client, ScriptName.IndexAdd, a.args)]),
     );
     for (const r of added) valueOf(r[0]!);
   }
@@ -593,7 +594,6 @@ class BatchMover {
       (x) => x.g.target,
       4,
       (pipe, x) => pipe.type(x.g.target).dumpBuffer(x.g.target).pexpiretime(x.g.target).hmget(x.g.target, JobField.WorkspaceId, JobField.Rev),
-      (x) => settle([client.type(x.g.target), client.dumpBuffer(x.g.target), client.pexpiretime(x.g.target), client.hmget(x.g.target, JobField.WorkspaceId, JobField.Rev)]),
     );
     const slow: number[] = [];
     items.forEach((x, k) => {

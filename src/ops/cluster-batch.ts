@@ -8,8 +8,11 @@
  *
  * The slot map is the cluster client's (`cluster.slots`). A key whose master
  * answers MOVED or ASK (a slot migrating or migrated, a failover) is never
- * skipped: its commands go again through the cluster client, which follows
- * the redirect, and the client refreshes its slot map for the next batch.
+ * skipped: its commands go again as a pipeline of their own through the
+ * cluster client, which follows the redirect (a pipeline whose commands all
+ * get the same redirect is resent whole; autopipelined single commands
+ * would mix keys, and a mixed pipeline with a write in it is not resent) and
+ * refreshes its slot map for the next batch.
  */
 import type { ChainableCommander, Cluster, Redis } from 'ioredis';
 import { ensureScripts, asScriptError } from '../core/scripts.js';
@@ -97,8 +100,9 @@ export class MasterRouter {
  * Runs `n` commands per item (all on that item's key, or keys of its slot),
  * grouped into one pipeline per master; returns each item's `n` replies in
  * order. Items whose master answered MOVED/ASK, or whose slot has no known
- * master, run again through `viaCluster` (the cluster client, which follows
- * redirects). Every other error is left in the replies for the caller.
+ * master, run again, each as a pipeline of its own on the cluster client
+ * (which follows redirects). Every other error is left in the replies for
+ * the caller.
  */
 export async function perMaster<T>(
   cluster: Cluster,
@@ -106,7 +110,6 @@ export async function perMaster<T>(
   keyOf: (item: T) => string,
   n: number,
   queue: (pipe: ChainableCommander, item: T) => void,
-  viaCluster: (item: T) => Promise<Reply[]>,
 ): Promise<Reply[][]> {
   const out: Reply[][] = new Array<Reply[]>(items.length);
   if (items.length === 0) return out;
@@ -135,16 +138,61 @@ export async function perMaster<T>(
     }),
   );
   if (stray.length > 0) {
-    // The slot moved (or is moving): the cluster client follows the redirect and refreshes its map.
-    const again = await Promise.all(stray.map((i) => viaCluster(items[i]!)));
+    const again = await Promise.all(stray.map((i) => redirected(cluster, items[i]!, keyOf, n, queue)));
     stray.forEach((i, k) => (out[i] = again[k]!));
   }
   return out;
 }
 
-/** Settles command promises into pipeline-style replies (for {@link perMaster}'s `viaCluster`). */
-export function settle(calls: Array<Promise<unknown>>): Promise<Reply[]> {
-  return Promise.all(calls.map((p) => p.then((v): Reply => [null, v], (err: unknown): Reply => [err instanceof Error ? err : new Error(String(err)), null])));
+/** Redirects one item may follow before the run fails (checkpoint kept). */
+const MAX_REDIRECTS = 16;
+
+/**
+ * One item whose master answered MOVED or ASK: its commands follow the
+ * redirect themselves, on the named node's connection (ASK: each command
+ * preceded by ASKING, as the cluster spec asks); a MOVED also refreshes the
+ * cluster client's slot map for the next batch. Followed by hand because the
+ * cluster client resends a pipeline only when no command in it succeeded
+ * with a write.
+ */
+async function redirected<T>(cluster: Cluster, item: T, keyOf: (item: T) => string, n: number, queue: (pipe: ChainableCommander, item: T) => void): Promise<Reply[]> {
+  let node = new MasterRouter(cluster).nodeFor(keyOf(item));
+  let asking = false;
+  const hops: string[] = [];
+  for (let hop = 0; hop < MAX_REDIRECTS; hop++) {
+    // Two nodes may disagree for a moment while a slot changes hands (MOVED back and forth): back off.
+    if (hop > 1) await new Promise((resolve) => setTimeout(resolve, Math.min(25 * hop, 250)));
+    if (node === null) throw new Error(`no known master serves the slot of ${keyOf(item)}`);
+    ensureScripts(node);
+    const pipe = node.pipeline();
+    queue(asking ? askingPipe(pipe) : pipe, item);
+    const replies = ((await pipe.exec()) ?? []) as Reply[];
+    const mine: Reply[] = asking ? replies.filter((_, i) => i % 2 === 1) : replies;
+    const redirect: Error | null | undefined = mine.find(([err]) => isRedirect(err))?.[0];
+    if (!redirect) return mine.slice(0, n);
+    const [kind, , addr]: string[] = redirect.message.split(' ');
+    hops.push(redirect.message);
+    if (kind === 'MOVED') cluster.refreshSlotsCache();
+    asking = kind === 'ASK';
+    node = cluster.nodes('all').find((x) => `${x.options.host ?? '127.0.0.1'}:${x.options.port ?? 6379}` === addr) ?? null;
+  }
+  throw new Error(`too many cluster redirects for ${keyOf(item)}: ${hops.join(', ')}`);
+}
+
+/** A pipeline in which every command is preceded by ASKING (the replies alternate: OK, the command's). */
+function askingPipe(pipe: ChainableCommander): ChainableCommander {
+  const proxy: ChainableCommander = new Proxy(pipe, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function' || prop === 'exec' || prop === 'asking') return value;
+      return (...args: unknown[]) => {
+        target.asking();
+        (value as (...a: unknown[]) => unknown).apply(target, args);
+        return proxy;
+      };
+    },
+  });
+  return proxy;
 }
 
 /** The value of a reply, or its error thrown (a lost lease as FencedError). */
