@@ -107,15 +107,22 @@ describe.skipIf(skipReason !== undefined)('the cluster path of backfill (private
       const r = slots.find(([a, b]) => slot >= a && slot <= b)!;
       return ids.indexOf(r[2]![2]);
     };
-    // Slots of the first 8 legacy records and of the v2 targets of the last 8 (not yet written when the move comes).
+    // All from one master to one other (only the importing node bumps its config epoch, so no older
+    // claim can win back a moved slot): slots of 8 early legacy records and of 8 late v2 targets.
+    const from = await owner(keySlot(keys.legacyJob(ledger[0]!.jobId)));
+    const to = (from + 1) % 3;
     const picked = new Set<number>();
-    for (const e of ledger.slice(0, 8)) picked.add(keySlot(keys.legacyJob(e.jobId)));
-    for (const e of ledger.slice(-8)) picked.add(keySlot(keys.v2Job(e.workspaceId, e.jobId)));
-    const moves: Array<{ slot: number; from: number; to: number }> = [];
-    for (const slot of picked) {
-      const from = await owner(slot);
-      moves.push({ slot, from, to: (from + 1) % 3 });
+    for (const e of ledger) {
+      if (picked.size >= 8) break;
+      const slot = keySlot(keys.legacyJob(e.jobId));
+      if ((await owner(slot)) === from) picked.add(slot);
     }
+    for (const e of [...ledger].reverse()) {
+      if (picked.size >= 16) break;
+      const slot = keySlot(keys.v2Job(e.workspaceId, e.jobId));
+      if ((await owner(slot)) === from) picked.add(slot);
+    }
+    const moves = [...picked].map((slot) => ({ slot, from, to }));
 
     const reshard = async (): Promise<void> => {
       for (const m of moves) await reshardOne(m).catch((err: unknown) => {
