@@ -42,6 +42,9 @@ export const CleanupUnlinkReply = {
 /** repair-cas.lua: verify --repair's compare-and-swap (and the cluster backfill's replace). */
 export const RepairCasReply = { done: 1, changed: 0, wrongType: -1, idConflict: -2 } as const;
 
+/** backfill-create.lua: the cluster backfill's fenced create-if-absent. */
+export const BackfillCreateReply = { created: 1, exists: 0 } as const;
+
 /** mirror-create.lua: create-if-absent. */
 export const MirrorCreateReply = { created: 1, exists: 0 } as const;
 

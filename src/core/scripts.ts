@@ -40,6 +40,8 @@ export const ScriptName = {
   WorkspaceTransitionStateOnly: 'orchWorkspaceTransitionStateOnly',
   WorkspaceOverridesCas: 'orchWorkspaceOverridesCas',
   MirrorCreate: 'orchMirrorCreate',
+  BackfillCreate: 'orchBackfillCreate',
+  IndexAdd: 'orchIndexAdd',
   WriterHeartbeat: 'orchWriterHeartbeat',
 } as const;
 export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
@@ -82,6 +84,8 @@ const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }>
   [ScriptName.WorkspaceTransitionStateOnly]: { file: 'workspace-transition.lua', numberOfKeys: 1 },
   [ScriptName.WorkspaceOverridesCas]: { file: 'workspace-overrides-cas.lua', numberOfKeys: 1 },
   [ScriptName.MirrorCreate]: { file: 'mirror-create.lua', numberOfKeys: 1 },
+  [ScriptName.BackfillCreate]: { file: 'backfill-create.lua', numberOfKeys: 1 },
+  [ScriptName.IndexAdd]: { file: 'index-add.lua', numberOfKeys: 1 },
   [ScriptName.WriterHeartbeat]: { file: 'writer-heartbeat.lua', numberOfKeys: 1 },
 };
 
@@ -137,6 +141,11 @@ export function callScript<T>(client: Redis | Cluster, name: string, args: Scrip
   return fn.call(client, args).catch((err: unknown) => {
     throw lockLost(err) ?? err;
   });
+}
+
+/** A script's error reply as callScript throws it: a lost lock as FencedError (for replies read from a pipeline). */
+export function asScriptError(err: unknown): unknown {
+  return lockLost(err) ?? err;
 }
 
 /**

@@ -14,11 +14,15 @@
  *  - single node: one read script and one copy script per SCAN batch
  *    (backfill-batch.lua); the copy script checks the operator lock, so a run
  *    that lost its lease changes nothing;
- *  - Redis Cluster: source and target live in different slots. One pipeline
- *    reads the batch (HMGET + DUMP + PEXPIRETIME); absent targets are created
- *    with RESTORE … ABSTTL without REPLACE (create-if-absent); an existing
- *    target the source must win over is replaced with a compare-and-swap and
- *    the source re-read, until both agree. The lock is checked before every batch.
+ *  - Redis Cluster: source and target live in different slots, so each step
+ *    of a batch is one pipeline per master (src/ops/cluster-batch.ts): read
+ *    the sources (HMGET + DUMP + PEXPIRETIME), create the absent targets
+ *    (backfill-create.lua: RESTORE … ABSTTL without REPLACE, create-if-absent),
+ *    add the index entries (index-add.lua). The lock lives in a third slot:
+ *    it is checked before every batch, and every write script checks the
+ *    lease deadline (docs/design.md "Every mutation of a run is fenced by its
+ *    lock"). An existing target the source must win over is replaced with a
+ *    compare-and-swap and the source re-read, until both agree.
  *
  * A forward checkpoint belongs to a lineage: a move back to legacy voids it
  * and the next forward backfill rescans everything. Unmigratable records are
@@ -26,14 +30,14 @@
  * never touched; accepted ones (`orch-migrate accept`) are counted apart.
  */
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { readWorkspaceStates, writeWorkspaceStates } from '../core/workspaces.js';
 import { ExitCode } from '../core/errors.js';
 import { JobField } from '../core/job.js';
 import { Layout, routeFor, type Phase } from '../core/phase.js';
 import { digestOf, rawRev, readRecord, snapshotField, snapshotOf, type RawRecord } from '../core/protocol.js';
 import { isCluster } from '../core/redis.js';
-import { BackfillBatchReply as BACKFILL_CODES, MirrorCreateReply, RepairCasReply } from '../core/script-replies.js';
+import { BackfillBatchReply as BACKFILL_CODES, BackfillCreateReply, RepairCasReply } from '../core/script-replies.js';
 import { callScript, ScriptName } from '../core/scripts.js';
 import { phaseOf, StateField, type MigrationState } from '../core/state.js';
 import { loadAccepted } from './accept.js';
@@ -55,6 +59,7 @@ import {
 import type { GuardController, ThrottleSummary } from './guards/controller.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, mapLimit, passComplete, PER_KEY_CONCURRENCY, runScan, type NodeScanResult, type ScanBatch } from './scan-engine.js';
 import { waitForWriters } from './settle.js';
+import { perMaster, valueOf, type Reply } from './cluster-batch.js';
 import type { BackfillSummary } from './summaries.js';
 
 /** Checkpoint / operation name of a direction (a canary's reverse backfill has one of its own). */
@@ -404,6 +409,14 @@ interface MoverOptions {
   maxListed: number;
 }
 
+/** One target to create on a cluster: the checked source and what was read of it. */
+interface ClusterCreate {
+  g: MigratableSource;
+  payload: Buffer;
+  /** Absolute expiry (unix ms), 0 = persistent. */
+  pexpireAt: number;
+}
+
 /** Attempts of the cluster compare-and-swap before the record is left to verify. */
 const CAS_ATTEMPTS = 5;
 
@@ -525,57 +538,125 @@ class BatchMover {
   }
 
   /**
-   * Redis Cluster: one pipeline on the source master reads HMGET + DUMP +
-   * PEXPIRETIME of the whole batch; absent targets are created with RESTORE
-   * … ABSTTL without REPLACE (create-if-absent, bytes and expiry exact); an
-   * existing target goes through {@link settleExisting}. The cluster client
-   * autopipelines the writes per master.
+   * Redis Cluster, one batch in three pipelined steps, each one pipeline per
+   * master ({@link perMaster}; a MOVED/ASK key goes through the cluster client):
+   *  1. read HMGET + DUMP + PEXPIRETIME of every source on its master;
+   *  2. create every target with backfill-create.lua on the target's master:
+   *     RESTORE … ABSTTL without REPLACE (create-if-absent, bytes and expiry
+   *     exact), refused past the lease deadline; the targets that already
+   *     exist are read back in one more pipeline and, unless that settles
+   *     them (equal bytes, another workspace, the target is the primary), go
+   *     through {@link settleExisting};
+   *  3. one index-add.lua per workspace index for the batch, also fenced by
+   *     the lease deadline, after the records exist.
    */
   private async processCluster(batch: ScanBatch, c: Counters, bad: UnmigratableRecord[]): Promise<void> {
     await assertLockHeld(this.ctx);
     const parsed = this.parse(batch.keys, bad);
     if (parsed.length === 0) return;
-    const pipe = batch.node.pipeline();
-    for (const p of parsed) {
-      pipe.hmget(p.key, JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev);
-      pipe.dumpBuffer(p.key);
-      pipe.pexpiretime(p.key);
-    }
-    const replies = (await pipe.exec()) ?? [];
-    await mapLimit(parsed, PER_KEY_CONCURRENCY, async (p, i) => {
-      const [hErr, hVal] = replies[i * 3] ?? [new Error('no reply'), null];
-      const [dErr, payload] = replies[i * 3 + 1] ?? [new Error('no reply'), null];
-      const [, pexpire] = replies[i * 3 + 2] ?? [null, -2];
+    const client = this.ctx.client as Cluster;
+    const reads = await perMaster(
+      client,
+      parsed,
+      (p) => p.key,
+      3,
+      (pipe, p) => pipe.hmget(p.key, JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev).dumpBuffer(p.key).pexpiretime(p.key),
+    );
+    const creates: ClusterCreate[] = [];
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i]!;
+      const [[hErr, hVal], [dErr, payload], [, pexpire]] = reads[i] as [Reply, Reply, Reply];
       if (hErr) {
         if (!/^WRONGTYPE/.test(hErr.message)) throw hErr;
-        return void bad.push({ key: p.key, reason: UnmigratableReason.WrongType, detail: await this.ctx.client.type(p.key) });
+        bad.push({ key: p.key, reason: UnmigratableReason.WrongType, detail: await client.type(p.key) });
+        continue;
       }
       if (dErr) throw dErr;
       const [ws, createdAt, rev] = hVal as Array<string | null>;
       if (payload === null || Number(pexpire) === -2) {
         c.skipped! += 1;
         c.vanished! += 1;
-        return;
+        continue;
       }
       const checked = checkSource(this.ctx.keys, this.o.direction, p, ws, createdAt, rev);
-      if (isUnmigratable(checked)) return void bad.push(checked);
-      if (this.o.dryRun) {
-        if ((await this.ctx.client.exists(checked.target)) === 0) c.copied! += 1;
-        else c.skipped! += 1;
-        return;
-      }
-      const at = Number(pexpire);
-      try {
-        if (at > 0) await this.ctx.client.restore(checked.target, at, payload as Buffer, 'ABSTTL');
-        else await this.ctx.client.restore(checked.target, 0, payload as Buffer);
-        c.copied! += 1;
-      } catch (err) {
-        if (!(err instanceof Error) || !/^BUSYKEY/.test(err.message)) throw err;
-        const code = await this.settleExisting(checked);
-        this.count(checked, code, c, bad);
-        if (code < 0) return;
-      }
-      if (checked.index !== null) await this.ctx.client.zadd(checked.index, checked.score, checked.jobId);
+      if (isUnmigratable(checked)) bad.push(checked);
+      else creates.push({ g: checked, payload: payload as Buffer, pexpireAt: Number(pexpire) > 0 ? Number(pexpire) : 0 });
+    }
+    if (creates.length === 0) return;
+    if (this.o.dryRun) {
+      const exists = await perMaster(client, creates, (x) => x.g.target, 1, (pipe, x) => pipe.exists(x.g.target));
+      exists.forEach((r) => (Number(valueOf(r[0]!)) === 0 ? (c.copied! += 1) : (c.skipped! += 1)));
+      return;
+    }
+    const deadline = leaseDeadline(this.ctx);
+    const createArgs = (x: ClusterCreate): Array<string | number | Buffer> => [x.g.target, deadline, x.pexpireAt, 'dump', x.payload];
+    const made = await perMaster(
+      client,
+      creates,
+      (x) => x.g.target,
+      1,
+      (pipe, x) => void (pipe as unknown as Record<string, (a: unknown[]) => unknown>)[ScriptName.BackfillCreate]!(createArgs(x)),
+    );
+    const codes = new Array<number>(creates.length);
+    const existing: number[] = [];
+    made.forEach((r, i) => {
+      if (Number(valueOf(r[0]!)) === BackfillCreateReply.created) codes[i] = BACKFILL_CODES.copied;
+      else existing.push(i);
+    });
+    if (existing.length > 0) await this.settleExistingBatch(client, existing.map((i) => creates[i]!), existing, codes);
+    const indexed = new Map<string, Array<string | number>>();
+    creates.forEach((x, i) => {
+      this.count(x.g, codes[i]!, c, bad);
+      if (codes[i]! < 0 || x.g.index === null) return;
+      let members = indexed.get(x.g.index);
+      if (!members) indexed.set(x.g.index, (members = []));
+      members.push(x.g.score, x.g.jobId);
+    });
+    const adds = [...indexed].map(([index, members]) => ({ index, args: [index, deadline, ...members] }));
+    const added = await perMaster(
+      client,
+      adds,
+      (a) => a.index,
+      1,
+      (pipe, a) => void (pipe as unknown as Record<string, (a: unknown[]) => unknown>)[ScriptName.IndexAdd]!(a.args),
+    );
+    for (const r of added) valueOf(r[0]!);
+  }
+
+  /**
+   * Targets that already existed: one pipeline per master reads TYPE, the
+   * owner, rev, DUMP and PEXPIRETIME of each. Settled here without another
+   * round trip: not a hash, another workspace's job (an id conflict, never
+   * touched), the same bytes and expiry as the source, or (mode 'target') a
+   * primary that stays. The rest (vanished meanwhile, or a source that must
+   * win over a different target) go through {@link settleExisting}.
+   */
+  private async settleExistingBatch(client: Cluster, items: ClusterCreate[], at: number[], codes: number[]): Promise<void> {
+    const reads = await perMaster(
+      client,
+      items,
+      (x) => x.g.target,
+      4,
+      (pipe, x) => pipe.type(x.g.target).dumpBuffer(x.g.target).pexpiretime(x.g.target).hmget(x.g.target, JobField.WorkspaceId, JobField.Rev),
+    );
+    const slow: number[] = [];
+    items.forEach((x, k) => {
+      const type = valueOf<string>(reads[k]![0]!);
+      const payload = valueOf<Buffer | null>(reads[k]![1]!);
+      const pexpire = Number(valueOf(reads[k]![2]!));
+      const [oErr, oVal] = reads[k]![3]!;
+      if (type === 'none') return void slow.push(k);
+      if (type !== 'hash') return void (codes[at[k]!] = BACKFILL_CODES.targetWrongType);
+      if (oErr) throw oErr;
+      const [owner = null, rev = null] = oVal as Array<string | null>;
+      if (owner !== null && owner !== x.g.workspaceId) return void (codes[at[k]!] = BACKFILL_CODES.idConflict);
+      if (payload !== null && payload.equals(x.payload) && (pexpire > 0 ? pexpire : 0) === x.pexpireAt) return void (codes[at[k]!] = BACKFILL_CODES.skipped);
+      if (this.modeOf(x.g.workspaceId) === 'target') return void (codes[at[k]!] = rev === null || /^[0-9]*$/.test(rev) ? BACKFILL_CODES.skipped : BACKFILL_CODES.targetBadRev);
+      slow.push(k);
+    });
+    // Rare (a rerun over changed records, a record expiring meanwhile): one record at a time, bounded.
+    await mapLimit(slow, PER_KEY_CONCURRENCY, async (k) => {
+      codes[at[k]!] = await this.settleExisting(items[k]!.g);
     });
   }
 
@@ -595,8 +676,8 @@ class BatchMover {
       if (target.type === 'none') {
         // Expired or deleted meanwhile: the create-if-absent path applies again.
         const snap = snapshotOf(source)!;
-        const made = await callScript<number>(client, ScriptName.MirrorCreate, [g.target, snap.pexpireAt > 0 ? snap.pexpireAt : 0, ...snap.fields]);
-        if (made === MirrorCreateReply.created) return BACKFILL_CODES.copied;
+        const made = await callScript<number>(client, ScriptName.BackfillCreate, [g.target, leaseDeadline(this.ctx), snap.pexpireAt > 0 ? snap.pexpireAt : 0, 'fields', ...snap.fields]);
+        if (made === BackfillCreateReply.created) return BACKFILL_CODES.copied;
         continue;
       }
       if (target.type !== 'hash') return BACKFILL_CODES.targetWrongType;

@@ -18,7 +18,8 @@
  *     its workspace with rev ≤ the v2 record's rev. On one node a batch script
  *     checks that and the operator lock atomically (cleanup-batch.lua); on a
  *     cluster the lock is checked before every batch and each key goes
- *     through cleanup-unlink.lua. Everything else is kept and recorded in the
+ *     through cleanup-unlink.lua (fenced by the lease deadline), one
+ *     pipeline per master (src/ops/cluster-batch.ts). Everything else is kept and recorded in the
  *     findings hash; accepted keys (`orch-migrate accept`) are kept as
  *     `accepted`, not as problems;
  *  6. store a CleanupSummary in last_cleanup (fenced).
@@ -48,6 +49,8 @@ import type { GuardController, ThrottleSummary } from './guards/controller.js';
 import { checkSource, isUnmigratable, parseSourceKey, UnmigratableReason } from './migratable.js';
 import { convertQueueRefs, type QueueConversion } from './queue-refs.js';
 import { runScan, type ScanBatch } from './scan-engine.js';
+import { perMaster, valueOf } from './cluster-batch.js';
+import type { Cluster } from 'ioredis';
 import { waitForWriters } from './settle.js';
 import type { CleanupSummary } from './summaries.js';
 import { runTransition } from './transition.js';
@@ -301,19 +304,18 @@ class BatchCleaner {
   /** kind, workspace_id and rev of each legacy record (on the node it came from). */
   private async readLegacy(batch: ScanBatch, keyList: string[]): Promise<Array<Array<string | null>>> {
     if (!this.cluster) return readFieldsBatch(batch.node, keyList, [JobField.WorkspaceId, JobField.Rev]);
-    const p = batch.node.pipeline();
-    for (const k of keyList) {
-      p.type(k);
-      p.hmget(k, JobField.WorkspaceId, JobField.Rev);
-    }
-    const replies = (await p.exec()) ?? [];
-    return keyList.map((_, i) => {
-      const [tErr, type] = replies[i * 2] ?? [null, null];
-      const [hErr, vals] = replies[i * 2 + 1] ?? [null, null];
-      if (tErr) throw tErr;
+    const client = this.ctx.client as Cluster;
+    const replies = await perMaster(
+      client,
+      keyList,
+      (k) => k,
+      2,
+      (pipe, k) => pipe.type(k).hmget(k, JobField.WorkspaceId, JobField.Rev),
+    );
+    return replies.map(([t, h]) => {
+      const type = valueOf<string>(t!);
       if (type !== 'hash') return [String(type), null, null];
-      if (hErr) throw hErr;
-      const [ws, rev] = (vals as Array<string | null>) ?? [null, null];
+      const [ws, rev] = (valueOf<Array<string | null>>(h!) ?? [null, null]);
       return ['hash', ws ?? null, rev ?? null];
     });
   }
@@ -340,32 +342,48 @@ class BatchCleaner {
     candidates.forEach((r, i) => this.outcome(r, Number(codes[i]), keep, c));
   }
 
-  /** Cluster: the v2 rev of each (any node), then a single-key check-and-unlink per legacy record. */
+  /**
+   * Cluster: the v2 rev of each candidate in one pipeline per v2 master, then
+   * a single-key check-and-unlink (cleanup-unlink.lua, fenced by the lease
+   * deadline) per legacy record in one pipeline per legacy master
+   * (src/ops/cluster-batch.ts; a MOVED/ASK key goes through the cluster client).
+   */
   private async deletePerKey(candidates: Candidate[], keep: (k: KeptKey) => void, c: Counters): Promise<void> {
-    const client = this.ctx.client;
-    const v2 = await Promise.all(
-      candidates.map(async (r) => {
-        const type = await client.type(r.target);
-        if (type !== 'hash') return { type, rev: null as string | null, ws: null as string | null };
-        const [rev, ws] = await client.hmget(r.target, JobField.Rev, JobField.WorkspaceId);
-        return { type, rev: rev ?? null, ws: ws ?? null };
-      }),
+    const client = this.ctx.client as Cluster;
+    const reads = await perMaster(
+      client,
+      candidates,
+      (r) => r.target,
+      2,
+      (pipe, r) => pipe.type(r.target).hmget(r.target, JobField.Rev, JobField.WorkspaceId),
     );
-    await Promise.all(
-      candidates.map(async (r, i) => {
-        const v = v2[i]!;
-        if (v.type === 'none') return this.outcome(r, R.v2Missing, keep, c);
-        if (v.type !== 'hash') return this.outcome(r, R.v2ForeignType, keep, c, `${r.target} is a ${v.type}`);
-        if (v.ws !== r.workspaceId) return this.outcome(r, R.v2WorkspaceMismatch, keep, c);
-        const v2Rev = parseRev(v.rev);
-        if (v2Rev === null) return this.outcome(r, R.v2InvalidRev, keep, c, describeInput(v.rev ?? ''));
-        if (v2Rev < r.legacyRev) return this.outcome(r, R.v2Older, keep, c, `legacy rev ${r.legacyRev} > v2 rev ${v2Rev}`);
-        if (!this.execute) return this.outcome(r, R.unlinked, keep, c);
-        assertLegacyKey(this.ctx.keys, r.key);
-        const code = await callScript<number>(client, ScriptName.CleanupUnlink, [r.key, v2Rev, r.workspaceId, leaseDeadline(this.ctx)]);
-        this.outcome(r, code, keep, c, code === CleanupUnlinkReply.v2Older ? `legacy rev rose above v2 rev ${v2Rev}` : undefined);
-      }),
+    const unlink: Array<{ r: Candidate; v2Rev: number }> = [];
+    candidates.forEach((r, i) => {
+      const type = valueOf<string>(reads[i]![0]!);
+      if (type === 'none') return this.outcome(r, R.v2Missing, keep, c);
+      if (type !== 'hash') return this.outcome(r, R.v2ForeignType, keep, c, `${r.target} is a ${type}`);
+      const [rev = null, ws = null] = valueOf<Array<string | null>>(reads[i]![1]!);
+      if (ws !== r.workspaceId) return this.outcome(r, R.v2WorkspaceMismatch, keep, c);
+      const v2Rev = parseRev(rev);
+      if (v2Rev === null) return this.outcome(r, R.v2InvalidRev, keep, c, describeInput(rev ?? ''));
+      if (v2Rev < r.legacyRev) return this.outcome(r, R.v2Older, keep, c, `legacy rev ${r.legacyRev} > v2 rev ${v2Rev}`);
+      if (!this.execute) return this.outcome(r, R.unlinked, keep, c);
+      assertLegacyKey(this.ctx.keys, r.key);
+      unlink.push({ r, v2Rev });
+    });
+    const deadline = leaseDeadline(this.ctx);
+    const args = (u: { r: Candidate; v2Rev: number }): Array<string | number> => [u.r.key, u.v2Rev, u.r.workspaceId, deadline];
+    const done = await perMaster(
+      client,
+      unlink,
+      (u) => u.r.key,
+      1,
+      (pipe, u) => void (pipe as unknown as Record<string, (a: unknown[]) => unknown>)[ScriptName.CleanupUnlink]!(args(u)),
     );
+    unlink.forEach((u, i) => {
+      const code = Number(valueOf(done[i]![0]!));
+      this.outcome(u.r, code, keep, c, code === CleanupUnlinkReply.v2Older ? `legacy rev rose above v2 rev ${u.v2Rev}` : undefined);
+    });
   }
 }
 

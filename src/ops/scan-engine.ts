@@ -52,9 +52,12 @@
  */
 import type { Redis } from 'ioredis';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { InterruptedError, OrchError, RedisUnavailableError } from '../core/errors.js';
+import { ExitCode, InterruptedError, OrchError, RedisUnavailableError } from '../core/errors.js';
 import type { Keyspace } from '../core/keys.js';
-import { masterNodes, nodeAddress, type RedisClient } from '../core/redis.js';
+import { isCluster, masterNodes, nodeAddress, type RedisClient } from '../core/redis.js';
+import { createHash } from 'node:crypto';
+import type { Cluster } from 'ioredis';
+import { keySlot } from './cluster-batch.js';
 import { sleep } from '../core/state.js';
 import { loadCheckpoint, saveCheckpointMeta, saveNodeCheckpoint, type CheckpointMeta, type Counters, type NodeCheckpoint } from './checkpoint.js';
 
@@ -420,17 +423,119 @@ class NodeScanner {
 }
 
 /** Creates the scanners of a run from the saved checkpoint (a node whose run_id changed starts at 0). */
-async function scannersFor(client: RedisClient, keys: Keyspace, opts: ScanEngineOptions): Promise<{ scanners: NodeScanner[]; meta: CheckpointMeta | null; allNodes: number }> {
+async function scannersFor(
+  client: RedisClient,
+  keys: Keyspace,
+  opts: ScanEngineOptions,
+  slots: string | null,
+): Promise<{ scanners: NodeScanner[]; meta: CheckpointMeta | null; allNodes: number }> {
   const all = masterNodes(client).map((node) => ({ addr: nodeAddress(node), node }));
   const selected = selectShard(all, opts.shard);
   const loaded = opts.op !== null && !opts.restart ? await loadCheckpoint(client, keys, opts.op) : null;
-  const cp = loaded && (opts.resumeIf?.(loaded.meta) ?? true) ? loaded : { meta: null, nodes: [] as NodeCheckpoint[] };
+  // Slots that moved between masters since the checkpoint void every cursor (a key may have moved behind one).
+  const sameSlots = (meta: CheckpointMeta | null): boolean => slots === null || meta?.options?.slots === undefined || meta.options.slots === slots;
+  const cp = loaded && (opts.resumeIf?.(loaded.meta) ?? true) && sameSlots(loaded.meta) ? loaded : { meta: null, nodes: [] as NodeCheckpoint[] };
   const byAddr = new Map(cp.nodes.map((n) => [n.node, n]));
   const rows = await Promise.all(selected.map(async ({ addr, node }) => ({ addr, node, runId: await nodeRunId(node), cp: byAddr.get(addr) })));
   // A checkpoint in which every selected node is done is a finished pass: start a new one.
   const finished = rows.length > 0 && rows.every((r) => r.cp && r.cp.done && r.cp.runId === r.runId);
   const scanners = rows.map((r) => new NodeScanner(r.addr, r.node, r.runId, finished ? undefined : r.cp, !finished && r.cp !== undefined && r.cp.runId === r.runId));
   return { scanners, meta: cp.meta, allNodes: all.length };
+}
+
+/** Rounds of {@link sweepMovedSlots} before a run that keeps seeing slots move gives up (checkpoint kept). */
+const MAX_SLOT_SWEEPS = 3;
+/** How long the slot map must stay the same, with no slot migrating, before moved slots are swept. */
+const SLOTS_STABLE_MS = 1000;
+/** How long a run waits at its end for a resharding in progress to finish. */
+const SLOTS_SETTLE_MAX_MS = 60_000;
+
+function reshardingError(): OrchError {
+  return new OrchError('Cluster slots kept moving between masters at the end of the scan: keys may have moved behind a cursor', {
+    code: 'ERR_CLUSTER_RESHARDING',
+    exitCode: ExitCode.Unavailable,
+    suggestion: 'Rerun once the resharding is over; progress is checkpointed (a checkpoint taken before the slots moved is rescanned from the start).',
+  });
+}
+
+/** A master that has a slot MIGRATING or IMPORTING (CLUSTER NODES shows `[slot->-id]` / `[slot-<-id]` on its own line). */
+async function anyMigrating(client: Cluster): Promise<boolean> {
+  const views = await Promise.all(client.nodes('master').map((n) => n.cluster('NODES') as Promise<string>));
+  return views.some((v) => v.split('\n').some((line) => line.includes('myself') && line.includes('[')));
+}
+
+/**
+ * The slot map once it is settled: unchanged since `start` with nothing
+ * migrating (the usual case: one CLUSTER SLOTS, one CLUSTER NODES per master),
+ * or else the same for {@link SLOTS_STABLE_MS} with nothing migrating.
+ */
+async function settledOwners(client: Cluster, start: string[], signal: AbortSignal): Promise<string[]> {
+  let last = await slotOwners(client);
+  if (movedSlots(start, last).size === 0 && !(await anyMigrating(client))) return last;
+  const deadline = Date.now() + SLOTS_SETTLE_MAX_MS;
+  for (;;) {
+    await sleep(SLOTS_STABLE_MS, signal);
+    const now = await slotOwners(client);
+    if (movedSlots(last, now).size === 0 && !(await anyMigrating(client))) return now;
+    if (Date.now() > deadline) throw reshardingError();
+    last = now;
+  }
+}
+
+/** The owning master (`host:port`) of every slot, from a refreshed slot map of the cluster client. */
+async function slotOwners(client: Cluster): Promise<string[]> {
+  await new Promise<void>((resolve, reject) => client.refreshSlotsCache((err) => (err ? reject(err) : resolve())));
+  const out = new Array<string>(16384);
+  for (let i = 0; i < 16384; i++) out[i] = client.slots[i]?.[0] ?? '';
+  return out;
+}
+
+function digestOf(owners: string[]): string {
+  return createHash('sha1').update(owners.join(',')).digest('hex').slice(0, 16);
+}
+
+function movedSlots(before: string[], after: string[]): Set<number> {
+  const moved = new Set<number>();
+  for (let i = 0; i < before.length; i++) if (before[i] !== after[i]) moved.add(i);
+  return moved;
+}
+
+/**
+ * Processes again every key of the moved slots, on the masters that own them
+ * now (a full SCAN of each, keeping only those slots' keys): SCAN guarantees
+ * nothing for keys that moved in behind a cursor. Done by every run whose
+ * shard held the slot before or holds it now (processing is idempotent).
+ * Counters go to the scanner of the master that had the slot.
+ */
+async function sweepMovedSlots(run: ScanRun, client: Cluster, scanners: NodeScanner[], before: string[], after: string[], moved: Set<number>): Promise<void> {
+  const mine = new Set(scanners.map((s) => s.addr));
+  const targets = new Map<string, Set<number>>();
+  for (const slot of moved) {
+    if (!mine.has(before[slot]!) && !mine.has(after[slot]!)) continue;
+    let set = targets.get(after[slot]!);
+    if (!set) targets.set(after[slot]!, (set = new Set()));
+    set.add(slot);
+  }
+  const nodes = new Map(client.nodes('master').map((n) => [nodeAddress(n), n]));
+  const typeArgs = run.opts.type ? ['TYPE', run.opts.type] : [];
+  const count = Math.max(1, run.opts.batchSize ?? DEFAULT_BATCH_SIZE);
+  for (const [addr, slots] of targets) {
+    const node = nodes.get(addr);
+    if (!node) throw new RedisUnavailableError(addr, 'a slot moved to a master this run cannot reach; checkpoint kept, rerun to resume');
+    let cursor = '0';
+    do {
+      const [next, found] = (await node.scan(cursor, 'MATCH', run.opts.match, 'COUNT', count, ...(typeArgs as []))) as [string, string[]];
+      cursor = next;
+      const keys = found.filter((k) => slots.has(keySlot(k)));
+      if (keys.length === 0) continue;
+      if (run.stopped()) return;
+      const inc = await run.opts.process({ node, nodeAddr: addr, keys });
+      const owner = scanners.find((s) => s.addr === before[keySlot(keys[0]!)]) ?? scanners.find((s) => s.addr === addr) ?? scanners[0]!;
+      addCounters(owner.counters, { ...inc, scanned: keys.length });
+      addCounters(owner.runCounters, { ...inc, scanned: keys.length });
+      run.progress();
+    } while (cursor !== '0');
+  }
 }
 
 /** Sums the counters of the scanners. */
@@ -478,7 +583,8 @@ export async function passComplete(
 /** Runs one scan over every selected master. See the module header for the contract. */
 export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEngineOptions): Promise<ScanEngineResult> {
   const started = Date.now();
-  const { scanners, meta, allNodes } = await scannersFor(client, keys, opts);
+  let owners = isCluster(client) ? await slotOwners(client) : null;
+  const { scanners, meta, allNodes } = await scannersFor(client, keys, opts, owners && digestOf(owners));
   const resumed = scanners.some((s) => s.resumedFrom !== null);
   if (!resumed) await opts.onFreshPass?.();
   if (opts.op !== null) {
@@ -487,7 +593,7 @@ export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEng
       startedAt: resumed && meta ? meta.startedAt : Date.now(),
       epoch: opts.epoch ?? meta?.epoch ?? 0,
       ...(opts.lineage === undefined ? {} : { lineage: opts.lineage }),
-      options: { match: opts.match, ...(opts.type ? { type: opts.type } : {}), ...(opts.meta ?? {}) },
+      options: { match: opts.match, ...(opts.type ? { type: opts.type } : {}), ...(opts.meta ?? {}), ...(owners ? { slots: digestOf(owners) } : {}) },
     });
   }
 
@@ -518,6 +624,17 @@ export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEng
   });
   try {
     await Promise.all(scanners.map((s) => s.scan(run).catch(run.fail)));
+    // Slots that moved to another master during the run: their keys may have landed behind that master's cursor.
+    for (let round = 0; owners !== null && !run.stopped() && scanners.every((s) => s.done); round++) {
+      const now = await settledOwners(client as Cluster, owners, opts.signal);
+      const moved = movedSlots(owners, now);
+      if (moved.size === 0) break;
+      if (round >= MAX_SLOT_SWEEPS) throw reshardingError();
+      await sweepMovedSlots(run, client as Cluster, scanners, owners, now, moved);
+      owners = now;
+    }
+  } catch (err) {
+    run.fail(err);
   } finally {
     for (const off of closers) off();
   }
