@@ -11,6 +11,7 @@ import { Keyspace } from '../../src/core/keys.js';
 import type { RedisClient } from '../../src/core/redis.js';
 import {
   ApplyIfNewerReply,
+  BackfillCreateReply,
   BackfillBatchReply,
   CleanupBatchReply,
   CleanupUnlinkReply,
@@ -34,6 +35,7 @@ const TABLES: Record<string, Record<string, number>> = {
   'cleanup-unlink.lua': CleanupUnlinkReply,
   'repair-cas.lua': RepairCasReply,
   'mirror-create.lua': MirrorCreateReply,
+  'backfill-create.lua': BackfillCreateReply,
   'index-drop-dangling.lua': IndexDropDanglingReply,
   'verify-batch.lua': VerifyBatchReply,
   'lock-release.lua': LockReleaseReply,
