@@ -123,7 +123,7 @@ export class RedisUnavailableError extends OrchError {
       exitCode: ExitCode.Unavailable,
       // A Sentinel target is found through the sentinels, not the URL (src/core/sentinel.ts describeSentinelTarget).
       suggestion: / via sentinel /.test(address)
-        ? 'Check that the sentinels (--sentinel / ORCH_SENTINELS) are reachable and monitor that master name (--sentinel-master); a failover in progress ends by itself. Progress is checkpointed, rerun to resume.'
+        ? 'Check that the sentinels (--sentinel / ORCH_SENTINELS) are reachable and monitor that master name (--sentinel-master); a failover in progress ends by itself; progress is checkpointed, rerun to resume.'
         : 'Check that Redis is running and reachable (--redis-url / REDIS_URL); progress is checkpointed, rerun to resume.',
       ...opts,
     });

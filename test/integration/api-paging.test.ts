@@ -165,8 +165,11 @@ describe('GET /ai/jobs paging (real Redis)', () => {
                 if (cursor === null) break;
               }
               expect(cursor, path).toBeNull();
-              expect(seen.length, path).toBe(new Set(seen).size);
-              expect([...seen].sort(), path).toEqual([...ids].sort());
+              // Never skips, on both paths. The legacy path may repeat a job when Redis resizes its
+              // table between two pages (docs/design.md "Known limits"), which the keys of earlier
+              // runs, deleted on this server, make happen; v2 never repeats.
+              expect([...new Set(seen)].sort(), path).toEqual([...ids].sort());
+              if (path === 'v2') expect(seen.length, path).toBe(ids.length);
             }
           } finally {
             await api.close();
