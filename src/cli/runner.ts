@@ -214,10 +214,15 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
       lagAtStart = await replicaLag(client as Redis, reader);
       // A replica cut off from its master may be any age: reading it would verify the past.
       if (lagAtStart.linkStatus !== 'up') {
-        throw new RedisUnavailableError(lagAtStart.address, `the replica's link to its master is ${lagAtStart.linkStatus}, so its data may be far behind; reading from it was refused`);
+        throw new RedisUnavailableError(
+          lagAtStart.address,
+          `the replica's link to its master is ${lagAtStart.linkStatus}, so its data may be far behind; reading from it was refused`,
+        );
       }
     }
     if (mutating) {
+      // Before anything changes, say where: at 3 a.m. the wrong REDIS_URL is the costliest mistake.
+      out.line(`target: ${safe(address)}, prefix ${keys.prefix}`);
       // A state record edited into nonsense is a config error (exit 2) before anything is written:
       // taking the lock would bump lock_fence inside the very record the operator is repairing.
       await state.read();
@@ -257,7 +262,9 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
         await state.appendHistory(spec.name, actor, { exitCode: code, ...spec.historySummary(result), ...(readFrom ? { readFrom } : {}) });
       } catch (err) {
         // The run is done and its result printed: a lost audit line must not turn success into a failure.
-        out.warn(`warning: the run finished, but its history entry could not be written (${safe(toOrchError(err).message)}); the state record holds its summary`);
+        out.warn(
+          `warning: the run finished, but its history entry could not be written (${safe(toOrchError(err).message)}); the state record holds its summary`,
+        );
       }
     }
     return code;

@@ -68,6 +68,24 @@ describe('CLI output contract', () => {
     expect(r.stdout.trim().split(' ')).toEqual(Array.from({ length: 20 }, () => '0'));
   });
 
+  it('a mutating command names its target (host, prefix) on stderr before acting; a read-only one does not', async () => {
+    const p2 = uniquePrefix('clitarget');
+    const { url } = topologyUrl('standalone');
+    const own = await coreClient('standalone');
+    try {
+      const status = await runCli([...target(url, p2), 'status']);
+      expect(status.stderr).not.toMatch(/^target:/m);
+      const r = await runCli([...target(url, p2), '--json', 'enable-dual-write', '--reason', 'target line', '--settle-ms', '100']);
+      expect(r.code, r.stderr).toBe(0);
+      const host = new URL(url).host;
+      // The first line, before preflight or the transition say anything.
+      expect(r.stderr.split('\n')[0]).toBe(`target: ${host}, prefix ${p2}`);
+      expect(r.stdout).not.toMatch(/target:/);
+    } finally {
+      await cleanupClient(own, p2);
+    }
+  });
+
   it('--json: stdout is exactly one JSON object; human text never goes there', async () => {
     const r = await runCli([...args, '--json', 'status']);
     expect(r.code).toBe(0);
@@ -75,7 +93,11 @@ describe('CLI output contract', () => {
     expect(r.json).toMatchObject({ phase: 'legacy', epoch: 0 });
     const bad = await runCli([...args, '--json', 'backfill', '--batch-size', 'lots']);
     expect(bad.code).toBe(2);
-    expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, exitCode: 2, error: { message: '--batch-size: expected an integer from 1 to 100000, got "lots"' } });
+    expect(JSON.parse(bad.stdout)).toMatchObject({
+      ok: false,
+      exitCode: 2,
+      error: { message: '--batch-size: expected an integer from 1 to 100000, got "lots"' },
+    });
   });
 
   it('hostile key names are escaped in human output and exact in JSON', async () => {
