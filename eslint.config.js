@@ -6,9 +6,26 @@ import tseslint from 'typescript-eslint';
 // Node globals for plain JS files (TS files are checked by tsc, so no-undef is off there).
 const nodeGlobals = Object.fromEntries(
   [
-    'process', 'console', 'Buffer', 'URL', 'URLSearchParams', 'AbortController', 'AbortSignal',
-    'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'clearImmediate',
-    'queueMicrotask', 'structuredClone', 'fetch', 'TextEncoder', 'TextDecoder', 'performance', 'globalThis',
+    'process',
+    'console',
+    'Buffer',
+    'URL',
+    'URLSearchParams',
+    'AbortController',
+    'AbortSignal',
+    'setTimeout',
+    'clearTimeout',
+    'setInterval',
+    'clearInterval',
+    'setImmediate',
+    'clearImmediate',
+    'queueMicrotask',
+    'structuredClone',
+    'fetch',
+    'TextEncoder',
+    'TextDecoder',
+    'performance',
+    'globalThis',
   ].map((name) => [name, 'readonly']),
 );
 

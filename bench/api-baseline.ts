@@ -132,7 +132,12 @@ async function sequentialHttp(port: number, n: number, reqs: Array<{ path: strin
   }
 }
 
-async function underLoad(port: number, connections: number, durationSec: number, reqs: Array<{ path: string; headers: Record<string, string> }>): Promise<LoadFigures> {
+async function underLoad(
+  port: number,
+  connections: number,
+  durationSec: number,
+  reqs: Array<{ path: string; headers: Record<string, string> }>,
+): Promise<LoadFigures> {
   const r = await autocannon({
     url: `http://127.0.0.1:${port}`,
     connections,
@@ -188,7 +193,10 @@ export async function runApiBaselineBench(opts: ApiBaselineOptions): Promise<Api
     await state.transition({ from: Phase.DualWrite, to: Phase.ReadNew, expectedEpoch: t1.epoch, fence: null, reason: 'api baseline bench' });
 
     // Shuffled once; every measurement cycles over the same order.
-    const order = tokens.map((t) => ({ t, k: Math.random() })).sort((a, b) => a.k - b.k).map(({ t }) => t);
+    const order = tokens
+      .map((t) => ({ t, k: Math.random() }))
+      .sort((a, b) => a.k - b.k)
+      .map(({ t }) => t);
 
     log('api baseline: direct ioredis reads…');
     for (let i = 0; i < 200; i++) await directPage(redis, keys, order[i % order.length]!.ws);

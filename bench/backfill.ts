@@ -144,7 +144,9 @@ export async function startServers(cluster: boolean): Promise<Servers> {
   process.once('exit', stop);
   await Promise.all(ports.map(waitPing));
   if (cluster) {
-    const r = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+    const r = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      encoding: 'utf8',
+    });
     if (r.status !== 0) throw new Error(`redis-cli --cluster create failed: ${r.stderr}`);
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -175,16 +177,26 @@ export function connect(s: Servers, cluster: boolean): Redis | Cluster {
 function jobFields(i: number, workspaces: number): string[] {
   const created = new Date(1_700_000_000_000 + i * 37_000).toISOString();
   return [
-    'job_id', `job-${i}`,
-    'workspace_id', `ws-${i % workspaces}`,
-    'action', 'summarize_document',
-    'params', `{"doc":"d-${i}","lang":"en","api_key":"sk-${(i * 7919) % 100000}"}`,
-    'status', i % 4 === 0 ? 'succeeded' : 'queued',
-    'result', i % 4 === 0 ? `{"summary":"s-${i}","tokens":${i % 900}}` : '',
-    'error', '',
-    'created_at', created,
-    'updated_at', created,
-    'rev', String(1 + (i % 5)),
+    'job_id',
+    `job-${i}`,
+    'workspace_id',
+    `ws-${i % workspaces}`,
+    'action',
+    'summarize_document',
+    'params',
+    `{"doc":"d-${i}","lang":"en","api_key":"sk-${(i * 7919) % 100000}"}`,
+    'status',
+    i % 4 === 0 ? 'succeeded' : 'queued',
+    'result',
+    i % 4 === 0 ? `{"summary":"s-${i}","tokens":${i % 900}}` : '',
+    'error',
+    '',
+    'created_at',
+    created,
+    'updated_at',
+    created,
+    'rev',
+    String(1 + (i % 5)),
   ];
 }
 
@@ -248,33 +260,35 @@ export async function runCli(opts: RunCliOptions): Promise<ChildRun & { stdout: 
   const usageFile = path.join(usageDir, 'usage.json');
   const cpuBefore = opts.redisCpu === false ? null : await redisCpuUs(servers.ports);
   const started = performance.now();
-  const run = await new Promise<{ code: number | null; stdout: string; stderr: string; polled: { cpuUs: number | null; hwmKb: number | null } }>((resolve, reject) => {
-    const child = spawn(process.execPath, cliArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_CHILD_USAGE_FILE: usageFile } });
-    let stdout = '';
-    let stderr = '';
-    const polled = { cpuUs: null as number | null, hwmKb: null as number | null };
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    // The fallback when the child dies before its exit handler: the last values the kernel showed.
-    const poll = setInterval(() => {
-      try {
-        const t = parseProcStat(readFileSync(`/proc/${child.pid}/stat`, 'utf8'));
-        polled.cpuUs = t.userUs + t.systemUs;
-        const hwm = parseVmHwmKb(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (hwm !== null) polled.hwmKb = Math.max(polled.hwmKb ?? 0, hwm);
-      } catch {
-        // exited
-      }
-    }, 50);
-    child.on('error', (err) => {
-      clearInterval(poll);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearInterval(poll);
-      resolve({ code, stdout, stderr, polled });
-    });
-  });
+  const run = await new Promise<{ code: number | null; stdout: string; stderr: string; polled: { cpuUs: number | null; hwmKb: number | null } }>(
+    (resolve, reject) => {
+      const child = spawn(process.execPath, cliArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BENCH_CHILD_USAGE_FILE: usageFile } });
+      let stdout = '';
+      let stderr = '';
+      const polled = { cpuUs: null as number | null, hwmKb: null as number | null };
+      child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      // The fallback when the child dies before its exit handler: the last values the kernel showed.
+      const poll = setInterval(() => {
+        try {
+          const t = parseProcStat(readFileSync(`/proc/${child.pid}/stat`, 'utf8'));
+          polled.cpuUs = t.userUs + t.systemUs;
+          const hwm = parseVmHwmKb(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+          if (hwm !== null) polled.hwmKb = Math.max(polled.hwmKb ?? 0, hwm);
+        } catch {
+          // exited
+        }
+      }, 50);
+      child.on('error', (err) => {
+        clearInterval(poll);
+        reject(err);
+      });
+      child.on('close', (code) => {
+        clearInterval(poll);
+        resolve({ code, stdout, stderr, polled });
+      });
+    },
+  );
   const wallMs = performance.now() - started;
   const cpuAfter = cpuBefore === null ? null : await redisCpuUs(servers.ports);
   let usageText: string | null;
@@ -428,7 +442,10 @@ export async function runShardsBench(opts: { jobs: number; workspaces: number; l
     const failed = shards.find((r) => r.exitCode !== 0);
     const message = (r: ChildRun): string => {
       const err = r.json?.error;
-      const text = typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string' ? (err as { message: string }).message : (r.stderrTail ?? '').trim().split('\n').pop() ?? '';
+      const text =
+        typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string'
+          ? (err as { message: string }).message
+          : ((r.stderrTail ?? '').trim().split('\n').pop() ?? '');
       return `exit ${String(r.exitCode)}${text ? `: ${text.slice(0, 200)}` : ''}`;
     };
     let verify: ChildRun | null = null;

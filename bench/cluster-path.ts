@@ -118,10 +118,16 @@ export async function runClusterPathBench(opts: { jobs: number; workspaces: numb
     await both(s, opts.cluster, ['--json', 'verify', '--round-delay', '50ms']);
     await both(s, opts.cluster, ['--json', 'flip-read', '--reason', 'bench']);
     await both(s, opts.cluster, ['--json', 'verify', '--round-delay', '50ms']);
-    out.push(await step(s, opts.cluster, 'cleanup --execute', ['--json', 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'bench'], (j) => Number((j.counts as { scanned?: number } | undefined)?.scanned ?? j.scanned)));
+    out.push(
+      await step(s, opts.cluster, 'cleanup --execute', ['--json', 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'bench'], (j) =>
+        Number((j.counts as { scanned?: number } | undefined)?.scanned ?? j.scanned),
+      ),
+    );
     log(JSON.stringify(out.at(-1)));
     out.push(
-      await step(s, opts.cluster, 'reverse backfill (rollback)', ['--json', 'rollback', '--execute', '--reason', 'bench'], (j) => Number((j.reverseBackfill as { scanned?: number } | undefined)?.scanned ?? 0)),
+      await step(s, opts.cluster, 'reverse backfill (rollback)', ['--json', 'rollback', '--execute', '--reason', 'bench'], (j) =>
+        Number((j.reverseBackfill as { scanned?: number } | undefined)?.scanned ?? 0),
+      ),
     );
     log(JSON.stringify(out.at(-1)));
     return out;
@@ -146,9 +152,13 @@ async function main(): Promise<void> {
     if (only !== '' && only !== (cluster ? 'cluster' : 'standalone')) continue;
     for (const f of await runClusterPathBench({ jobs, workspaces, cluster, log })) rows.push({ mode: cluster ? 'cluster (3 masters)' : 'one node', ...f });
   }
-  process.stdout.write('| topology | step | keys | wall s | keys/s | client CPU µs/key | Redis CPU µs/key (all masters) | fixed client CPU ms |\n|---|---|---|---|---|---|---|---|\n');
+  process.stdout.write(
+    '| topology | step | keys | wall s | keys/s | client CPU µs/key | Redis CPU µs/key (all masters) | fixed client CPU ms |\n|---|---|---|---|---|---|---|---|\n',
+  );
   for (const r of rows) {
-    process.stdout.write(`| ${r.mode} | ${r.step} | ${r.keys} | ${(r.wallMs / 1000).toFixed(1)} | ${r.keysPerSecond} | ${r.clientCpuUsPerKey} | ${r.redisCpuUsPerKey} | ${r.fixedClientCpuMs} |\n`);
+    process.stdout.write(
+      `| ${r.mode} | ${r.step} | ${r.keys} | ${(r.wallMs / 1000).toFixed(1)} | ${r.keysPerSecond} | ${r.clientCpuUsPerKey} | ${r.redisCpuUsPerKey} | ${r.fixedClientCpuMs} |\n`,
+    );
   }
 }
 

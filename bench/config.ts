@@ -85,8 +85,12 @@ export function benchConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
   const quick = env.BENCH_QUICK === '1' || env.BENCH_QUICK === 'true';
   const d = quick ? QUICK : FULL;
   const skip = new Set<BenchPart>();
-  for (const raw of (env.BENCH_SKIP ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    if (!(BENCH_PARTS as readonly string[]).includes(raw)) throw new Error(`BENCH_SKIP: unknown part ${JSON.stringify(raw)} (parts: ${BENCH_PARTS.join(', ')})`);
+  for (const raw of (env.BENCH_SKIP ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    if (!(BENCH_PARTS as readonly string[]).includes(raw))
+      throw new Error(`BENCH_SKIP: unknown part ${JSON.stringify(raw)} (parts: ${BENCH_PARTS.join(', ')})`);
     skip.add(raw as BenchPart);
   }
   const clusterJobs = int(env, 'BENCH_CLUSTER_JOBS', d.clusterJobs);

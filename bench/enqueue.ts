@@ -197,7 +197,8 @@ async function main(argv: string[]): Promise<void> {
     else if (a === '--redis-url') url = v;
     else throw new Error(`unknown flag ${a}`);
   }
-  if (!Number.isInteger(ops) || ops < 1 || !Number.isInteger(warmup) || warmup < 0) throw new Error('--ops and --warmup take non-negative integers (--ops at least 1)');
+  if (!Number.isInteger(ops) || ops < 1 || !Number.isInteger(warmup) || warmup < 0)
+    throw new Error('--ops and --warmup take non-negative integers (--ops at least 1)');
   const server = url === null ? await spawnRedisServer() : null;
   try {
     const r = await runEnqueueBench({ redisUrl: url ?? server!.url, ops, warmup });

@@ -91,7 +91,29 @@ async function loadBenchShape(r: Redis, jobs: number): Promise<void> {
     for (let i = start; i < Math.min(jobs, start + 5000); i++) {
       const created = new Date(1_700_000_000_000 + i * 37_000).toISOString();
       const key = `${PREFIX}:jobs:job-${i}`;
-      p.hset(key, 'job_id', `job-${i}`, 'workspace_id', `ws-${i % 200}`, 'action', 'summarize_document', 'params', `{"doc":"d-${i}","lang":"en","api_key":"sk-${(i * 7919) % 100000}"}`, 'status', i % 4 === 0 ? 'succeeded' : 'queued', 'result', i % 4 === 0 ? `{"summary":"s-${i}","tokens":${i % 900}}` : '', 'error', '', 'created_at', created, 'updated_at', created, 'rev', String(1 + (i % 5)));
+      p.hset(
+        key,
+        'job_id',
+        `job-${i}`,
+        'workspace_id',
+        `ws-${i % 200}`,
+        'action',
+        'summarize_document',
+        'params',
+        `{"doc":"d-${i}","lang":"en","api_key":"sk-${(i * 7919) % 100000}"}`,
+        'status',
+        i % 4 === 0 ? 'succeeded' : 'queued',
+        'result',
+        i % 4 === 0 ? `{"summary":"s-${i}","tokens":${i % 900}}` : '',
+        'error',
+        '',
+        'created_at',
+        created,
+        'updated_at',
+        created,
+        'rev',
+        String(1 + (i % 5)),
+      );
       if (i % 10 === 0) p.pexpire(key, 86_400_000 + i);
     }
     await p.exec();
@@ -105,7 +127,23 @@ async function loadOtherShape(r: Redis, jobs: number): Promise<void> {
     for (let i = start; i < Math.min(jobs, start + 5000); i++) {
       const id = `${(i * 2654435761) % 4294967296}-${i.toString(36).padStart(8, '0')}-aaaa-bbbb-${String(i).padStart(12, '0')}`;
       const key = `${PREFIX}:jobs:${id}`;
-      p.hset(key, 'job_id', id, 'workspace_id', `tenant-${i % 5000}`, 'action', i % 2 ? 'embed' : 'transcribe_audio_file', 'params', JSON.stringify({ url: `https://files.example.com/${id}/input.bin`, options: { lang: 'de', speakers: i % 7 } }), 'status', 'running', 'created_at', new Date(1_750_000_000_000 + i * 1000).toISOString(), 'rev', String(i % 9));
+      p.hset(
+        key,
+        'job_id',
+        id,
+        'workspace_id',
+        `tenant-${i % 5000}`,
+        'action',
+        i % 2 ? 'embed' : 'transcribe_audio_file',
+        'params',
+        JSON.stringify({ url: `https://files.example.com/${id}/input.bin`, options: { lang: 'de', speakers: i % 7 } }),
+        'status',
+        'running',
+        'created_at',
+        new Date(1_750_000_000_000 + i * 1000).toISOString(),
+        'rev',
+        String(i % 9),
+      );
       if (i % 3 === 0) p.pexpire(key, 7 * 86_400_000);
     }
     await p.exec();
@@ -199,7 +237,15 @@ async function projection(shape: string, jobs: number, load: (r: Redis, n: numbe
     const bf = await cli(s.url, ['--json', 'backfill']);
     if (bf.code !== 0) throw new Error(`backfill exited ${String(bf.code)}: ${bf.stderr.slice(-500)}`);
     const measured = (await settled(r)) - before;
-    return { shape, jobs, projectedBytes: proj.growthBytes, measuredBytes: measured, errorPct: Math.round(((proj.growthBytes - measured) / measured) * 1000) / 10, perJobBytes: proj.perJobBytes, indexBytes: proj.indexBytes };
+    return {
+      shape,
+      jobs,
+      projectedBytes: proj.growthBytes,
+      measuredBytes: measured,
+      errorPct: Math.round(((proj.growthBytes - measured) / measured) * 1000) / 10,
+      perJobBytes: proj.perJobBytes,
+      indexBytes: proj.indexBytes,
+    };
   });
 }
 
@@ -298,7 +344,10 @@ export async function runGuardsBench(opts: GuardsBenchOptions): Promise<GuardsBe
   });
   probeFigures.push(await probedBackfill(opts.jobs, 'backfill, unguarded (no --max-latency-ms)', [], log));
   probeFigures.push(await probedBackfill(opts.jobs, `backfill --max-latency-ms ${opts.maxLatencyMs}`, ['--max-latency-ms', String(opts.maxLatencyMs)], log));
-  const proj = [await projection(`bench shape: 200 workspaces, ~400 B in 10 fields, 10% TTL`, opts.jobs, loadBenchShape, log), await projection('5,000 small workspaces, 36-char ids, hashtable hashes, 33% TTL', Math.round(opts.jobs / 2), loadOtherShape, log)];
+  const proj = [
+    await projection(`bench shape: 200 workspaces, ~400 B in 10 fields, 10% TTL`, opts.jobs, loadBenchShape, log),
+    await projection('5,000 small workspaces, 36-char ids, hashtable hashes, 33% TTL', Math.round(opts.jobs / 2), loadOtherShape, log),
+  ];
   return { probe: probeFigures, projection: proj, controlPause: await controlPause(log), replicaStall: await replicaStall(log) };
 }
 
@@ -311,7 +360,10 @@ export function guardsTable(g: GuardsBenchResult): string {
   for (const p of g.probe) lines.push(`| ${p.phase} | ${p.p50Ms.toFixed(2)} | ${p.p99Ms.toFixed(2)} | ${p.maxMs.toFixed(1)} | ${fmt(p.keysPerSecond)} |`);
   lines.push('', 'Memory: `preflight` projection against the `used_memory` growth the backfill caused (settled):', '');
   lines.push('| data | jobs | projected MB | measured MB | error | per job B | index MB |', '|---|---:|---:|---:|---:|---:|---:|');
-  for (const p of g.projection) lines.push(`| ${p.shape} | ${fmt(p.jobs)} | ${mb(p.projectedBytes)} | ${mb(p.measuredBytes)} | ${p.errorPct > 0 ? '+' : ''}${p.errorPct}% | ${fmt(p.perJobBytes)} | ${mb(p.indexBytes)} |`);
+  for (const p of g.projection)
+    lines.push(
+      `| ${p.shape} | ${fmt(p.jobs)} | ${mb(p.projectedBytes)} | ${mb(p.measuredBytes)} | ${p.errorPct > 0 ? '+' : ''}${p.errorPct}% | ${fmt(p.perJobBytes)} | ${mb(p.indexBytes)} |`,
+    );
   lines.push(
     '',
     `Stopping a run: \`control pause\` from a second process → the run's committed count stopped moving after ${fmt(g.controlPause.toStoppedMs)} ms (${fmt(g.controlPause.keysAfterPause)} keys in flight finished), its heartbeat said "paused" after ${fmt(g.controlPause.toReportedMs)} ms (process start of the control command included). ` +

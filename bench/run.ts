@@ -72,7 +72,12 @@ function opRow(run: string, masters: number, jobs: number, op: string, r: ChildR
 }
 
 function backfillSection(main: BackfillBenchResult | null, cluster: BackfillBenchResult | null, series: BackfillBenchResult[]): string {
-  const lines = ['## Backfill and verify', '', '`orch-migrate` as a child process against throwaway Redis servers on loopback. keys/s = jobs ÷ wall time; CPU per key = CPU ÷ jobs.', ''];
+  const lines = [
+    '## Backfill and verify',
+    '',
+    '`orch-migrate` as a child process against throwaway Redis servers on loopback. keys/s = jobs ÷ wall time; CPU per key = CPU ÷ jobs.',
+    '',
+  ];
   lines.push('| run | masters | jobs | operation | wall s | keys/s | Redis CPU µs/key | client CPU µs/key | peak RSS MB | ok |');
   lines.push('|---|---:|---:|---|---:|---:|---:|---:|---:|---|');
   for (const r of [main, cluster]) {
@@ -81,14 +86,21 @@ function backfillSection(main: BackfillBenchResult | null, cluster: BackfillBenc
   }
   const seed = main?.seedLoop;
   if (seed) {
-    lines.push(`| seed loop | 1 | ${fmt(seed.keys)} | SCAN, then HGETALL + HSET per key, one awaited call at a time | ${sec(seed.ms)} | ${fmt(seed.keysPerSecond)} | ${fx(seed.redisCpuUsPerKey)} | ${fx(seed.clientCpuUsPerKey)} | – | – |`);
-    lines.push('', `Backfill is **${main?.ratioToSeedLoop ?? '–'}×** the seed loop's keys/s (the seed loop ran on the same server, after verify; its client CPU is the bench process's own).`);
+    lines.push(
+      `| seed loop | 1 | ${fmt(seed.keys)} | SCAN, then HGETALL + HSET per key, one awaited call at a time | ${sec(seed.ms)} | ${fmt(seed.keysPerSecond)} | ${fx(seed.redisCpuUsPerKey)} | ${fx(seed.clientCpuUsPerKey)} | – | – |`,
+    );
+    lines.push(
+      '',
+      `Backfill is **${main?.ratioToSeedLoop ?? '–'}×** the seed loop's keys/s (the seed loop ran on the same server, after verify; its client CPU is the bench process's own).`,
+    );
   }
   const src = [main?.backfill, main?.verify, cluster?.backfill, cluster?.verify].filter((r): r is ChildRun => !!r).map((r) => r.usageSource);
-  if (src.some((s) => s !== 'resource-usage')) lines.push('', `Client CPU source of some runs: ${[...new Set(src)].join(', ')} (see "How to read the report").`);
+  if (src.some((s) => s !== 'resource-usage'))
+    lines.push('', `Client CPU source of some runs: ${[...new Set(src)].join(', ')} (see "How to read the report").`);
   if (series.length > 0) {
     lines.push('', '| RSS series: jobs | backfill keys/s | backfill peak RSS MB |', '|---:|---:|---:|');
-    for (const r of [...series, ...(main ? [main] : [])].sort((a, b) => a.jobs - b.jobs)) lines.push(`| ${fmt(r.jobs)} | ${fmt(r.backfill.keysPerSecond)} | ${fmt(r.backfill.peakRssMb)} |`);
+    for (const r of [...series, ...(main ? [main] : [])].sort((a, b) => a.jobs - b.jobs))
+      lines.push(`| ${fmt(r.jobs)} | ${fmt(r.backfill.keysPerSecond)} | ${fmt(r.backfill.peakRssMb)} |`);
   }
   return lines.join('\n');
 }
@@ -97,22 +109,44 @@ function shardsSection(s: ShardsBenchResult, one: BackfillBenchResult | null): s
   const lines = ['## Two concurrent shards', ''];
   lines.push(`\`backfill --shard 0/2\` and \`--shard 1/2\` started together on a fresh ${s.masters}-master cluster of ${fmt(s.jobs)} jobs, then \`verify\`.`);
   if (!s.available || s.note) lines.push('', `**${s.available ? 'Failed' : 'Not available'}**: ${s.note ?? ''}`);
-  lines.push('', '| run | wall s | keys/s | Redis CPU µs/key | client CPU µs/key (sum of processes) | peak RSS MB (largest) | verify clean |', '|---|---:|---:|---:|---:|---:|---|');
+  lines.push(
+    '',
+    '| run | wall s | keys/s | Redis CPU µs/key | client CPU µs/key (sum of processes) | peak RSS MB (largest) | verify clean |',
+    '|---|---:|---:|---:|---:|---:|---|',
+  );
   const peak = s.shards.reduce<number | null>((m, r) => (r.peakRssMb === null ? m : Math.max(m ?? 0, r.peakRssMb)), null);
-  lines.push(`| two shard processes at once | ${sec(s.wallMs)} | ${fmt(s.keysPerSecond)} | ${fx(s.redisCpuUsPerKey)} | ${fx(s.clientCpuUsPerKey)} | ${fmt(peak)} | ${s.verify ? String(s.clean) : '–'} |`);
-  if (one) lines.push(`| one process (the cluster run above, ${fmt(one.jobs)} jobs) | ${sec(one.backfill.wallMs)} | ${fmt(one.backfill.keysPerSecond)} | ${fx(one.backfill.redisCpuUsPerKey)} | ${fx(one.backfill.clientCpuUsPerKey)} | ${fmt(one.backfill.peakRssMb)} | ${one.verify ? String(one.verify.json?.ok === true && one.verify.json.mismatches === 0) : '–'} |`);
-  for (const [i, r] of s.shards.entries()) lines.push('', `Shard ${i}/2: exit ${String(r.exitCode)}, ${sec(r.wallMs)} s, scanned ${fmt(typeof r.json?.scanned === 'number' ? r.json.scanned : null)}.`);
-  lines.push('', 'All the servers and both processes share this machine\'s cores: the wall-clock figure shows that shards can run at once, not how they scale on separate machines (use the CPU per key for that).');
+  lines.push(
+    `| two shard processes at once | ${sec(s.wallMs)} | ${fmt(s.keysPerSecond)} | ${fx(s.redisCpuUsPerKey)} | ${fx(s.clientCpuUsPerKey)} | ${fmt(peak)} | ${s.verify ? String(s.clean) : '–'} |`,
+  );
+  if (one)
+    lines.push(
+      `| one process (the cluster run above, ${fmt(one.jobs)} jobs) | ${sec(one.backfill.wallMs)} | ${fmt(one.backfill.keysPerSecond)} | ${fx(one.backfill.redisCpuUsPerKey)} | ${fx(one.backfill.clientCpuUsPerKey)} | ${fmt(one.backfill.peakRssMb)} | ${one.verify ? String(one.verify.json?.ok === true && one.verify.json.mismatches === 0) : '–'} |`,
+    );
+  for (const [i, r] of s.shards.entries())
+    lines.push(
+      '',
+      `Shard ${i}/2: exit ${String(r.exitCode)}, ${sec(r.wallMs)} s, scanned ${fmt(typeof r.json?.scanned === 'number' ? r.json.scanned : null)}.`,
+    );
+  lines.push(
+    '',
+    "All the servers and both processes share this machine's cores: the wall-clock figure shows that shards can run at once, not how they scale on separate machines (use the CPU per key for that).",
+  );
   return lines.join('\n');
 }
 
 function enqueueSection(raw: unknown): string {
   const rows = findLatencyRows(raw);
   const t = enqueueTargetRows(rows);
-  const lines = ['## Enqueue latency per phase', '', 'Sequential enqueues, one at a time (bench/enqueue.ts), next to the seed\'s writes measured in the same run.', ''];
+  const lines = [
+    '## Enqueue latency per phase',
+    '',
+    "Sequential enqueues, one at a time (bench/enqueue.ts), next to the seed's writes measured in the same run.",
+    '',
+  ];
   if (rows.length === 0) return [...lines, 'No latency rows were found in what bench/enqueue.ts returned (its raw result is in the JSON report).'].join('\n');
   lines.push('| variant | p50 µs | p99 µs | p50 vs seed single write |', '|---|---:|---:|---:|');
-  for (const r of rows) lines.push(`| ${r.label} | ${fmt(r.p50Us)} | ${fmt(r.p99Us)} | ${t.seedSingle ? `${(r.p50Us / t.seedSingle.p50Us).toFixed(2)}×` : '–'} |`);
+  for (const r of rows)
+    lines.push(`| ${r.label} | ${fmt(r.p50Us)} | ${fmt(r.p99Us)} | ${t.seedSingle ? `${(r.p50Us / t.seedSingle.p50Us).toFixed(2)}×` : '–'} |`);
   return lines.join('\n');
 }
 
@@ -125,9 +159,13 @@ function apiSection(a: ApiBaselineResult): string {
   );
   lines.push('| what | one at a time p50 µs | p99 µs | under load req/s | load p50 ms | load p99 ms | errors |', '|---|---:|---:|---:|---:|---:|---:|');
   lines.push(`| direct ioredis: ZRANGE + ${a.pageSize} HGETALL in one pipeline | ${fx(a.direct.p50Us, 0)} | ${fx(a.direct.p99Us, 0)} | – | – | – | – |`);
-  lines.push(`| bare fastify route doing the same reads | ${fx(a.bare.sequential.p50Us, 0)} | ${fx(a.bare.sequential.p99Us, 0)} | ${fmt(a.bare.load.requestsPerSec)} | ${a.bare.load.p50Ms} | ${a.bare.load.p99Ms} | ${a.bare.load.errors + a.bare.load.non2xx} |`);
-  lines.push(`| the API | ${fx(a.api.sequential.p50Us, 0)} | ${fx(a.api.sequential.p99Us, 0)} | ${fmt(a.api.load.requestsPerSec)} | ${a.api.load.p50Ms} | ${a.api.load.p99Ms} | ${a.api.load.errors + a.api.load.non2xx} |`);
-  lines.push('', 'Where the API\'s time goes: each per-request part timed alone in-process on a real page (median µs per request):', '');
+  lines.push(
+    `| bare fastify route doing the same reads | ${fx(a.bare.sequential.p50Us, 0)} | ${fx(a.bare.sequential.p99Us, 0)} | ${fmt(a.bare.load.requestsPerSec)} | ${a.bare.load.p50Ms} | ${a.bare.load.p99Ms} | ${a.bare.load.errors + a.bare.load.non2xx} |`,
+  );
+  lines.push(
+    `| the API | ${fx(a.api.sequential.p50Us, 0)} | ${fx(a.api.sequential.p99Us, 0)} | ${fmt(a.api.load.requestsPerSec)} | ${a.api.load.p50Ms} | ${a.api.load.p99Ms} | ${a.api.load.errors + a.api.load.non2xx} |`,
+  );
+  lines.push('', "Where the API's time goes: each per-request part timed alone in-process on a real page (median µs per request):", '');
   lines.push('| part | µs per request |', '|---|---:|');
   for (const b of a.breakdown) lines.push(`| ${b.part} | ${fx(b.usPerRequest)} |`);
   const sum = a.breakdown.filter((b) => !b.part.startsWith('cursor: open')).reduce((x, b) => x + b.usPerRequest, 0);
@@ -137,16 +175,34 @@ function apiSection(a: ApiBaselineResult): string {
 }
 
 function apiPathsSection(runs: ApiBenchResult[]): string {
-  const lines = ['## API read paths and the seed\'s listing loops', '', '`GET /ai/jobs?limit=50` (autocannon, 10 connections, 200 workspaces), legacy path (phase legacy) and v2 (read-new):', ''];
+  const lines = [
+    "## API read paths and the seed's listing loops",
+    '',
+    '`GET /ai/jobs?limit=50` (autocannon, 10 connections, 200 workspaces), legacy path (phase legacy) and v2 (read-new):',
+    '',
+  ];
   lines.push('| jobs | read path | p50 ms | p99 ms | req/s | errors | one request at a time, ms |', '|---:|---|---:|---:|---:|---:|---:|');
-  for (const r of runs) for (const p of [r.paths.legacy, r.paths.v2]) lines.push(`| ${fmt(r.jobs)} | ${p.path} | ${p.p50Ms.toFixed(1)} | ${p.p99Ms.toFixed(1)} | ${fmt(p.requestsPerSec)} | ${p.errors + p.non2xx} | ${p.sequentialAvgMs.toFixed(1)} |`);
+  for (const r of runs)
+    for (const p of [r.paths.legacy, r.paths.v2])
+      lines.push(
+        `| ${fmt(r.jobs)} | ${p.path} | ${p.p50Ms.toFixed(1)} | ${p.p99Ms.toFixed(1)} | ${fmt(p.requestsPerSec)} | ${p.errors + p.non2xx} | ${p.sequentialAvgMs.toFixed(1)} |`,
+      );
   lines.push('', '| jobs | seed loop | ms per page | SCAN calls per page |', '|---:|---|---:|---:|');
-  for (const r of runs) for (const l of [r.seed.v2ScanMatch, r.seed.legacyScanFilter]) lines.push(`| ${fmt(r.jobs)} | ${l.name} | ${l.avgMs.toFixed(1)} | ${fmt(l.avgScanCalls)} |`);
+  for (const r of runs)
+    for (const l of [r.seed.v2ScanMatch, r.seed.legacyScanFilter])
+      lines.push(`| ${fmt(r.jobs)} | ${l.name} | ${l.avgMs.toFixed(1)} | ${fmt(l.avgScanCalls)} |`);
   return lines.join('\n');
 }
 
 /** Every target of issue 13, from this run's figures. */
-export function targets(r: { main: BackfillBenchResult | null; cluster: BackfillBenchResult | null; shards: ShardsBenchResult | null; enqueue: unknown; api: ApiBaselineResult | null; cfg: BenchConfig }): TargetResult[] {
+export function targets(r: {
+  main: BackfillBenchResult | null;
+  cluster: BackfillBenchResult | null;
+  shards: ShardsBenchResult | null;
+  enqueue: unknown;
+  api: ApiBaselineResult | null;
+  cfg: BenchConfig;
+}): TargetResult[] {
   const out: TargetResult[] = [];
   const skipped = (part: string): string => `${part} not run`;
   const e = r.enqueue === undefined ? null : enqueueTargetRows(findLatencyRows(r.enqueue));
@@ -166,38 +222,114 @@ export function targets(r: { main: BackfillBenchResult | null; cluster: Backfill
   out.push(enq('enqueue p50, new-only ÷ seed single write', e?.newOnly, 1.1));
   const m = r.main;
   const mainNote = m ? (m.verify ? undefined : 'verify not run') : skipped('standalone');
-  out.push(evaluateTarget({ name: `verify wall ÷ backfill wall, one node, ${fmt(m?.jobs ?? r.cfg.jobs)} jobs`, measured: m?.verify?.wallMs ?? null, baseline: m?.backfill.wallMs ?? null, bound: 'max', limit: 1, unit: 'ms', ...(mainNote ? { unavailable: mainNote } : {}) }));
-  out.push(evaluateTarget({ name: 'verify Redis CPU per job ÷ backfill Redis CPU per job, one node', measured: m?.verify?.redisCpuUsPerKey ?? null, baseline: m?.backfill.redisCpuUsPerKey ?? null, bound: 'max', limit: 1, unit: 'µs', ...(mainNote ? { unavailable: mainNote } : {}) }));
+  out.push(
+    evaluateTarget({
+      name: `verify wall ÷ backfill wall, one node, ${fmt(m?.jobs ?? r.cfg.jobs)} jobs`,
+      measured: m?.verify?.wallMs ?? null,
+      baseline: m?.backfill.wallMs ?? null,
+      bound: 'max',
+      limit: 1,
+      unit: 'ms',
+      ...(mainNote ? { unavailable: mainNote } : {}),
+    }),
+  );
+  out.push(
+    evaluateTarget({
+      name: 'verify Redis CPU per job ÷ backfill Redis CPU per job, one node',
+      measured: m?.verify?.redisCpuUsPerKey ?? null,
+      baseline: m?.backfill.redisCpuUsPerKey ?? null,
+      bound: 'max',
+      limit: 1,
+      unit: 'µs',
+      ...(mainNote ? { unavailable: mainNote } : {}),
+    }),
+  );
   const c = r.cluster;
   const clusterNote = !c ? skipped('cluster') : !m ? skipped('standalone') : undefined;
-  out.push(evaluateTarget({ name: 'client CPU per key, backfill: 3-master cluster ÷ one node', measured: c?.backfill.clientCpuUsPerKey ?? null, baseline: m?.backfill.clientCpuUsPerKey ?? null, bound: 'max', limit: 2, unit: 'µs', ...(clusterNote ? { unavailable: clusterNote } : {}) }));
-  out.push(evaluateTarget({ name: 'client CPU per key, verify: 3-master cluster ÷ one node', measured: c?.verify?.clientCpuUsPerKey ?? null, baseline: m?.verify?.clientCpuUsPerKey ?? null, bound: 'max', limit: 2, unit: 'µs', ...(clusterNote ? { unavailable: clusterNote } : {}) }));
+  out.push(
+    evaluateTarget({
+      name: 'client CPU per key, backfill: 3-master cluster ÷ one node',
+      measured: c?.backfill.clientCpuUsPerKey ?? null,
+      baseline: m?.backfill.clientCpuUsPerKey ?? null,
+      bound: 'max',
+      limit: 2,
+      unit: 'µs',
+      ...(clusterNote ? { unavailable: clusterNote } : {}),
+    }),
+  );
+  out.push(
+    evaluateTarget({
+      name: 'client CPU per key, verify: 3-master cluster ÷ one node',
+      measured: c?.verify?.clientCpuUsPerKey ?? null,
+      baseline: m?.verify?.clientCpuUsPerKey ?? null,
+      bound: 'max',
+      limit: 2,
+      unit: 'µs',
+      ...(clusterNote ? { unavailable: clusterNote } : {}),
+    }),
+  );
   const a = r.api;
   const apiNote = a ? undefined : skipped('api');
-  out.push(evaluateTarget({ name: 'API v2 page of 50, one at a time: p50 ÷ direct ioredis reads p50', measured: a?.api.sequential.p50Us ?? null, baseline: a?.direct.p50Us ?? null, bound: 'max', limit: 2, unit: 'µs', ...(apiNote ? { unavailable: apiNote } : {}) }));
-  out.push(evaluateTarget({ name: 'API under autocannon (10 connections): req/s ÷ bare fastify route req/s', measured: a?.api.load.requestsPerSec ?? null, baseline: a?.bare.load.requestsPerSec ?? null, bound: 'min', limit: 0.6, unit: 'req/s', ...(apiNote ? { unavailable: apiNote } : {}) }));
+  out.push(
+    evaluateTarget({
+      name: 'API v2 page of 50, one at a time: p50 ÷ direct ioredis reads p50',
+      measured: a?.api.sequential.p50Us ?? null,
+      baseline: a?.direct.p50Us ?? null,
+      bound: 'max',
+      limit: 2,
+      unit: 'µs',
+      ...(apiNote ? { unavailable: apiNote } : {}),
+    }),
+  );
+  out.push(
+    evaluateTarget({
+      name: 'API under autocannon (10 connections): req/s ÷ bare fastify route req/s',
+      measured: a?.api.load.requestsPerSec ?? null,
+      baseline: a?.bare.load.requestsPerSec ?? null,
+      bound: 'min',
+      limit: 0.6,
+      unit: 'req/s',
+      ...(apiNote ? { unavailable: apiNote } : {}),
+    }),
+  );
   const s = r.shards;
   if (!s) out.push(checkTarget('two shard processes at once on 3 masters: both finish, verify clean', null, '–', skipped('shards')));
-  else if (!s.available) out.push(checkTarget('two shard processes at once on 3 masters: both finish, verify clean', null, 'refused', `not available: ${s.note ?? 'exit 4'}`));
-  else out.push(checkTarget('two shard processes at once on 3 masters: both finish, verify clean', s.clean, s.clean ? 'both exited 0, verify clean' : (s.note ?? 'verify not clean')));
+  else if (!s.available)
+    out.push(checkTarget('two shard processes at once on 3 masters: both finish, verify clean', null, 'refused', `not available: ${s.note ?? 'exit 4'}`));
+  else
+    out.push(
+      checkTarget(
+        'two shard processes at once on 3 masters: both finish, verify clean',
+        s.clean,
+        s.clean ? 'both exited 0, verify clean' : (s.note ?? 'verify not clean'),
+      ),
+    );
   return out;
 }
 
 async function main(): Promise<void> {
   // The sizes moved from flags to BENCH_* variables: an old flag must not silently run the defaults.
-  if (process.argv.length > 2) throw new Error(`bench/run.ts takes no arguments (got ${process.argv.slice(2).join(' ')}): set BENCH_JOBS, BENCH_CLUSTER_JOBS, BENCH_SKIP, … instead (docs/performance.md "How to read the report")`);
+  if (process.argv.length > 2)
+    throw new Error(
+      `bench/run.ts takes no arguments (got ${process.argv.slice(2).join(' ')}): set BENCH_JOBS, BENCH_CLUSTER_JOBS, BENCH_SKIP, … instead (docs/performance.md "How to read the report")`,
+    );
   const cfg = benchConfig();
   const log = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
   const startedAt = new Date().toISOString();
   const host = machine();
-  log(`machine: ${host.cores} cores, ${host.memoryGb} GB, redis ${host.redisVersion}, node ${host.node}; load average ${host.loadAvgStart.join(' ')}${host.idleAtStart ? '' : ' (NOT idle)'}`);
+  log(
+    `machine: ${host.cores} cores, ${host.memoryGb} GB, redis ${host.redisVersion}, node ${host.node}; load average ${host.loadAvgStart.join(' ')}${host.idleAtStart ? '' : ' (NOT idle)'}`,
+  );
   const results: Record<string, unknown> = { startedAt, machine: host, config: { ...cfg, skip: [...cfg.skip] } };
   const sections: string[] = [];
   const on = (part: Parameters<typeof cfg.skip.has>[0]): boolean => !cfg.skip.has(part);
 
-  const main = on('standalone') ? await runBackfillBench({ jobs: cfg.jobs, workspaces: WORKSPACES, seedLoopKeys: Math.min(cfg.seedKeys, cfg.jobs), log }) : null;
+  const main = on('standalone')
+    ? await runBackfillBench({ jobs: cfg.jobs, workspaces: WORKSPACES, seedLoopKeys: Math.min(cfg.seedKeys, cfg.jobs), log })
+    : null;
   const series: BackfillBenchResult[] = [];
-  for (const size of cfg.sizes.filter((s) => s !== cfg.jobs)) series.push(await runBackfillBench({ jobs: size, workspaces: WORKSPACES, skipVerify: true, seedLoopKeys: 0, log }));
+  for (const size of cfg.sizes.filter((s) => s !== cfg.jobs))
+    series.push(await runBackfillBench({ jobs: size, workspaces: WORKSPACES, skipVerify: true, seedLoopKeys: 0, log }));
   const cluster = on('cluster') && cfg.clusterJobs > 0 ? await runBackfillBench({ jobs: cfg.clusterJobs, workspaces: WORKSPACES, cluster: true, log }) : null;
   results.backfill = { main, series, cluster };
   if (main || cluster) sections.push(backfillSection(main, cluster, series));
@@ -223,7 +355,14 @@ async function main(): Promise<void> {
   if (on('api')) {
     const server = await spawnRedisServer();
     try {
-      api = await runApiBaselineBench({ redisUrl: server.url, jobs: cfg.apiJobs, workspaces: WORKSPACES, durationSec: cfg.apiDurationSec, sequential: cfg.apiSequential, log });
+      api = await runApiBaselineBench({
+        redisUrl: server.url,
+        jobs: cfg.apiJobs,
+        workspaces: WORKSPACES,
+        durationSec: cfg.apiDurationSec,
+        sequential: cfg.apiSequential,
+        log,
+      });
       results.api = api;
       sections.push(apiSection(api));
     } finally {

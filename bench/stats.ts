@@ -44,7 +44,10 @@ export function parseProcStat(text: string, clockTicksPerSecond = 100): CpuTimes
   const close = text.lastIndexOf(')');
   if (close < 0) throw new Error('not a /proc/<pid>/stat line: no ")"');
   // After ")": field 3 (state) is index 0, so field k is index k - 3.
-  const fields = text.slice(close + 1).trim().split(/\s+/);
+  const fields = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
   const utime = Number(fields[14 - 3]);
   const stime = Number(fields[15 - 3]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error('not a /proc/<pid>/stat line: utime/stime missing');
@@ -162,7 +165,9 @@ export function targetsTable(results: readonly TargetResult[]): string {
       continue;
     }
     const verdict = r.verdict === 'N/A' ? `N/A${r.unavailable ? ` (${r.unavailable})` : ''}` : `**${r.verdict}**`;
-    lines.push(`| ${r.name} | ${fmt(r.measured)} ${r.unit} | ${fmt(r.baseline)} ${r.unit} | ${r.ratio === null ? '–' : `${r.ratio}×`} | ${r.bound === 'max' ? '≤' : '≥'} ${r.limit}× | ${verdict} |`);
+    lines.push(
+      `| ${r.name} | ${fmt(r.measured)} ${r.unit} | ${fmt(r.baseline)} ${r.unit} | ${r.ratio === null ? '–' : `${r.ratio}×`} | ${r.bound === 'max' ? '≤' : '≥'} ${r.limit}× | ${verdict} |`,
+    );
   }
   return lines.join('\n');
 }

@@ -135,6 +135,11 @@ if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).
     const i = argv.indexOf(flag);
     return i >= 0 ? Number(argv[i + 1]) : dflt;
   };
-  const result = await runVerifyBench({ jobs: num('--jobs', 200_000), workspaces: num('--workspaces', 200), cluster: argv.includes('--cluster'), log: (l) => console.error(l) });
+  const result = await runVerifyBench({
+    jobs: num('--jobs', 200_000),
+    workspaces: num('--workspaces', 200),
+    cluster: argv.includes('--cluster'),
+    log: (l) => console.error(l),
+  });
   console.log(verifyBenchTable(result));
 }

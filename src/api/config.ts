@@ -68,17 +68,26 @@ export const API_ENV_DOCS: readonly EnvDoc[] = [
   { name: 'HOST', default: '0.0.0.0', meaning: 'Address to bind.' },
   { name: 'REDIS_URL', default: DEFAULT_REDIS_URL, meaning: 'redis:// or rediss:// URL (the password is never logged).' },
   { name: 'ORCH_REDIS_CLUSTER', default: 'off', meaning: '`on`: REDIS_URL is a startup node of a Redis Cluster.' },
-  { name: 'ORCH_TLS_CA_FILE', default: '(none)', meaning: 'PEM file of the CA that signed the Redis server certificate (a private CA); needs a rediss:// REDIS_URL.' },
+  {
+    name: 'ORCH_TLS_CA_FILE',
+    default: '(none)',
+    meaning: 'PEM file of the CA that signed the Redis server certificate (a private CA); needs a rediss:// REDIS_URL.',
+  },
   { name: 'ORCH_TLS_CERT_FILE', default: '(none)', meaning: 'PEM client certificate, for servers with tls-auth-clients yes (with ORCH_TLS_KEY_FILE).' },
   { name: 'ORCH_TLS_KEY_FILE', default: '(none)', meaning: 'PEM private key of the client certificate (unencrypted; never logged).' },
-  { name: 'ORCH_TLS_SERVERNAME', default: '(the URL host)', meaning: 'Host name the server certificate must hold, when it differs from the host connected to.' },
+  {
+    name: 'ORCH_TLS_SERVERNAME',
+    default: '(the URL host)',
+    meaning: 'Host name the server certificate must hold, when it differs from the host connected to.',
+  },
   {
     name: 'ORCH_SENTINELS',
     default: '(none)',
-    meaning: 'host:port[,host:port…] of Redis Sentinels: the master is found through them and followed across failovers; REDIS_URL then gives only the user, password, db and rediss.',
+    meaning:
+      'host:port[,host:port…] of Redis Sentinels: the master is found through them and followed across failovers; REDIS_URL then gives only the user, password, db and rediss.',
   },
   { name: 'ORCH_SENTINEL_MASTER', default: '(none)', meaning: 'The master name the sentinels monitor (required with ORCH_SENTINELS).' },
-  { name: 'ORCH_SENTINEL_USERNAME', default: '(none)', meaning: "ACL user of the sentinels themselves, when they require one." },
+  { name: 'ORCH_SENTINEL_USERNAME', default: '(none)', meaning: 'ACL user of the sentinels themselves, when they require one.' },
   { name: 'ORCH_SENTINEL_PASSWORD', default: '(none)', meaning: "Password of the sentinels themselves (not the data nodes'); never logged." },
   { name: 'ORCH_PREFIX', default: 'ai', meaning: 'Key prefix (`<prefix>:jobs:*`, `<prefix>:job:*`, `<prefix>:migration:jobs`, ...).' },
   {
@@ -95,21 +104,39 @@ export const API_ENV_DOCS: readonly EnvDoc[] = [
   {
     name: 'ORCH_SENSITIVE_KEYS',
     default: '(none)',
-    meaning: 'Comma-separated extra key fragments to redact, on top of the built-in rules (see docs/api.md, "Redaction"); matched after normalising (case, "-", "_" and spaces ignored).',
+    meaning:
+      'Comma-separated extra key fragments to redact, on top of the built-in rules (see docs/api.md, "Redaction"); matched after normalising (case, "-", "_" and spaces ignored).',
   },
   { name: 'METRICS_WORKSPACE_LABEL', default: 'off', meaning: '`on` adds a workspace_id label to the job-list metrics.' },
-  { name: 'METRICS_WORKSPACE_ALLOWLIST', default: '(empty)', meaning: 'Comma-separated workspaces that get their own label value; every other workspace (all of them when empty) is `unscoped`.' },
+  {
+    name: 'METRICS_WORKSPACE_ALLOWLIST',
+    default: '(empty)',
+    meaning: 'Comma-separated workspaces that get their own label value; every other workspace (all of them when empty) is `unscoped`.',
+  },
   { name: 'LOG_LEVEL', default: 'info', meaning: 'pino level: fatal, error, warn, info, debug, trace, silent.' },
   { name: 'ORCH_LEGACY_SCAN_COUNT', default: '1000', meaning: 'SCAN COUNT used by the legacy read path.' },
   { name: 'ORCH_API_BODY_LIMIT_BYTES', default: '262144', meaning: 'Largest accepted request body.' },
-  { name: 'ORCH_API_SHUTDOWN_TIMEOUT_MS', default: '10000', meaning: 'On SIGTERM/SIGINT, how long in-flight requests may finish before connections are dropped.' },
+  {
+    name: 'ORCH_API_SHUTDOWN_TIMEOUT_MS',
+    default: '10000',
+    meaning: 'On SIGTERM/SIGINT, how long in-flight requests may finish before connections are dropped.',
+  },
   {
     name: 'ORCH_API_MAX_PAGE_BYTES',
     default: String(DEFAULT_PAGE_MAX_BYTES),
-    meaning: 'Byte budget of one GET /ai/jobs page (stored bytes, 4 MiB by default): a page stops before the job that would exceed it (it always holds one job) and next_cursor continues after it.',
+    meaning:
+      'Byte budget of one GET /ai/jobs page (stored bytes, 4 MiB by default): a page stops before the job that would exceed it (it always holds one job) and next_cursor continues after it.',
   },
-  { name: 'ORCH_API_LIST_CONCURRENCY', default: '2', meaning: 'GET /ai/jobs pages read at once; further requests wait their turn, which bounds memory under parallel load.' },
-  { name: 'ORCH_API_REQUEST_TIMEOUT_MS', default: '30000', meaning: 'A request whose headers and body take longer to arrive is answered 408 (slow clients cannot hold sockets).' },
+  {
+    name: 'ORCH_API_LIST_CONCURRENCY',
+    default: '2',
+    meaning: 'GET /ai/jobs pages read at once; further requests wait their turn, which bounds memory under parallel load.',
+  },
+  {
+    name: 'ORCH_API_REQUEST_TIMEOUT_MS',
+    default: '30000',
+    meaning: 'A request whose headers and body take longer to arrive is answered 408 (slow clients cannot hold sockets).',
+  },
 ];
 
 const onOff = (name: string) =>

@@ -4,7 +4,17 @@
  * is logged server-side with the request id. No internals reach the client.
  */
 import { ZodError } from 'zod';
-import { ConfigError, CursorError, isReplyError, JobExistsError, JobNotFoundError, OrchError, RedisOutOfMemoryError, RedisUnavailableError, ValidationError } from '../core/errors.js';
+import {
+  ConfigError,
+  CursorError,
+  isReplyError,
+  JobExistsError,
+  JobNotFoundError,
+  OrchError,
+  RedisOutOfMemoryError,
+  RedisUnavailableError,
+  ValidationError,
+} from '../core/errors.js';
 import { classifyRedisError, isConnectionError } from '../core/redis.js';
 import { CursorPathError } from './cursor-envelope.js';
 
@@ -94,7 +104,11 @@ export function toHttpError(thrown: unknown): HttpErrorView {
     // Fastify's own errors (bad JSON, wrong content type, body too large, ...) carry a 4xx statusCode.
     const status = (err as { statusCode?: unknown }).statusCode;
     if (typeof status === 'number' && status >= 400 && status < 500) {
-      return { status, code: status === 415 ? 'unsupported_media_type' : status === 413 ? 'payload_too_large' : 'invalid_request', message: GENERIC_4XX[status] ?? 'Bad request' };
+      return {
+        status,
+        code: status === 415 ? 'unsupported_media_type' : status === 413 ? 'payload_too_large' : 'invalid_request',
+        message: GENERIC_4XX[status] ?? 'Bad request',
+      };
     }
   }
   return { status: 500, code: 'internal', message: 'Internal error' };

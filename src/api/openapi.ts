@@ -153,7 +153,8 @@ export function buildOpenApiDocument(routes: readonly RegisteredRoute[], info: {
         bearer: {
           type: 'http',
           scheme: 'bearer',
-          description: 'A token from `orch-api token create`; the service stores only its sha256. GET routes need actions:preview, POST and PATCH actions:write (see x-required-scope).',
+          description:
+            'A token from `orch-api token create`; the service stores only its sha256. GET routes need actions:preview, POST and PATCH actions:write (see x-required-scope).',
         },
       },
     },

@@ -41,17 +41,17 @@ export const JOB_ROUTE_DOCS = {
     responses: { 200: { description: 'One page', schema: ListResponseSchema } },
   },
   get: {
-    summary: 'One job of the token\'s workspace',
+    summary: "One job of the token's workspace",
     tags: JOBS,
     scope: Scope.Preview,
     params: JobParamsSchema,
     responses: {
       200: { description: 'The job (params, result and error redacted)', schema: WireJobSchema },
-      404: { description: 'No such job in this workspace (the same answer whether it is absent or another workspace\'s)', schema: ErrorBodySchema },
+      404: { description: "No such job in this workspace (the same answer whether it is absent or another workspace's)", schema: ErrorBodySchema },
     },
   },
   create: {
-    summary: 'Enqueue a job in the token\'s workspace',
+    summary: "Enqueue a job in the token's workspace",
     description:
       'Job ids are unique across all workspaces while the legacy layout exists (its keys carry no workspace). ' +
       'A job_id already in use answers 409 with the same body whichever workspace uses it.',
@@ -170,7 +170,12 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     // Same answer whether the job is absent or belongs to another workspace.
     if (!job) throw new ApiError(404, 'not_found', 'Job not found');
     const view = request.orchPhase;
-    if (ctx.shadow && view && readPathFor(phaseFor(view, workspaceId)) === Layout.Legacy && ctx.shadow.sampled(phaseFor(view, workspaceId), view.shadowReadRate)) {
+    if (
+      ctx.shadow &&
+      view &&
+      readPathFor(phaseFor(view, workspaceId)) === Layout.Legacy &&
+      ctx.shadow.sampled(phaseFor(view, workspaceId), view.shadowReadRate)
+    ) {
       ctx.shadow.shadow(workspaceId, [job], request.log);
     }
     return wire(job);

@@ -16,7 +16,10 @@ export const DEFAULT_LIMIT = 50;
 const JOB_ID_MESSAGE = 'a job id is 1-128 characters of A-Z, a-z, 0-9, "_", "." or "-", starting with a letter or digit';
 
 /** A job id from the URL or a body (full match: the pattern is anchored and has no alternation). */
-export const JobIdParam = z.string().regex(JOB_ID_PATTERN, JOB_ID_MESSAGE).describe('Job id: 1-128 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit');
+export const JobIdParam = z
+  .string()
+  .regex(JOB_ID_PATTERN, JOB_ID_MESSAGE)
+  .describe('Job id: 1-128 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit');
 
 /** Query of GET /ai/jobs. Unknown parameters are refused (the workspace never comes from the request). */
 export const ListQuerySchema = z
@@ -66,9 +69,7 @@ export const WireJobSchema = z.object({
   workspace_id: z.string(),
   status: z.string(),
   action: z.string(),
-  params: z
-    .union([z.record(z.string(), z.unknown()), z.string()])
-    .describe('Redacted. A string (the stored JSON text, redacted) when params_raw is true'),
+  params: z.union([z.record(z.string(), z.unknown()), z.string()]).describe('Redacted. A string (the stored JSON text, redacted) when params_raw is true'),
   params_raw: z.literal(true).optional().describe('Present when the stored params nest too deep to parse; params is then their text'),
   result: z.unknown().describe('Redacted. The stored JSON text (redacted) when result_raw is true'),
   result_raw: z.literal(true).optional().describe('Present when the stored result nests too deep to parse; result is then its text'),
@@ -89,7 +90,11 @@ export type ListResponse = z.infer<typeof ListResponseSchema>;
 
 /** Body of every error answer. */
 export const ErrorBodySchema = z.object({
-  error: z.string().describe('Stable code: invalid_request, unauthorized, invalid_token, forbidden, insufficient_scope, not_found, conflict, payload_too_large, unavailable, internal, ...'),
+  error: z
+    .string()
+    .describe(
+      'Stable code: invalid_request, unauthorized, invalid_token, forbidden, insufficient_scope, not_found, conflict, payload_too_large, unavailable, internal, ...',
+    ),
   message: z.string(),
   request_id: z.string(),
 });

@@ -20,7 +20,16 @@ import type { PhaseWatcherOptions } from '../core/phase-watcher.js';
 import type { JobQueue } from '../core/queue.js';
 import { createRedactor, type Redactor } from '../core/redact.js';
 import { AclPermissionError } from '../core/errors.js';
-import { classifyRedisError, closeRedis, ConnectionProfile, connectionTarget, connectRedis, parseRedisUrl, type RedisClient, type RedisConnectionOptions } from '../core/redis.js';
+import {
+  classifyRedisError,
+  closeRedis,
+  ConnectionProfile,
+  connectionTarget,
+  connectRedis,
+  parseRedisUrl,
+  type RedisClient,
+  type RedisConnectionOptions,
+} from '../core/redis.js';
 import { RedisJobQueue } from '../core/redis-queue.js';
 import { StateCorruptError, StateStore } from '../core/state.js';
 import { TokenTable, type Principal } from './auth.js';
@@ -273,7 +282,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     const view = toHttpError(err);
     // A missing ACL permission does not heal by itself: say once per request, at error, which rule to add.
     const acl = classifyRedisError(err, 'redis', { user: opts.redisUser ?? 'default' });
-    if (acl instanceof AclPermissionError) request.log.error({ acl_rule: acl.rule, refused: acl.message }, `Redis ACL refused a command; grant it with: ${acl.rule}`);
+    if (acl instanceof AclPermissionError)
+      request.log.error({ acl_rule: acl.rule, refused: acl.message }, `Redis ACL refused a command; grant it with: ${acl.rule}`);
     // 503s come in bursts while Redis is away (each one is expected and the outage is logged once):
     // a line without a stack each, at warn. Anything else at 5xx is a bug worth its stack.
     if (view.status === 503) request.log.warn({ unavailable: briefError(err), error_code: view.code }, 'request refused: temporarily unavailable');
@@ -283,9 +293,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     return reply.code(view.status).send({ error: view.code, message: view.message, request_id: request.id });
   });
 
-  app.setNotFoundHandler(async (request, reply) =>
-    reply.code(404).send({ error: 'not_found', message: 'Not found', request_id: request.id }),
-  );
+  app.setNotFoundHandler(async (request, reply) => reply.code(404).send({ error: 'not_found', message: 'Not found', request_id: request.id }));
 
   registerJobRoutes(app, ctx);
 
@@ -350,7 +358,6 @@ export interface ApiServiceOptions {
 
 /** A readiness probe step that takes longer than this fails (Redis frozen or overloaded). */
 const HEALTH_TIMEOUT_MS = 2000;
-
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let t: NodeJS.Timeout | undefined;
@@ -451,12 +458,18 @@ export async function createApiService(config: ApiConfig, opts: ApiServiceOption
         ...opts.phase,
         onChange: (s) => {
           metrics.setPhase(s.phase, s.epoch);
-          logger.info({ phase: s.phase, epoch: s.epoch, read_path: readPathFor(s.phase) }, `migration phase ${s.phase} (epoch ${s.epoch}): reads follow ${readPathFor(s.phase)}`);
+          logger.info(
+            { phase: s.phase, epoch: s.epoch, read_path: readPathFor(s.phase) },
+            `migration phase ${s.phase} (epoch ${s.epoch}): reads follow ${readPathFor(s.phase)}`,
+          );
         },
       },
       onMirrorFailure: (f) => {
         metrics.mirrorFailure(layoutOfKey(config.keys, f.key));
-        logger.warn({ err: f.error, job_id: f.jobId, mirror_key: f.key }, 'mirror write failed; the primary holds the write (verify --repair fixes the mirror)');
+        logger.warn(
+          { err: f.error, job_id: f.jobId, mirror_key: f.key },
+          'mirror write failed; the primary holds the write (verify --repair fixes the mirror)',
+        );
       },
     });
   } catch (err) {

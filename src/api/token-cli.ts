@@ -31,10 +31,18 @@ export function createToken(workspace: string, scopesText: string): { token: str
   if (!isWorkspaceId(workspace)) {
     throw new UsageProblem(`invalid --workspace ${shown}: a workspace id is 1-32 characters of a-z, 0-9, "_" or "-", starting with a letter or digit`);
   }
-  const scopes = [...new Set(scopesText.split(',').map((s) => s.trim()).filter((s) => s.length > 0))];
+  const scopes = [
+    ...new Set(
+      scopesText
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    ),
+  ];
   if (scopes.length === 0) throw new UsageProblem(`--scopes needs at least one of ${KNOWN_SCOPES.join(', ')}`);
   const unknown = scopes.filter((s) => !KNOWN_SCOPES.includes(s));
-  if (unknown.length > 0) throw new UsageProblem(`unknown scope(s) ${unknown.map((s) => JSON.stringify(s.slice(0, 40))).join(', ')}: use ${KNOWN_SCOPES.join(', ')}`);
+  if (unknown.length > 0)
+    throw new UsageProblem(`unknown scope(s) ${unknown.map((s) => JSON.stringify(s.slice(0, 40))).join(', ')}: use ${KNOWN_SCOPES.join(', ')}`);
   const token = newApiToken();
   return { token, entry: { sha256: hashToken(token), workspace_id: workspace, scopes } };
 }
@@ -42,7 +50,10 @@ export function createToken(workspace: string, scopesText: string): { token: str
 class UsageProblem extends Error {}
 
 /** Runs `orch-api <args>`; resolves with the exit code (0, or 2 for a usage error). */
-export async function runApiCli(argv: readonly string[], io: ApiCliIo = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) }): Promise<number> {
+export async function runApiCli(
+  argv: readonly string[],
+  io: ApiCliIo = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) },
+): Promise<number> {
   let code: number = ExitCode.Ok;
   const program = new Command('orch-api')
     .description('The reference HTTP API of the job store. Without a command it starts the service (configured by the environment; see docs/api.md).')

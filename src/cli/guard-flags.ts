@@ -85,7 +85,10 @@ const lagFlag = parsed(parseLag, (v) => `expected seconds behind (e.g. 10s, 2m) 
 const metricsFlag = z.string().transform((v, ctx) => {
   const dir = path.dirname(path.resolve(v));
   if (v === '' || v.endsWith('/') || !existsSync(dir) || !statSync(dir).isDirectory()) {
-    ctx.addIssue({ code: 'custom', message: `expected a file in an existing directory (e.g. /var/lib/node_exporter/textfile/orch-migrate.prom), got ${shown(v)}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a file in an existing directory (e.g. /var/lib/node_exporter/textfile/orch-migrate.prom), got ${shown(v)}`,
+    });
     return z.NEVER;
   }
   return v;
@@ -118,7 +121,8 @@ export type GuardedOp = 'backfill' | 'reverse-backfill' | 'verify' | 'cleanup';
 
 /** Adds the guard flags (help only; defaults live in {@link guardSettings}). */
 export function addGuardOptions(cmd: Command, op: GuardedOp): Command {
-  const when = op === 'cleanup' ? 'off: cleanup frees memory' : op === 'verify' ? 'with --repair; off otherwise' : op === 'backfill' ? 'off with --dry-run' : '';
+  const when =
+    op === 'cleanup' ? 'off: cleanup frees memory' : op === 'verify' ? 'with --repair; off otherwise' : op === 'backfill' ? 'off with --dry-run' : '';
   const memDefault = op === 'cleanup' ? when : `${DEFAULT_MAX_MEMORY_PCT}${when ? ` ${when}` : ''}`;
   const critDefault = op === 'cleanup' ? 'off' : `${DEFAULT_CRITICAL_MEMORY_PCT}${when ? ` ${when}` : ''}`;
   return cmd
@@ -126,7 +130,10 @@ export function addGuardOptions(cmd: Command, op: GuardedOp): Command {
     .option('--critical-memory-pct <pct|off>', `stop the run at this % of maxmemory: checkpoint kept, exit 6 ${dflt(critDefault)}`)
     .option('--max-latency-ms <ms>', 'slow, then pause, while the p99 of a PING probe on any master is over this (default: off)')
     .option('--critical-latency-ms <ms>', 'stop the run (exit 6) when the probe p99 reaches this (default: off)')
-    .option('--max-replica-lag <10s|64mb|off>', `slow, then pause, while a replica is this far behind: seconds since its last ACK, or bytes ${dflt(fmtLag(DEFAULT_MAX_REPLICA_LAG))}`)
+    .option(
+      '--max-replica-lag <10s|64mb|off>',
+      `slow, then pause, while a replica is this far behind: seconds since its last ACK, or bytes ${dflt(fmtLag(DEFAULT_MAX_REPLICA_LAG))}`,
+    )
     .option('--critical-replica-lag <10s|64mb|off>', 'stop the run (exit 6) when a replica is this far behind (default: off)')
     .option('--metrics-file <path>', 'keep the run metrics in this file, in the Prometheus text format (for the node_exporter textfile collector)');
 }
@@ -141,21 +148,30 @@ const pick = <T>(v: T | 'off' | undefined, dflt: T | null): T | null => (v === u
 export function guardSettings(op: GuardedOp, f: GuardFlags, addsMemory = op === 'backfill' || op === 'reverse-backfill'): GuardSettings {
   const mem = addsMemory && op !== 'cleanup';
   const s: GuardSettings = {
-    memory: { throttlePct: pick(f.maxMemoryPct, mem ? DEFAULT_MAX_MEMORY_PCT : null), criticalPct: pick(f.criticalMemoryPct, mem ? DEFAULT_CRITICAL_MEMORY_PCT : null) },
+    memory: {
+      throttlePct: pick(f.maxMemoryPct, mem ? DEFAULT_MAX_MEMORY_PCT : null),
+      criticalPct: pick(f.criticalMemoryPct, mem ? DEFAULT_CRITICAL_MEMORY_PCT : null),
+    },
     latency: { throttleMs: pick(f.maxLatencyMs, null), criticalMs: pick(f.criticalLatencyMs, null) },
     replicaLag: { throttle: pick(f.maxReplicaLag, DEFAULT_MAX_REPLICA_LAG), critical: pick(f.criticalReplicaLag, null) },
   };
   const below = (crit: number | null, thr: number | null): boolean => crit !== null && thr !== null && crit < thr;
   if (below(s.memory.criticalPct, s.memory.throttlePct)) {
-    throw new ConfigError(`--critical-memory-pct ${s.memory.criticalPct} is below --max-memory-pct ${s.memory.throttlePct}`, { suggestion: 'The critical level stops the run; it must be at or above the level that slows it.' });
+    throw new ConfigError(`--critical-memory-pct ${s.memory.criticalPct} is below --max-memory-pct ${s.memory.throttlePct}`, {
+      suggestion: 'The critical level stops the run; it must be at or above the level that slows it.',
+    });
   }
   if (below(s.latency.criticalMs, s.latency.throttleMs)) {
-    throw new ConfigError(`--critical-latency-ms ${s.latency.criticalMs} is below --max-latency-ms ${s.latency.throttleMs}`, { suggestion: 'The critical level stops the run; it must be at or above the level that slows it.' });
+    throw new ConfigError(`--critical-latency-ms ${s.latency.criticalMs} is below --max-latency-ms ${s.latency.throttleMs}`, {
+      suggestion: 'The critical level stops the run; it must be at or above the level that slows it.',
+    });
   }
   const t = s.replicaLag.throttle;
   const c = s.replicaLag.critical;
   if (t && c && t.unit === c.unit && c.value < t.value) {
-    throw new ConfigError(`--critical-replica-lag ${fmtLag(c)} is below --max-replica-lag ${fmtLag(t)}`, { suggestion: 'The critical level stops the run; it must be at or above the level that slows it.' });
+    throw new ConfigError(`--critical-replica-lag ${fmtLag(c)} is below --max-replica-lag ${fmtLag(t)}`, {
+      suggestion: 'The critical level stops the run; it must be at or above the level that slows it.',
+    });
   }
   return s;
 }
@@ -225,7 +241,12 @@ export async function runGuarded<R>(
     onChange: (s) => progress.update({ ...last, message: describeSnapshot(s) }),
   });
   const metrics = io.opts.metricsFile
-    ? new MetricsFile(io.opts.metricsFile, new RunMetrics(op), () => ({ keysDone: guards.keysDone(), keysPerSecond: guards.keysPerSecond(), throttle: guards.summary() }), (m) => out.warn(m))
+    ? new MetricsFile(
+        io.opts.metricsFile,
+        new RunMetrics(op),
+        () => ({ keysDone: guards.keysDone(), keysPerSecond: guards.keysPerSecond(), throttle: guards.summary() }),
+        (m) => out.warn(m),
+      )
     : null;
   const onProgress: ProgressFn = (p) => {
     last = p;
@@ -234,7 +255,8 @@ export async function runGuarded<R>(
   try {
     await guards.start();
     const snap = guards.snapshot();
-    if (snap.control?.paused || snap.control?.rate != null) out.warn(`control: ${describeControl(snap.control)} — set with orch-migrate control; it applies to this run`);
+    if (snap.control?.paused || snap.control?.rate != null)
+      out.warn(`control: ${describeControl(snap.control)} — set with orch-migrate control; it applies to this run`);
     beat(snap);
     metrics?.start();
     const signal = AbortSignal.any([ctx.signal, guards.signal]);

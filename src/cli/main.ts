@@ -44,23 +44,42 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--json', 'print exactly one JSON object on stdout (progress and errors stay on stderr)')
     .addOption(new Option('--prefix <prefix>', `key prefix of the job store ${dflt('ai')}`).env('ORCH_PREFIX'))
     .addOption(new Option('--timeout <ms>', `fail a Redis command that gets no answer within this many ms ${dflt('15000')}`))
-    .addOption(new Option('--lock-ttl <ms>', `lease of the operator lock in ms; a killed run stops blocking after this ${dflt(DEFAULT_LOCK_TTL_MS)}`).env('ORCH_LOCK_TTL_MS'))
+    .addOption(
+      new Option('--lock-ttl <ms>', `lease of the operator lock in ms; a killed run stops blocking after this ${dflt(DEFAULT_LOCK_TTL_MS)}`).env(
+        'ORCH_LOCK_TTL_MS',
+      ),
+    )
     .addOption(new Option('--actor <name>', 'who is acting, for the audit trail (default: OS user@host)').env('ORCH_ACTOR'))
     .addOption(
-      new Option('--ack-timeout <duration>', `how long a step waits for every registered writer to acknowledge a new phase (exit 3 naming the laggards after it) ${dflt(fmtDuration(DEFAULT_ACK_TIMEOUT_MS))}`).env(
-        'ORCH_ACK_TIMEOUT',
-      ),
+      new Option(
+        '--ack-timeout <duration>',
+        `how long a step waits for every registered writer to acknowledge a new phase (exit 3 naming the laggards after it) ${dflt(fmtDuration(DEFAULT_ACK_TIMEOUT_MS))}`,
+      ).env('ORCH_ACK_TIMEOUT'),
     )
-    .addOption(new Option('--tls-ca-file <file>', 'PEM file of the CA that signed the server certificate (a private CA); with a rediss:// URL').env('ORCH_TLS_CA_FILE'))
-    .addOption(new Option('--tls-cert-file <file>', 'PEM client certificate, for servers with tls-auth-clients yes (with --tls-key-file)').env('ORCH_TLS_CERT_FILE'))
-    .addOption(new Option('--tls-key-file <file>', 'PEM private key of --tls-cert-file (unencrypted; never printed)').env('ORCH_TLS_KEY_FILE'))
-    .addOption(new Option('--tls-servername <name>', 'host name the server certificate must hold, when it differs from the host connected to').env('ORCH_TLS_SERVERNAME'))
     .addOption(
-      new Option('--sentinel <host:port,…>', 'find the master through these Redis Sentinels and follow its failovers; --redis-url then gives only user, password, db and rediss').env(
-        'ORCH_SENTINELS',
+      new Option('--tls-ca-file <file>', 'PEM file of the CA that signed the server certificate (a private CA); with a rediss:// URL').env('ORCH_TLS_CA_FILE'),
+    )
+    .addOption(
+      new Option('--tls-cert-file <file>', 'PEM client certificate, for servers with tls-auth-clients yes (with --tls-key-file)').env('ORCH_TLS_CERT_FILE'),
+    )
+    .addOption(new Option('--tls-key-file <file>', 'PEM private key of --tls-cert-file (unencrypted; never printed)').env('ORCH_TLS_KEY_FILE'))
+    .addOption(
+      new Option('--tls-servername <name>', 'host name the server certificate must hold, when it differs from the host connected to').env(
+        'ORCH_TLS_SERVERNAME',
       ),
     )
-    .addOption(new Option('--sentinel-master <name>', 'the master name the sentinels monitor (with --sentinel; sentinel credentials: ORCH_SENTINEL_USERNAME/ORCH_SENTINEL_PASSWORD)').env('ORCH_SENTINEL_MASTER'))
+    .addOption(
+      new Option(
+        '--sentinel <host:port,…>',
+        'find the master through these Redis Sentinels and follow its failovers; --redis-url then gives only user, password, db and rediss',
+      ).env('ORCH_SENTINELS'),
+    )
+    .addOption(
+      new Option(
+        '--sentinel-master <name>',
+        'the master name the sentinels monitor (with --sentinel; sentinel credentials: ORCH_SENTINEL_USERNAME/ORCH_SENTINEL_PASSWORD)',
+      ).env('ORCH_SENTINEL_MASTER'),
+    )
     .showHelpAfterError('(run with --help for usage)')
     .showSuggestionAfterError(true)
     .exitOverride()

@@ -52,7 +52,12 @@ export class RunMetrics {
       labelNames: ['op', 'guard'],
       registers,
     });
-    this.pauses = new Counter({ name: RUN_METRICS.pauses, help: 'Times the run paused (a guard, or orch-migrate control pause).', labelNames: ['op'], registers });
+    this.pauses = new Counter({
+      name: RUN_METRICS.pauses,
+      help: 'Times the run paused (a guard, or orch-migrate control pause).',
+      labelNames: ['op'],
+      registers,
+    });
     // Present from the first write, so a dashboard shows 0 rather than "No data".
     this.keysDone.inc({ op }, 0);
     this.rate.set({ op }, 0);

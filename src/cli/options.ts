@@ -146,20 +146,26 @@ export function textFlag(max = 500) {
 }
 
 /** A boolean switch (commander gives true or undefined). */
-export const switchFlag = z.boolean().optional().transform((v) => v === true);
+export const switchFlag = z
+  .boolean()
+  .optional()
+  .transform((v) => v === true);
 
 /**
  * `--force [gates]`: commander gives undefined, true (bare) or the list. Names
  * are validated here; a bare --force is a usage error that lists them.
  */
-export const forceFlag = z.union([z.boolean(), z.string()]).optional().transform((v, ctx) => {
-  try {
-    return parseForce(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message : String(err) });
-    return z.NEVER;
-  }
-});
+export const forceFlag = z
+  .union([z.boolean(), z.string()])
+  .optional()
+  .transform((v, ctx) => {
+    try {
+      return parseForce(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message : String(err) });
+      return z.NEVER;
+    }
+  });
 
 /** A flag with a default: absent → `dflt`, else parsed by `inner`. */
 export function withDefault<T extends z.ZodType>(inner: T, dflt: z.output<T>) {

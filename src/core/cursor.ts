@@ -20,7 +20,10 @@ const LegacyCursorSchema = z.object({
    * the batch may hold keys that sort before `after` without having been served:
    * then `after` is not trusted (a job may repeat; none is skipped).
    */
-  x: z.string().regex(/^[0-9]{1,20}$/).optional(),
+  x: z
+    .string()
+    .regex(/^[0-9]{1,20}$/)
+    .optional(),
 });
 /** v2 path position: the last (score, member) returned from the index. */
 const V2CursorSchema = z.object({

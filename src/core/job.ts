@@ -17,13 +17,7 @@ export const JobStatus = {
   Cancelled: 'cancelled',
 } as const;
 export type JobStatus = (typeof JobStatus)[keyof typeof JobStatus];
-export const JobStatusSchema = z.enum([
-  JobStatus.Queued,
-  JobStatus.Running,
-  JobStatus.Succeeded,
-  JobStatus.Failed,
-  JobStatus.Cancelled,
-]);
+export const JobStatusSchema = z.enum([JobStatus.Queued, JobStatus.Running, JobStatus.Succeeded, JobStatus.Failed, JobStatus.Cancelled]);
 
 /** Field names of a job hash. */
 export const JobField = {

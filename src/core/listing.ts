@@ -181,7 +181,10 @@ export class JobLister {
     let i = 0;
     while (i < candidates.length && !stoppedByBytes) {
       const chunk = candidates.slice(i, i + page.nextChunk(candidates.length - i));
-      const hashes = await hgetallMany(this.client, chunk.map((e) => this.keys.v2Job(workspaceId, e.member)));
+      const hashes = await hgetallMany(
+        this.client,
+        chunk.map((e) => this.keys.v2Job(workspaceId, e.member)),
+      );
       for (let j = 0; j < chunk.length; j++) {
         const h = hashes[j]!;
         // Dangling index entries (expired records) are skipped; verify --repair removes them.
@@ -248,7 +251,14 @@ export class JobLister {
           if (!page.add(h)) {
             // Full by bytes: the next page starts with this key, so resume right after the one before it.
             const resumeAfter = at > 0 ? mine[at - 1]! : after;
-            const resume: LegacyCursor = { p: Layout.Legacy, n: addr, c: scanCursor, k: pos.k, after: resumeAfter, ...(resumeAfter === null ? {} : { x: next }) };
+            const resume: LegacyCursor = {
+              p: Layout.Legacy,
+              n: addr,
+              c: scanCursor,
+              k: pos.k,
+              after: resumeAfter,
+              ...(resumeAfter === null ? {} : { x: next }),
+            };
             return { jobs: page.jobs, nextCursor: encodeCursor(resume), readPath: Layout.Legacy };
           }
           if (page.full) {
@@ -296,4 +306,3 @@ async function pipelineHget(node: Redis, keys: string[], field: string): Promise
     throw err;
   });
 }
-

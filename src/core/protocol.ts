@@ -227,9 +227,16 @@ function writeError(err: unknown, jobId: string, stateKey: string): unknown {
   const code = reply.code;
   if (code === ScriptError.Exists) return new JobExistsError(jobId);
   if (code === ScriptError.NotFound) return new JobNotFoundError(jobId);
-  if (code === ScriptError.WrongType) return new OrchError(`Key for job ${jobId} is not a hash`, { code: 'ERR_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
-  if (code === ScriptError.BadRev) return new OrchError(`Job ${jobId} has a rev field that is not an integer`, { code: 'ERR_BADREV', exitCode: ExitCode.Problems, cause: err });
-  if (code === ScriptError.QueueWrongType) return new OrchError('The pending list is not a list: refused before anything was written', { code: 'ERR_QUEUE_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
+  if (code === ScriptError.WrongType)
+    return new OrchError(`Key for job ${jobId} is not a hash`, { code: 'ERR_WRONGTYPE', exitCode: ExitCode.Problems, cause: err });
+  if (code === ScriptError.BadRev)
+    return new OrchError(`Job ${jobId} has a rev field that is not an integer`, { code: 'ERR_BADREV', exitCode: ExitCode.Problems, cause: err });
+  if (code === ScriptError.QueueWrongType)
+    return new OrchError('The pending list is not a list: refused before anything was written', {
+      code: 'ERR_QUEUE_WRONGTYPE',
+      exitCode: ExitCode.Problems,
+      cause: err,
+    });
   if (code === ScriptError.State) return new StateCorruptError(stateKey, 'no valid phase, and this writer has none to fall back on', { cause: err });
   return err;
 }
@@ -295,7 +302,13 @@ export function digestOf(flat: Buffer[]): string {
   const parts: string[] = [];
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const f = flat[i]!;
-    parts.push(createHash('sha1').update(`${f.length}:`).update(f).update(flat[i + 1]!).digest('hex'));
+    parts.push(
+      createHash('sha1')
+        .update(`${f.length}:`)
+        .update(f)
+        .update(flat[i + 1]!)
+        .digest('hex'),
+    );
   }
   parts.sort();
   return createHash('sha1').update(parts.join('')).digest('hex');
@@ -307,7 +320,19 @@ export function digestOf(flat: Buffer[]): string {
  * Returns whether it was deleted.
  */
 export async function deleteIfUnchanged(client: RedisClient, key: string, snap: Snapshot): Promise<boolean> {
-  const code = await callScript<number>(client, ScriptName.RepairCasOneKey, [key, '', '', 'delete', 'hash', rawRev(snap.fields), digestOf(snap.fields), 0, 0, '', '']);
+  const code = await callScript<number>(client, ScriptName.RepairCasOneKey, [
+    key,
+    '',
+    '',
+    'delete',
+    'hash',
+    rawRev(snap.fields),
+    digestOf(snap.fields),
+    0,
+    0,
+    '',
+    '',
+  ]);
   return code === RepairCasReply.done;
 }
 

@@ -402,7 +402,10 @@ class RedactorImpl {
     const t = s.trim();
     const first = t[0];
     const last = t[t.length - 1];
-    if (s.length <= MAX_JSON_STRING && ((first === '{' && last === '}') || (first === '[' && last === ']') || (first === '"' && last === '"' && t.length > 1))) {
+    if (
+      s.length <= MAX_JSON_STRING &&
+      ((first === '{' && last === '}') || (first === '[' && last === ']') || (first === '"' && last === '"' && t.length > 1))
+    ) {
       let parsed: unknown;
       let valid = true;
       try {
@@ -422,7 +425,10 @@ class RedactorImpl {
     let out = s;
     if (out.includes('PRIVATE KEY')) out = out.replace(PEM_PRIVATE_KEY, REDACTED);
     if (out.includes('://')) out = out.replace(URL_IN_TEXT, (u) => maskUrl(u, this.sensitive, (v) => this.text(v, nesting + 1)));
-    out = out.replace(AUTH_SCHEME, (_m, s1: string | undefined, w1: string | undefined, s2: string | undefined, w2: string | undefined) => `${s1 ?? s2}${w1 ?? w2}${REDACTED}`);
+    out = out.replace(
+      AUTH_SCHEME,
+      (_m, s1: string | undefined, w1: string | undefined, s2: string | undefined, w2: string | undefined) => `${s1 ?? s2}${w1 ?? w2}${REDACTED}`,
+    );
     if (out.includes('eyJ')) out = out.replace(JWT, REDACTED);
     out = out.replace(KNOWN_TOKEN, REDACTED);
     if (out.includes('=') || out.includes(':')) out = this.keyValues(out);

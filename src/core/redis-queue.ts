@@ -255,7 +255,8 @@ export class RedisJobQueue implements JobQueue {
       this.mirrorFailed(key, jobId, new Error(`mirror write refused: ${r.mirror}`));
     }
     // Reported against the v2 record whose index entry could not be written.
-    if (r.indexWrongType) this.mirrorFailed(this.keys.v2Job(workspaceId, jobId), jobId, new Error(`index write refused: ${this.keys.index(workspaceId)} is not a sorted set`));
+    if (r.indexWrongType)
+      this.mirrorFailed(this.keys.v2Job(workspaceId, jobId), jobId, new Error(`index write refused: ${this.keys.index(workspaceId)} is not a sorted set`));
     if (r.snapshot !== null) return jobFromHash(snapshotToHash(r.snapshot));
     // Set after building rather than spread into the fields: a spread copy cost several µs here.
     const job = jobFromHash(created ?? {});
@@ -300,7 +301,14 @@ export class RedisJobQueue implements JobQueue {
    * absent, and in read-new the legacy mirror is claimed create-if-absent; the
    * loser of two workspaces racing for one id removes its primary again.
    */
-  private async clusterCreate(phase: Phase, workspaceId: string, jobId: string, fields: Record<string, string>, score: number, ttlMs: number | undefined): Promise<Snapshot> {
+  private async clusterCreate(
+    phase: Phase,
+    workspaceId: string,
+    jobId: string,
+    fields: Record<string, string>,
+    score: number,
+    ttlMs: number | undefined,
+  ): Promise<Snapshot> {
     const route = routeFor(phase);
     const legacyKey = this.keys.legacyJob(jobId);
     // new-only: no claim is possible without a mirror; refuse ids legacy still holds (kept keys).
@@ -394,7 +402,13 @@ export class RedisJobQueue implements JobQueue {
     this.enter(state.epoch);
     try {
       if (!this.cluster) {
-        const r = await writeJob(this.client as Redis, this.keys, { mode: 'update', workspaceId, jobId, fields, fallback: { phase: phaseOf(state, workspaceId), epoch: state.epoch } });
+        const r = await writeJob(this.client as Redis, this.keys, {
+          mode: 'update',
+          workspaceId,
+          jobId,
+          fields,
+          fallback: { phase: phaseOf(state, workspaceId), epoch: state.epoch },
+        });
         if (r.indexMissing && r.snapshot) {
           // Only a v2 record that something other than this queue wrote lacks its entry: a second, rare round trip.
           const e = this.indexEntry(workspaceId, jobId, snapshotField(r.snapshot, JobField.CreatedAt));
@@ -405,7 +419,13 @@ export class RedisJobQueue implements JobQueue {
       const route = routeFor(phaseOf(state, workspaceId));
       const key = this.recordKey(route.primary, workspaceId, jobId);
       // A legacy key is not scoped: write-primary checks its workspace_id in the same atomic step.
-      const snap = await writePrimary(this.client, key, { mode: 'update', fields, index: null, jobId, ...(route.primary === Layout.Legacy ? { owner: workspaceId } : {}) });
+      const snap = await writePrimary(this.client, key, {
+        mode: 'update',
+        fields,
+        index: null,
+        jobId,
+        ...(route.primary === Layout.Legacy ? { owner: workspaceId } : {}),
+      });
       await this.clusterMirror(route.mirror, workspaceId, jobId, snap);
       return jobFromHash(snapshotToHash(snap));
     } finally {

@@ -210,7 +210,8 @@ export function redactUrl(url: string): string {
   return redactUrlCredentials(url);
 }
 
-const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|Connection is closed|Command timed out|connect ETIMEDOUT|Stream isn't writeable|MaxRetriesPerRequest|None of startup nodes|Failed to refresh slots|ClusterAllFailed|CLUSTERDOWN|Connection in subscriber mode|ssl|tls|wrong version number|LOADING|socket hang up/i;
+const CONNECTION_ERROR =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|EPIPE|Connection is closed|Command timed out|connect ETIMEDOUT|Stream isn't writeable|MaxRetriesPerRequest|None of startup nodes|Failed to refresh slots|ClusterAllFailed|CLUSTERDOWN|Connection in subscriber mode|ssl|tls|wrong version number|LOADING|socket hang up/i;
 
 /** True when an error means "Redis is unreachable or went away". */
 export function isConnectionError(err: unknown): boolean {
@@ -260,7 +261,9 @@ let scriptIndex: Map<string, ScriptFacts> | null = null;
 export function scriptsBySha(): Map<string, ScriptFacts> {
   if (scriptIndex) return scriptIndex;
   const index = new Map<string, ScriptFacts>();
-  for (const file of readdirSync(new URL('./lua/', import.meta.url)).filter((f) => f.endsWith('.lua')).sort()) {
+  for (const file of readdirSync(new URL('./lua/', import.meta.url))
+    .filter((f) => f.endsWith('.lua'))
+    .sort()) {
     const src = luaSource(file);
     const commands = [...new Set([...src.matchAll(/redis\.p?call\(\s*'([A-Za-z]+)'/g)].map((m) => m[1]!.toLowerCase()))].sort();
     index.set(createHash('sha1').update(src).digest('hex'), { file, commands });
@@ -283,11 +286,20 @@ function keysOf(cmd: { name: string; args: unknown[] }): string[] {
   const str = (a: unknown): string | null => (typeof a === 'string' ? a : Buffer.isBuffer(a) ? a.toString('utf8') : null);
   if (cmd.name.startsWith('eval')) {
     const n = Number(str(cmd.args[1]));
-    return Number.isInteger(n) && n > 0 ? (cmd.args.slice(2, 2 + n).map(str).filter((k) => k !== null) as string[]) : [];
+    return Number.isInteger(n) && n > 0
+      ? (cmd.args
+          .slice(2, 2 + n)
+          .map(str)
+          .filter((k) => k !== null) as string[])
+      : [];
   }
   // Multi-key commands this package sends; every other one has its key first.
   if (['del', 'unlink', 'exists', 'mget', 'touch'].includes(cmd.name)) return cmd.args.map(str).filter((k) => k !== null) as string[];
-  if (cmd.name === 'copy' || cmd.name === 'rename') return cmd.args.slice(0, 2).map(str).filter((k) => k !== null) as string[];
+  if (cmd.name === 'copy' || cmd.name === 'rename')
+    return cmd.args
+      .slice(0, 2)
+      .map(str)
+      .filter((k) => k !== null) as string[];
   const k = str(cmd.args[0]);
   return k === null ? [] : [k];
 }
@@ -340,7 +352,9 @@ function aclDenial(err: unknown, address: string, user: string): AclPermissionEr
     why = `it may not access ${keys.length === 1 ? `the key ${keys[0]}` : 'one of the keys'}`;
   }
   const rule = `ACL SETUSER ${user} ${uniq(rules).join(' ')}`;
-  return new AclPermissionError(address, user, `Redis at ${address} refused ${what} for ACL user "${user}": ${why} (${msg.slice(0, 160)})`, rule, { cause: err });
+  return new AclPermissionError(address, user, `Redis at ${address} refused ${what} for ACL user "${user}": ${why} (${msg.slice(0, 160)})`, rule, {
+    cause: err,
+  });
 }
 
 /** True when the error is (or wraps) an ACL refusal (NOPERM, or one raised inside a script). */
@@ -384,7 +398,9 @@ export function classifyRedisError(err: unknown, address: string, ctx: ClassifyC
   // a failover is in progress, which an operator meets as an outage that ends by itself.
   const failover = replyBehind(err, (e) => isReplyError(e) && /^(READONLY|MASTERDOWN|NOREPLICAS)\b/.test(e.message));
   if (failover) {
-    const why = /^NOREPLICAS/.test(failover.message) ? 'the master refuses writes until enough replicas are connected (min-replicas-to-write)' : 'a failover is in progress';
+    const why = /^NOREPLICAS/.test(failover.message)
+      ? 'the master refuses writes until enough replicas are connected (min-replicas-to-write)'
+      : 'a failover is in progress';
     return new RedisUnavailableError(address, `${failover.message.split('\n')[0]} (${why})`, { cause: err });
   }
   if (!isConnectionError(err)) return err;
@@ -488,7 +504,9 @@ function sentinelOptions(base: RedisOptions, s: SentinelSettings, opts: RedisCon
     updateSentinels: true,
     sentinelCommandTimeout: opts.connectTimeoutMs ?? 5000,
     // All sentinels unreachable: the CLI gives up like it does for a server; a service keeps asking.
-    sentinelRetryStrategy: service ? (times: number) => serviceBackoff(times, opts.maxBackoffMs) : (times: number) => (times > maxReconnects ? null : Math.min(200 * times, 1000)),
+    sentinelRetryStrategy: service
+      ? (times: number) => serviceBackoff(times, opts.maxBackoffMs)
+      : (times: number) => (times > maxReconnects ? null : Math.min(200 * times, 1000)),
     // The failover detector's own connections to the sentinels (a sentinel restarted).
     sentinelReconnectStrategy: () => 2000,
   };
@@ -498,11 +516,15 @@ function sentinelOptions(base: RedisOptions, s: SentinelSettings, opts: RedisCon
 function sentinelProblem(s: SentinelSettings, role: RedisConnectionOptions['role'], address: string, errors: string[]): OrchError | null {
   // Sentinels answer an unknown name with an error (Redis 7) or a null reply (older ones).
   if (errors.length > 0 && errors.every((m) => /got an invalid reply: null|No such master with that name/.test(m))) {
-    if (role === 'replica') return new RedisUnavailableError(address, `no sentinel lists a usable replica of ${s.masterName} (all are down, disconnected or none exists)`);
-    return new ConfigError(`No sentinel knows a master named ${JSON.stringify(s.masterName)} (asked ${describeSentinelTarget(s).replace(/^.* via sentinel /, '')})`, {
-      code: 'ERR_SENTINEL_MASTER',
-      suggestion: `Check ${sentinelSettingLabel('masterName')}: \`SENTINEL MASTERS\` on a sentinel lists the names it monitors.`,
-    });
+    if (role === 'replica')
+      return new RedisUnavailableError(address, `no sentinel lists a usable replica of ${s.masterName} (all are down, disconnected or none exists)`);
+    return new ConfigError(
+      `No sentinel knows a master named ${JSON.stringify(s.masterName)} (asked ${describeSentinelTarget(s).replace(/^.* via sentinel /, '')})`,
+      {
+        code: 'ERR_SENTINEL_MASTER',
+        suggestion: `Check ${sentinelSettingLabel('masterName')}: \`SENTINEL MASTERS\` on a sentinel lists the names it monitors.`,
+      },
+    );
   }
   const auth = errors.find((m) => /WRONGPASS|NOAUTH|invalid (username-)?password/i.test(m));
   if (auth) {
@@ -684,10 +706,13 @@ export async function connectReplica(opts: RedisConnectionOptions, master: Redis
     .sort((a, b) => Number(a.lag ?? 0) - Number(b.lag ?? 0) || Number(b.offset ?? 0) - Number(a.offset ?? 0));
   const best = replicas[0];
   if (!best) {
-    throw new ConfigError(`--read-from-replica: the master at ${p.address} has no online replica (INFO replication: connected_slaves:${info.connected_slaves ?? '0'})`, {
-      code: 'ERR_NO_REPLICA',
-      suggestion: 'Verify from the master (drop --read-from-replica), or wait until a replica is online.',
-    });
+    throw new ConfigError(
+      `--read-from-replica: the master at ${p.address} has no online replica (INFO replication: connected_slaves:${info.connected_slaves ?? '0'})`,
+      {
+        code: 'ERR_NO_REPLICA',
+        suggestion: 'Verify from the master (drop --read-from-replica), or wait until a replica is online.',
+      },
+    );
   }
   const host = best.ip!;
   const port = Number(best.port);
@@ -709,7 +734,10 @@ export interface ReplicaLag {
 
 /** Reads both sides' INFO replication at once and states the replica's lag. */
 export async function replicaLag(master: Redis, replica: Redis): Promise<ReplicaLag> {
-  const [m, r] = (await Promise.all([master.info('replication'), replica.info('replication')])).map(infoFields) as [Record<string, string>, Record<string, string>];
+  const [m, r] = (await Promise.all([master.info('replication'), replica.info('replication')])).map(infoFields) as [
+    Record<string, string>,
+    Record<string, string>,
+  ];
   const num = (v: string | undefined): number | null => (v !== undefined && /^-?[0-9]+$/.test(v) ? Number(v) : null);
   const masterOffset = num(m.master_repl_offset);
   const replicaOffset = num(r.slave_repl_offset);

@@ -13,7 +13,16 @@ import { isReplyError, replyMessage } from './errors.js';
 export const ApplyIfNewerReply = { applied: 1, skipped: 0, wrongType: -1, badRev: -2, ownerConflict: -3 } as const;
 
 /** backfill-batch.lua: one code per item. */
-export const BackfillBatchReply = { copied: 1, replaced: 2, skipped: 0, targetWrongType: -1, targetBadRev: -2, vanished: -3, badRev: -4, idConflict: -5 } as const;
+export const BackfillBatchReply = {
+  copied: 1,
+  replaced: 2,
+  skipped: 0,
+  targetWrongType: -1,
+  targetBadRev: -2,
+  vanished: -3,
+  badRev: -4,
+  idConflict: -5,
+} as const;
 
 /** cleanup-batch.lua: one code per pair. */
 export const CleanupBatchReply = {

@@ -157,7 +157,10 @@ export function asScriptError(err: unknown): unknown {
 function lockLost(err: unknown): FencedError | null {
   const reply = scriptErrorReply(err);
   if (reply?.code !== ScriptError.Fenced || reply.args.join(' ') !== FENCED_LOCK) return null;
-  return new FencedError('This run no longer holds the migration lock (its lease expired, was deleted or was taken over): it stopped before changing anything more', {
-    cause: err,
-  });
+  return new FencedError(
+    'This run no longer holds the migration lock (its lease expired, was deleted or was taken over): it stopped before changing anything more',
+    {
+      cause: err,
+    },
+  );
 }

@@ -104,8 +104,12 @@ export function sentinelSettings(raw: RawSentinelSettings): SentinelSettings | n
   const name = raw.masterName?.trim() ?? '';
   if (list === '' && name === '') return null;
   if (list === '') throw invalid(`${sentinelSettingLabel('masterName')} is set without ${sentinelSettingLabel('sentinels')}`);
-  if (name === '') throw invalid(`${sentinelSettingLabel('sentinels')} is set without ${sentinelSettingLabel('masterName')} (the name the sentinels monitor the master under)`);
-  if (!isMasterName(name)) throw invalid(`${sentinelSettingLabel('masterName')} must be 1-64 letters, digits, ".", "_" or "-", got ${JSON.stringify(name.slice(0, 64))}`);
+  if (name === '')
+    throw invalid(
+      `${sentinelSettingLabel('sentinels')} is set without ${sentinelSettingLabel('masterName')} (the name the sentinels monitor the master under)`,
+    );
+  if (!isMasterName(name))
+    throw invalid(`${sentinelSettingLabel('masterName')} must be 1-64 letters, digits, ".", "_" or "-", got ${JSON.stringify(name.slice(0, 64))}`);
   return {
     sentinels: parseSentinelList(list),
     masterName: name,

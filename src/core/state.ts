@@ -202,7 +202,11 @@ export function decodeState(key: string, raw: Record<string, string>, overridesR
   const overrides: Record<string, Phase> = {};
   for (const [ws, p] of Object.entries(overridesRaw)) {
     // A canary entry is routing: one that is not a workspace id and a phase it may run ahead to is corruption.
-    if (!isWorkspaceId(ws) || !isPhase(p) || !OVERRIDE_PHASES.includes(p)) throw corrupt(`${key}:workspaces`, `entry ${JSON.stringify(ws.slice(0, 40))} → ${JSON.stringify(p.slice(0, 40))} is not a workspace in read-new or new-only`);
+    if (!isWorkspaceId(ws) || !isPhase(p) || !OVERRIDE_PHASES.includes(p))
+      throw corrupt(
+        `${key}:workspaces`,
+        `entry ${JSON.stringify(ws.slice(0, 40))} → ${JSON.stringify(p.slice(0, 40))} is not a workspace in read-new or new-only`,
+      );
     overrides[ws] = p;
   }
   return {
@@ -230,10 +234,13 @@ export function decodeState(key: string, raw: Record<string, string>, overridesR
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new InterruptedError());
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, Math.max(0, ms));
+    const t = setTimeout(
+      () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      Math.max(0, ms),
+    );
     const onAbort = (): void => {
       clearTimeout(t);
       reject(new InterruptedError());
@@ -269,7 +276,10 @@ export class StateStore {
     if (raw[StateField.Epoch] === undefined) {
       const traces = await this.migrationTraces();
       if (traces.length > 0) {
-        throw corrupt(this.keys.state, `it is ${Object.keys(raw).length === 0 ? 'missing' : 'without phase and epoch'} but ${traces.join(' and ')} show a migration exists (evicted or deleted?)`);
+        throw corrupt(
+          this.keys.state,
+          `it is ${Object.keys(raw).length === 0 ? 'missing' : 'without phase and epoch'} but ${traces.join(' and ')} show a migration exists (evicted or deleted?)`,
+        );
       }
     }
     return state;
@@ -300,7 +310,8 @@ export class StateStore {
         if (isScriptError(err, ScriptError.WrongType)) return false;
         throw err;
       }
-      for (const [, flat] of rows) if (flat[0] === 'type' && (flat[1] === 'transition' || flat[1] === 'workspace-transition' || flat[1] === 'transition-abandoned')) return true;
+      for (const [, flat] of rows)
+        if (flat[0] === 'type' && (flat[1] === 'transition' || flat[1] === 'workspace-transition' || flat[1] === 'transition-abandoned')) return true;
       if (rows.length < 1000) return false;
       start = `(${rows[rows.length - 1]![0]}`;
     }
@@ -362,7 +373,9 @@ export class StateStore {
     try {
       reply = await callScript<[number, number, string]>(this.client, ScriptName.Transition, [this.keys.state, ...args(false)]);
     } catch (err) {
-      await this.appendHistory('transition-abandoned', actor, { entry: intent, from: opts.from, to: opts.to, epoch: opts.expectedEpoch + 1 }).catch(() => undefined);
+      await this.appendHistory('transition-abandoned', actor, { entry: intent, from: opts.from, to: opts.to, epoch: opts.expectedEpoch + 1 }).catch(
+        () => undefined,
+      );
       throw mapStateScriptError(err, what, this.keys);
     }
     const result: TransitionResult = { from: opts.from, to: opts.to, epoch: Number(reply[0]), changedAt: Number(reply[1]) };
@@ -434,7 +447,9 @@ export class StateStore {
       await writeWorkspaceStates(this.client, this.keys, opts.states);
       const [epoch, changedAt] = await callScript<[number, number]>(this.client, ScriptName.WorkspaceTransitionStateOnly, [this.keys.state, ...common('', '')]);
       // Committed: a lost announcement only delays writers to their next cache refresh.
-      await this.client.publish(this.keys.events, JSON.stringify({ phase: null, epoch: Number(epoch), changed_at: Number(changedAt), workspaces: true })).catch(() => undefined);
+      await this.client
+        .publish(this.keys.events, JSON.stringify({ phase: null, epoch: Number(epoch), changed_at: Number(changedAt), workspaces: true }))
+        .catch(() => undefined);
       return { epoch: Number(epoch), changedAt: Number(changedAt) };
     } catch (err) {
       // The move did not happen: put back our own overrides (not one a newer run set since) and the records.

@@ -111,13 +111,16 @@ function parseKey(path: string, pem: string): KeyObject {
     return createPrivateKey(pem);
   } catch (cause) {
     const encrypted = /ENCRYPTED/.test(pem);
-    throw new ConfigError(`${tlsSettingLabel('keyFile')} ${JSON.stringify(path)} ${encrypted ? 'is an encrypted private key' : 'holds no usable PEM private key'}`, {
-      code: 'ERR_TLS_FILE',
-      cause,
-      suggestion: encrypted
-        ? 'Encrypted keys are not supported: store the key unencrypted with tight file permissions (`openssl pkey -in key.pem -out key-plain.pem`).'
-        : 'Use the PEM private key that belongs to --tls-cert-file ("-----BEGIN PRIVATE KEY-----").',
-    });
+    throw new ConfigError(
+      `${tlsSettingLabel('keyFile')} ${JSON.stringify(path)} ${encrypted ? 'is an encrypted private key' : 'holds no usable PEM private key'}`,
+      {
+        code: 'ERR_TLS_FILE',
+        cause,
+        suggestion: encrypted
+          ? 'Encrypted keys are not supported: store the key unencrypted with tight file permissions (`openssl pkey -in key.pem -out key-plain.pem`).'
+          : 'Use the PEM private key that belongs to --tls-cert-file ("-----BEGIN PRIVATE KEY-----").',
+      },
+    );
   }
 }
 
@@ -156,10 +159,14 @@ export function loadTlsOptions(settings: TlsSettings | null | undefined, now: Da
     const keyPem = readSetting('keyFile', s.keyFile);
     const key = parseKey(s.keyFile, keyPem);
     if (!cert!.checkPrivateKey(key)) {
-      throw new ConfigError(`${tlsSettingLabel('keyFile')} ${JSON.stringify(s.keyFile)} is not the private key of the certificate in ${tlsSettingLabel('certFile')} (${subjectOf(cert!)})`, {
-        code: 'ERR_TLS_FILE',
-        suggestion: 'Pass the key that was generated with this certificate (compare `openssl x509 -noout -pubkey -in cert.pem` with `openssl pkey -pubout -in key.pem`).',
-      });
+      throw new ConfigError(
+        `${tlsSettingLabel('keyFile')} ${JSON.stringify(s.keyFile)} is not the private key of the certificate in ${tlsSettingLabel('certFile')} (${subjectOf(cert!)})`,
+        {
+          code: 'ERR_TLS_FILE',
+          suggestion:
+            'Pass the key that was generated with this certificate (compare `openssl x509 -noout -pubkey -in cert.pem` with `openssl pkey -pubout -in key.pem`).',
+        },
+      );
     }
     // Checked here because the server's answer to an expired client certificate is only an alert.
     const notAfter = new Date(cert!.validTo);
@@ -209,14 +216,16 @@ const UNTRUSTED = new Set([
 ]);
 
 /** Alerts a server sends when it refuses our client certificate (or that we sent none). */
-const CLIENT_CERT_ALERT = /ALERT_(CERTIFICATE_REQUIRED|UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|HANDSHAKE_FAILURE)$/;
+const CLIENT_CERT_ALERT =
+  /ALERT_(CERTIFICATE_REQUIRED|UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|HANDSHAKE_FAILURE)$/;
 
 /** The first error in the chain (cause, a cluster's last node error) that carries a TLS or verification code. */
 function tlsCoded(err: unknown): { code: string; message: string; error: Error } | null {
   let cur: unknown = err;
   for (let i = 0; i < 8 && cur instanceof Error; i++) {
     const code = (cur as NodeJS.ErrnoException).code;
-    if (typeof code === 'string' && (UNTRUSTED.has(code) || /^(CERT_|ERR_TLS_|ERR_SSL_|ERR_OSSL_)/.test(code))) return { code, message: cur.message, error: cur };
+    if (typeof code === 'string' && (UNTRUSTED.has(code) || /^(CERT_|ERR_TLS_|ERR_SSL_|ERR_OSSL_)/.test(code)))
+      return { code, message: cur.message, error: cur };
     const lastNodeError = (cur as { lastNodeError?: unknown }).lastNodeError;
     if (lastNodeError instanceof Error) {
       const inner = tlsCoded(lastNodeError);
@@ -246,7 +255,10 @@ export function classifyTlsError(err: unknown, ctx: TlsFailureContext): TlsCerti
   const coded = tlsCoded(err);
   const at = `TLS to Redis at ${ctx.address} failed`;
   if (coded) {
-    const detail = coded.message.split('\n')[0]!.replace(/^[0-9A-F]+:error:[0-9A-F]+:/, '').slice(0, 200);
+    const detail = coded.message
+      .split('\n')[0]!
+      .replace(/^[0-9A-F]+:error:[0-9A-F]+:/, '')
+      .slice(0, 200);
     if (UNTRUSTED.has(coded.code)) {
       return new TlsCertificateError(ctx.address, `${at}: the server's certificate is not trusted (${detail})`, {
         cause: err,
@@ -287,12 +299,17 @@ export function classifyTlsError(err: unknown, ctx: TlsFailureContext): TlsCerti
     }
     if (CLIENT_CERT_ALERT.test(coded.code)) {
       const required = /CERTIFICATE_REQUIRED|HANDSHAKE_FAILURE/.test(coded.code) && !s.certFile;
-      return new TlsCertificateError(ctx.address, `${at}: the server refused ${s.certFile ? 'our client certificate' : 'the connection without a client certificate'} (${detail})`, {
-        cause: err,
-        suggestion: required || !s.certFile
-          ? `The server requires a client certificate (tls-auth-clients yes): pass ${tlsSettingLabel('certFile')} and ${tlsSettingLabel('keyFile')}.`
-          : `The server does not accept the client certificate in ${tlsSettingLabel('certFile')}: use one signed by a CA in the server's tls-ca-cert-file, and current.`,
-      });
+      return new TlsCertificateError(
+        ctx.address,
+        `${at}: the server refused ${s.certFile ? 'our client certificate' : 'the connection without a client certificate'} (${detail})`,
+        {
+          cause: err,
+          suggestion:
+            required || !s.certFile
+              ? `The server requires a client certificate (tls-auth-clients yes): pass ${tlsSettingLabel('certFile')} and ${tlsSettingLabel('keyFile')}.`
+              : `The server does not accept the client certificate in ${tlsSettingLabel('certFile')}: use one signed by a CA in the server's tls-ca-cert-file, and current.`,
+        },
+      );
     }
     if (/WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|UNKNOWN_PROTOCOL|HTTP_REQUEST/.test(coded.code)) {
       return new TlsCertificateError(ctx.address, `${at}: the server does not speak TLS on this port (${detail})`, {
@@ -305,10 +322,14 @@ export function classifyTlsError(err: unknown, ctx: TlsFailureContext): TlsCerti
   // The server closes the socket right after a TLS 1.3 handshake when it wants a
   // client certificate and got none; the client often sees only the reset.
   if (ctx.handshakeCompleted && !s.certFile && err instanceof Error && /ECONNRESET|socket hang up|Connection is closed/i.test(err.message)) {
-    return new TlsCertificateError(ctx.address, `${at}: the server closed the connection right after the TLS handshake, which is what a server with tls-auth-clients yes does without a client certificate`, {
-      cause: err,
-      suggestion: `Pass a client certificate signed by a CA the server trusts: ${tlsSettingLabel('certFile')} and ${tlsSettingLabel('keyFile')}.`,
-    });
+    return new TlsCertificateError(
+      ctx.address,
+      `${at}: the server closed the connection right after the TLS handshake, which is what a server with tls-auth-clients yes does without a client certificate`,
+      {
+        cause: err,
+        suggestion: `Pass a client certificate signed by a CA the server trusts: ${tlsSettingLabel('certFile')} and ${tlsSettingLabel('keyFile')}.`,
+      },
+    );
   }
   return null;
 }

@@ -100,10 +100,14 @@ export class WritersLaggingError extends GateError {
   readonly laggards: WriterStatus[];
   constructor(epoch: number, lagging: WriterStatus[], timeoutMs: number) {
     const names = lagging.slice(0, 5).map(describeWriter).join('; ');
-    super('writers', `Refused: ${lagging.length} live writer(s) did not acknowledge epoch ${epoch} within ${Math.round(timeoutMs / 1000)}s: ${names}${lagging.length > 5 ? '; …' : ''}.`, {
-      suggestion:
-        'Check those processes (a stuck or partitioned writer keeps acting on the old phase). Once they acknowledge or their lease runs out, rerun; or override with --force writers --reason "…".',
-    });
+    super(
+      'writers',
+      `Refused: ${lagging.length} live writer(s) did not acknowledge epoch ${epoch} within ${Math.round(timeoutMs / 1000)}s: ${names}${lagging.length > 5 ? '; …' : ''}.`,
+      {
+        suggestion:
+          'Check those processes (a stuck or partitioned writer keeps acting on the old phase). Once they acknowledge or their lease runs out, rerun; or override with --force writers --reason "…".',
+      },
+    );
     this.laggards = lagging;
   }
 }
@@ -164,9 +168,12 @@ export class WriterRegistration {
   async start(epoch: number): Promise<void> {
     this.epoch = epoch;
     await this.beat().catch(() => undefined);
-    this.timer = setInterval(() => {
-      void this.beat().catch(() => undefined);
-    }, Math.max(50, Math.floor(this.leaseMs / 3)));
+    this.timer = setInterval(
+      () => {
+        void this.beat().catch(() => undefined);
+      },
+      Math.max(50, Math.floor(this.leaseMs / 3)),
+    );
     // The heartbeat alone must not keep a process alive.
     this.timer.unref();
   }
@@ -192,7 +199,15 @@ export class WriterRegistration {
   async beat(): Promise<void> {
     if (this.stopped) return;
     const started = Date.now();
-    await callScript<number>(this.client, ScriptName.WriterHeartbeat, [this.keys.writers, this.id, this.epoch, this.leaseMs, os.hostname(), process.pid, this.name]);
+    await callScript<number>(this.client, ScriptName.WriterHeartbeat, [
+      this.keys.writers,
+      this.id,
+      this.epoch,
+      this.leaseMs,
+      os.hostname(),
+      process.pid,
+      this.name,
+    ]);
     // Counted from before the call: a heartbeat delayed in flight must not look fresher than it is.
     this.lastOkAt = Math.max(this.lastOkAt, started);
   }

@@ -70,7 +70,8 @@ export async function unmigratableProblem(client: RedisClient, keys: Keyspace, k
  * or one that migrates fine, refuses the whole call (exit 2) and nothing is recorded.
  */
 export async function accept(ctx: OpContext, opts: AcceptOptions): Promise<AcceptResult> {
-  if (opts.keys.length === 0) throw new ValidationError('No keys given', { suggestion: 'Pass legacy keys as arguments or with --from-file <file> (one per line).' });
+  if (opts.keys.length === 0)
+    throw new ValidationError('No keys given', { suggestion: 'Pass legacy keys as arguments or with --from-file <file> (one per line).' });
   if (opts.reason.trim() === '') throw new ValidationError('accept needs --reason "…" (it is recorded with each key)');
   const existing = await loadAccepted(ctx.client, ctx.keys);
   const revoke = opts.revoke === true;
@@ -79,7 +80,9 @@ export async function accept(ctx: OpContext, opts: AcceptOptions): Promise<Accep
   const problems = new Map<string, string>();
   for (const key of [...new Set(opts.keys)]) {
     if (ctx.keys.legacySuffix(key) === null) {
-      throw new ValidationError(`${describeInput(key)} is not a legacy key (${ctx.keys.legacyPattern})`, { suggestion: 'Only legacy keys can be accepted; copy them from verify --report or backfill --json.' });
+      throw new ValidationError(`${describeInput(key)} is not a legacy key (${ctx.keys.legacyPattern})`, {
+        suggestion: 'Only legacy keys can be accepted; copy them from verify --report or backfill --json.',
+      });
     }
     if (revoke) {
       (existing.has(key) ? changed : unchanged).push(key);

@@ -84,7 +84,10 @@ type Cmd = readonly [command: string, why: string];
 /** Every connection. */
 const CONNECTION: readonly Cmd[] = [
   ['ping', 'connection check at start (and the API readiness probe)'],
-  ['info', "the client's ready check (waits out LOADING after a restart) and Sentinel's role check; the CLI also reads each master's run_id (checkpoints) and a replica's lag"],
+  [
+    'info',
+    "the client's ready check (waits out LOADING after a restart) and Sentinel's role check; the CLI also reads each master's run_id (checkpoints) and a replica's lag",
+  ],
   ['client|setname', 'names each connection in CLIENT LIST (orch-migrate:<command>, orch-api, queue-core)'],
 ];
 
@@ -109,7 +112,7 @@ const STATE_READ: readonly Cmd[] = [
 /** The write path of the queue core: direct commands and the inner commands of write-job.lua, writer-heartbeat.lua and the cluster scripts. */
 const WRITE_PATH: readonly Cmd[] = [
   ['evalsha', 'runs the write scripts (write-job.lua: primary, mirror, index and queue in one atomic step; writer-heartbeat.lua)'],
-  ['eval', "first call of a script on a server that has not cached it (ioredis falls back from EVALSHA on NOSCRIPT); no SCRIPT LOAD needed"],
+  ['eval', 'first call of a script on a server that has not cached it (ioredis falls back from EVALSHA on NOSCRIPT); no SCRIPT LOAD needed'],
   ['type', 'inside the scripts: refuses to overwrite a key of another type'],
   ['hget', 'inside the scripts and dequeue: reads one field (phase, rev, workspace_id)'],
   ['hmget', 'inside write-job.lua: reads the state record phase and epoch'],
@@ -117,7 +120,7 @@ const WRITE_PATH: readonly Cmd[] = [
   ['hincrby', 'inside the scripts: rev + 1 on every write'],
   ['del', 'inside write-job.lua: replaces the mirror hash whole (never a partial record)'],
   ['pexpire', 'inside the scripts: a job created with a TTL'],
-  ['pexpireat', 'inside the scripts: the mirror gets the primary\'s exact expiry'],
+  ['pexpireat', "inside the scripts: the mirror gets the primary's exact expiry"],
   ['pexpiretime', 'inside the scripts: returns the expiry with the snapshot'],
   ['zadd', 'the v2 index entry (inside write-job.lua, or separately on a cluster)'],
   ['zscore', 'inside write-job.lua: is the index entry there already'],
@@ -141,13 +144,16 @@ const OPERATOR_COMMANDS: readonly Cmd[] = [
   ['hkeys', 'lists accepted keys'],
   ['hscan', 'lists findings in bounded pages'],
   ['hincrby', 'the lock fence counter and finding counters'],
-  ['get', 'reads a lock an older orch-migrate took (a string; the lock is a hash of per-holder leases, taken and renewed in lock-acquire.lua and lock-renew.lua)'],
+  [
+    'get',
+    'reads a lock an older orch-migrate took (a string; the lock is a hash of per-holder leases, taken and renewed in lock-acquire.lua and lock-renew.lua)',
+  ],
   ['pttl', 'how long the lock key lives (status, the refusal message)'],
   ['pexpire', 'the lock key expires with its last live holder (lock-acquire.lua, lock-renew.lua)'],
   ['del', 'clears checkpoints; inside repair-cas.lua deletes an orphan'],
   ['unlink', 'cleanup deletes legacy keys, only where v2 holds the record (inside cleanup-batch.lua)'],
   ['copy', 'backfill copies a record with its TTL, create-if-absent (inside backfill-batch.lua)'],
-  ['dump', "compares records byte-exactly (verify-batch.lua, backfill-batch.lua) and copies across slots on a cluster"],
+  ['dump', 'compares records byte-exactly (verify-batch.lua, backfill-batch.lua) and copies across slots on a cluster'],
   ['restore', 'the cluster copy: RESTORE ABSTTL without REPLACE (COPY cannot cross slots)'],
   ['pexpireat', 'sets the exact expiry on a repaired or copied record'],
   ['pexpiretime', 'compares and copies expiries'],
@@ -234,7 +240,10 @@ function scriptSelector(k: Keyspace): AclRule {
 }
 
 /** The rules of one role, in the order they are written on the line. */
-export function roleRules(role: AclRole, opts: Pick<AclOptions, 'keys' | 'cluster' | 'db'>): { keys: AclRule[]; channels: AclRule[]; commands: AclRule[]; selectors: AclRule[] } {
+export function roleRules(
+  role: AclRole,
+  opts: Pick<AclOptions, 'keys' | 'cluster' | 'db'>,
+): { keys: AclRule[]; channels: AclRule[]; commands: AclRule[]; selectors: AclRule[] } {
   const cmds = role === 'operator' ? OPERATOR_COMMANDS : role === 'api' ? API_COMMANDS : WRITER_COMMANDS;
   const commands = dedupe([
     ...commandRules(CONNECTION),
@@ -261,7 +270,14 @@ export function aclUsers(opts: AclOptions): AclUser[] {
     const head: AclRule[] = [
       { rule: 'reset', why: 'starts from nothing: no password, no keys, no channels, no commands (-@all), so rerunning the line replaces the user exactly' },
       { rule: 'on', why: 'enables the user' },
-      ...(password ? [{ rule: `#${createHash('sha256').update(password, 'utf8').digest('hex')}`, why: 'the password, as its SHA-256 (the password itself is never printed)' }] : []),
+      ...(password
+        ? [
+            {
+              rule: `#${createHash('sha256').update(password, 'utf8').digest('hex')}`,
+              why: 'the password, as its SHA-256 (the password itself is never printed)',
+            },
+          ]
+        : []),
       { rule: 'resetchannels', why: 'no channel but the one below, even where acl-pubsub-default is allchannels' },
     ];
     const rules = [...head, ...r.keys, ...r.channels, ...r.commands, ...r.selectors];

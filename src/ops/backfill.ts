@@ -57,7 +57,16 @@ import {
   type UnmigratableRecord,
 } from './migratable.js';
 import type { GuardController, ThrottleSummary } from './guards/controller.js';
-import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, mapLimit, passComplete, PER_KEY_CONCURRENCY, runScan, type NodeScanResult, type ScanBatch } from './scan-engine.js';
+import {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_CONCURRENCY,
+  mapLimit,
+  passComplete,
+  PER_KEY_CONCURRENCY,
+  runScan,
+  type NodeScanResult,
+  type ScanBatch,
+} from './scan-engine.js';
 import { waitForWriters } from './settle.js';
 import { perMaster, valueOf, type Reply } from './cluster-batch.js';
 import type { BackfillSummary } from './summaries.js';
@@ -199,7 +208,10 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
   const maxListed = opts.maxListed ?? 1000;
   const accepted = direction === 'forward' ? await loadAccepted(ctx.client, ctx.keys) : new Set<string>();
 
-  const estimate = workspace !== null ? await ctx.client.zcard(ctx.keys.index(workspace)) : await estimateLayout(ctx.client, ctx.keys, direction === 'forward' ? 'legacy' : 'v2');
+  const estimate =
+    workspace !== null
+      ? await ctx.client.zcard(ctx.keys.index(workspace))
+      : await estimateLayout(ctx.client, ctx.keys, direction === 'forward' ? 'legacy' : 'v2');
   const shardShare = opts.shard && opts.shard.count > 1 ? 1 / opts.shard.count : 1;
   const total = Math.round(estimate * shardShare);
   const progress = throttled(opts.onProgress);
@@ -240,7 +252,8 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
   const run = counts(res.runCounters);
   const shard = opts.shard && opts.shard.count > 1 ? `${opts.shard.index}/${opts.shard.count}` : null;
   // A shard completes the pass when the other shards' masters are done too.
-  const whole = async (): Promise<boolean> => res.complete && !dryRun && (shard === null || (await passComplete(ctx.client, ctx.keys, op, resumable(direction, state))).complete);
+  const whole = async (): Promise<boolean> =>
+    res.complete && !dryRun && (shard === null || (await passComplete(ctx.client, ctx.keys, op, resumable(direction, state))).complete);
   const complete = await whole();
   const result: BackfillResult = {
     ...all,
@@ -257,7 +270,9 @@ export async function backfill(ctx: OpContext, opts: BackfillOptions = {}): Prom
     applied: res.counters.applied ?? 0,
     accepted: acceptedCount,
     mode,
-    unmigratableRecords: listing.slice(0, maxListed).map((f) => ({ key: f.key, reason: f.reason as UnmigratableReason, ...(f.detail ? { detail: f.detail } : {}) })),
+    unmigratableRecords: listing
+      .slice(0, maxListed)
+      .map((f) => ({ key: f.key, reason: f.reason as UnmigratableReason, ...(f.detail ? { detail: f.detail } : {}) })),
     unmigratableTruncated: unmigratable > Math.min(maxListed, listing.length),
     nodes: res.nodes,
     shard,
@@ -476,7 +491,11 @@ class BatchMover {
     const parsed = this.parse(batch.keys, bad);
     if (parsed.length === 0) return;
     const node = batch.node;
-    const rows = await readFieldsBatch(node, parsed.map((p) => p.key), [JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev]);
+    const rows = await readFieldsBatch(
+      node,
+      parsed.map((p) => p.key),
+      [JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev],
+    );
     const good: MigratableSource[] = [];
     parsed.forEach((p, i) => {
       const [kind, ws, createdAt, rev] = rows[i]!;
@@ -584,7 +603,13 @@ class BatchMover {
     }
     if (creates.length === 0) return;
     if (this.o.dryRun) {
-      const exists = await perMaster(client, creates, (x) => x.g.target, 1, (pipe, x) => pipe.exists(x.g.target));
+      const exists = await perMaster(
+        client,
+        creates,
+        (x) => x.g.target,
+        1,
+        (pipe, x) => pipe.exists(x.g.target),
+      );
       exists.forEach((r) => (Number(valueOf(r[0]!)) === 0 ? (c.copied! += 1) : (c.skipped! += 1)));
       return;
     }
@@ -603,7 +628,13 @@ class BatchMover {
       if (Number(valueOf(r[0]!)) === BackfillCreateReply.created) codes[i] = BACKFILL_CODES.copied;
       else existing.push(i);
     });
-    if (existing.length > 0) await this.settleExistingBatch(client, existing.map((i) => creates[i]!), existing, codes);
+    if (existing.length > 0)
+      await this.settleExistingBatch(
+        client,
+        existing.map((i) => creates[i]!),
+        existing,
+        codes,
+      );
     const indexed = new Map<string, Array<string | number>>();
     creates.forEach((x, i) => {
       this.count(x.g, codes[i]!, c, bad);
@@ -651,7 +682,8 @@ class BatchMover {
       const [owner = null, rev = null] = oVal as Array<string | null>;
       if (owner !== null && owner !== x.g.workspaceId) return void (codes[at[k]!] = BACKFILL_CODES.idConflict);
       if (payload !== null && payload.equals(x.payload) && (pexpire > 0 ? pexpire : 0) === x.pexpireAt) return void (codes[at[k]!] = BACKFILL_CODES.skipped);
-      if (this.modeOf(x.g.workspaceId) === 'target') return void (codes[at[k]!] = rev === null || /^[0-9]*$/.test(rev) ? BACKFILL_CODES.skipped : BACKFILL_CODES.targetBadRev);
+      if (this.modeOf(x.g.workspaceId) === 'target')
+        return void (codes[at[k]!] = rev === null || /^[0-9]*$/.test(rev) ? BACKFILL_CODES.skipped : BACKFILL_CODES.targetBadRev);
       slow.push(k);
     });
     // Rare (a rerun over changed records, a record expiring meanwhile): one record at a time, bounded.
@@ -676,7 +708,13 @@ class BatchMover {
       if (target.type === 'none') {
         // Expired or deleted meanwhile: the create-if-absent path applies again.
         const snap = snapshotOf(source)!;
-        const made = await callScript<number>(client, ScriptName.BackfillCreate, [g.target, leaseDeadline(this.ctx), snap.pexpireAt > 0 ? snap.pexpireAt : 0, 'fields', ...snap.fields]);
+        const made = await callScript<number>(client, ScriptName.BackfillCreate, [
+          g.target,
+          leaseDeadline(this.ctx),
+          snap.pexpireAt > 0 ? snap.pexpireAt : 0,
+          'fields',
+          ...snap.fields,
+        ]);
         if (made === BackfillCreateReply.created) return BACKFILL_CODES.copied;
         continue;
       }

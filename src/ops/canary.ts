@@ -101,15 +101,25 @@ function wsPhaseGate(inp: WorkspaceGateInputs, required: Phase, target: Phase, c
 
 /** A clean verify that covered this workspace (a full one, or `verify --workspace`), in this epoch, after the last backfill, fresh. */
 function wsVerifyGate(inp: WorkspaceGateInputs): GateStatus {
-  const closed = (reason: string): GateStatus => ({ name: 'verify', open: false, reason, opensWith: `orch-migrate verify --workspace ${inp.workspace}`, forceable: true });
+  const closed = (reason: string): GateStatus => ({
+    name: 'verify',
+    open: false,
+    reason,
+    opensWith: `orch-migrate verify --workspace ${inp.workspace}`,
+    forceable: true,
+  });
   const full = asVerifySummary(inp.state.lastVerify);
   const own = inp.wsState.lastVerify;
-  const candidates = [full && full.scope === 'full' ? { ok: full.ok, epoch: full.epoch, startedAt: full.startedAt, finishedAt: full.finishedAt, mismatches: full.mismatches } : null, own].filter(
-    (v): v is NonNullable<typeof v> => v !== null,
-  );
+  const candidates = [
+    full && full.scope === 'full'
+      ? { ok: full.ok, epoch: full.epoch, startedAt: full.startedAt, finishedAt: full.finishedAt, mismatches: full.mismatches }
+      : null,
+    own,
+  ].filter((v): v is NonNullable<typeof v> => v !== null);
   const v = candidates.sort((a, b) => b.finishedAt - a.finishedAt)[0];
   if (!v) return closed(`no verify has covered workspace ${inp.workspace}`);
-  if (v.epoch !== inp.state.epoch) return closed(`the last verify of workspace ${inp.workspace} ran in epoch ${v.epoch}; the routing changed since (epoch ${inp.state.epoch})`);
+  if (v.epoch !== inp.state.epoch)
+    return closed(`the last verify of workspace ${inp.workspace} ran in epoch ${v.epoch}; the routing changed since (epoch ${inp.state.epoch})`);
   if (!v.ok) return closed(`the last verify of workspace ${inp.workspace} found ${v.mismatches} persistent mismatch(es)`);
   const b = asBackfillSummary(inp.state.lastBackfill);
   if (b && b.finishedAt > v.startedAt) return closed('a backfill finished after the last verify started');
@@ -141,7 +151,9 @@ function wsLegacyGate(inp: WorkspaceGateInputs): GateStatus {
   return {
     name: 'legacy-complete',
     open,
-    reason: open ? `workspace ${inp.workspace}'s legacy records are complete` : `workspace ${inp.workspace}'s legacy records are incomplete (its cleanup ran) and its reverse backfill has not finished`,
+    reason: open
+      ? `workspace ${inp.workspace}'s legacy records are complete`
+      : `workspace ${inp.workspace}'s legacy records are incomplete (its cleanup ran) and its reverse backfill has not finished`,
     opensWith: open ? null : `orch-migrate rollback --workspace ${inp.workspace} --execute (resumes its reverse backfill)`,
     forceable: true,
   };
@@ -155,11 +167,20 @@ export function workspaceGates(command: 'flip-read' | 'cleanup' | 'rollback', in
     case 'flip-read':
       return [wsPhaseGate(inp, Phase.DualWrite, Phase.ReadNew, command), wsVerifyGate(inp), writers];
     case 'cleanup':
-      if (current === Phase.NewOnly) return [{ name: 'phase', open: true, reason: `workspace ${inp.workspace} is in new-only: cleanup resumes`, opensWith: null, forceable: false }];
+      if (current === Phase.NewOnly)
+        return [{ name: 'phase', open: true, reason: `workspace ${inp.workspace} is in new-only: cleanup resumes`, opensWith: null, forceable: false }];
       return [wsPhaseGate(inp, Phase.ReadNew, Phase.NewOnly, command), wsSoakGate(inp), wsVerifyGate(inp), writers];
     case 'rollback': {
       if (current === inp.state.phase) {
-        return [{ name: 'phase', open: false, reason: `workspace ${inp.workspace} is at the global phase (${inp.state.phase}): roll back the global phase instead`, opensWith: 'orch-migrate rollback', forceable: false }];
+        return [
+          {
+            name: 'phase',
+            open: false,
+            reason: `workspace ${inp.workspace} is at the global phase (${inp.state.phase}): roll back the global phase instead`,
+            opensWith: 'orch-migrate rollback',
+            forceable: false,
+          },
+        ];
       }
       const back = current === Phase.NewOnly ? [] : [wsLegacyGate(inp)];
       return [{ name: 'phase', open: true, reason: `workspace ${inp.workspace} is in ${current}`, opensWith: null, forceable: false }, ...back, writers];
@@ -224,7 +245,14 @@ export async function moveWorkspaces(
   const gates: Record<string, GateStatus[]> = {};
   const forced = new Set<string>();
   for (const ws of moving) {
-    const g = workspaceGates(step.command, { state: c.state, now: c.now, workspace: ws, wsState: c.states.get(ws) ?? defaultWorkspaceState(), writers: c.writers, ...gateTuning(opts) });
+    const g = workspaceGates(step.command, {
+      state: c.state,
+      now: c.now,
+      workspace: ws,
+      wsState: c.states.get(ws) ?? defaultWorkspaceState(),
+      writers: c.writers,
+      ...gateTuning(opts),
+    });
     gates[ws] = g;
     for (const name of enforceGates(g, { force: opts.force ?? [], reason: opts.reason ?? '' })) forced.add(name);
   }
@@ -246,13 +274,23 @@ export async function moveWorkspaces(
     data: { command: step.command, from: step.from },
     leaseDeadlineMs: leaseDeadline(ctx),
   });
-  if (forced.size > 0) await ctx.state.appendHistory('force', ctx.actor, { command: `${step.command} --workspace`, workspaces: moving, gates: [...forced], reason: opts.reason ?? '', epoch: res.epoch });
+  if (forced.size > 0)
+    await ctx.state.appendHistory('force', ctx.actor, {
+      command: `${step.command} --workspace`,
+      workspaces: moving,
+      gates: [...forced],
+      reason: opts.reason ?? '',
+      epoch: res.epoch,
+    });
   if (!forced.has('writers')) await awaitAcks(ctx, step.from, step.to, res.epoch, opts.ackTimeoutMs);
   return { ...base, epoch: res.epoch, dryRun: false };
 }
 
 function gateTuning(opts: CanaryStepOptions): { maxVerifyAgeMs?: number; minSoakMs?: number } {
-  return { ...(opts.maxVerifyAgeMs === undefined ? {} : { maxVerifyAgeMs: opts.maxVerifyAgeMs }), ...(opts.minSoakMs === undefined ? {} : { minSoakMs: opts.minSoakMs }) };
+  return {
+    ...(opts.maxVerifyAgeMs === undefined ? {} : { maxVerifyAgeMs: opts.maxVerifyAgeMs }),
+    ...(opts.minSoakMs === undefined ? {} : { minSoakMs: opts.minSoakMs }),
+  };
 }
 
 /** `flip-read --workspace`: the workspaces' reads move to v2 (writers keep mirroring into legacy for them). */
@@ -267,12 +305,17 @@ export function flipWorkspaces(ctx: OpContext, workspaces: string[], opts: Canar
 }
 
 /** Which workspaces a canary command acts on: the named ones, or `--canary n` chosen deterministically. */
-export async function resolveWorkspaces(ctx: OpContext, sel: { workspaces: readonly string[] | null; canary: number | null }): Promise<{ workspaces: string[]; chosen: boolean }> {
+export async function resolveWorkspaces(
+  ctx: OpContext,
+  sel: { workspaces: readonly string[] | null; canary: number | null },
+): Promise<{ workspaces: string[]; chosen: boolean }> {
   if (sel.workspaces && sel.workspaces.length > 0) return { workspaces: parseWorkspaceList(sel.workspaces), chosen: false };
   if (sel.canary === null) throw new ValidationError('No workspace given', { suggestion: 'Pass --workspace a,b or --canary <n>.' });
   const picked = await chooseCanaries(ctx, await ctx.state.read(), sel.canary);
   if (picked.length === 0) {
-    throw new ValidationError('No workspace can be a canary: none with jobs in v2 is still at the global phase', { suggestion: 'Run the backfill first (canaries are chosen among workspaces with a v2 index).' });
+    throw new ValidationError('No workspace can be a canary: none with jobs in v2 is still at the global phase', {
+      suggestion: 'Run the backfill first (canaries are chosen among workspaces with a v2 index).',
+    });
   }
   return { workspaces: picked, chosen: true };
 }

@@ -235,7 +235,14 @@ class BatchCleaner {
 
   constructor(
     private readonly ctx: OpContext,
-    o: { execute: boolean; accepted: ReadonlySet<string>; findings: FindingsStore | null; samples: KeptKey[]; dryReport: WriteStream | null; only: ReadonlySet<string> | null },
+    o: {
+      execute: boolean;
+      accepted: ReadonlySet<string>;
+      findings: FindingsStore | null;
+      samples: KeptKey[];
+      dryReport: WriteStream | null;
+      only: ReadonlySet<string> | null;
+    },
   ) {
     this.cluster = isCluster(ctx.client);
     this.execute = o.execute;
@@ -278,7 +285,10 @@ class BatchCleaner {
       } else named.push({ key, jobId: parsed.jobId });
     }
     if (named.length === 0) return [];
-    const rows = await this.readLegacy(batch, named.map((n) => n.key));
+    const rows = await this.readLegacy(
+      batch,
+      named.map((n) => n.key),
+    );
     const out: Candidate[] = [];
     named.forEach((n, i) => {
       const [kind, ws, rev] = rows[i]!;
@@ -292,7 +302,11 @@ class BatchCleaner {
       const checked = checkSource(keys, 'forward', { key: n.key, jobId: n.jobId, keyWorkspace: null }, ws, null, rev);
       if (isUnmigratable(checked)) {
         const reason =
-          checked.reason === UnmigratableReason.MissingWorkspace ? KeepReason.MissingWorkspace : checked.reason === UnmigratableReason.InvalidRev ? KeepReason.InvalidRev : KeepReason.InvalidWorkspace;
+          checked.reason === UnmigratableReason.MissingWorkspace
+            ? KeepReason.MissingWorkspace
+            : checked.reason === UnmigratableReason.InvalidRev
+              ? KeepReason.InvalidRev
+              : KeepReason.InvalidWorkspace;
         return keep({ key: n.key, reason, ...(checked.detail ? { detail: checked.detail } : {}) });
       }
       if (this.accepted.has(n.key)) return keep({ key: n.key, reason: KeepReason.Accepted });
@@ -315,7 +329,7 @@ class BatchCleaner {
     return replies.map(([t, h]) => {
       const type = valueOf<string>(t!);
       if (type !== 'hash') return [String(type), null, null];
-      const [ws, rev] = (valueOf<Array<string | null>>(h!) ?? [null, null]);
+      const [ws, rev] = valueOf<Array<string | null>>(h!) ?? [null, null];
       return ['hash', ws ?? null, rev ?? null];
     });
   }
@@ -417,7 +431,12 @@ async function checkSoakOverride(ctx: OpContext, opts: CleanupOptions, applies: 
       suggestion: 'Add --reason "why a shorter soak is safe here"; the override is recorded in the history.',
     });
   }
-  await ctx.state.appendHistory('override', ctx.actor, { command: 'cleanup', minSoakMs: opts.minSoakMs, defaultMs: DEFAULT_MIN_SOAK_MS, reason: opts.reason ?? '' });
+  await ctx.state.appendHistory('override', ctx.actor, {
+    command: 'cleanup',
+    minSoakMs: opts.minSoakMs,
+    defaultMs: DEFAULT_MIN_SOAK_MS,
+    reason: opts.reason ?? '',
+  });
 }
 
 function gateTuning(opts: CleanupOptions): { minSoakMs?: number; maxVerifyAgeMs?: number } {
@@ -448,7 +467,15 @@ async function startGlobal(ctx: OpContext, opts: CleanupOptions, execute: boolea
   );
   const force = opts.force ?? [];
   if (!execute) {
-    return { state, from, gates, forced: gates.filter((g) => !g.open && g.forceable && force.includes(g.name)).map((g) => g.name), blockedBy: blockedByOf(gates, force), transitioned: false, settleWaitMs: 0 };
+    return {
+      state,
+      from,
+      gates,
+      forced: gates.filter((g) => !g.open && g.forceable && force.includes(g.name)).map((g) => g.name),
+      blockedBy: blockedByOf(gates, force),
+      transitioned: false,
+      settleWaitMs: 0,
+    };
   }
   const forced = enforceGates(gates, { force, reason: opts.reason ?? '' });
   let transitioned = false;
@@ -478,7 +505,14 @@ async function startCanary(ctx: OpContext, opts: CleanupOptions, execute: boolea
   const force = opts.force ?? [];
   const gates: GateStatus[] = [];
   for (const ws of workspaces) {
-    const g = workspaceGates('cleanup', { state: c.state, now: c.now, workspace: ws, wsState: c.states.get(ws) ?? defaultWorkspaceState(), writers: c.writers, ...gateTuning(opts) });
+    const g = workspaceGates('cleanup', {
+      state: c.state,
+      now: c.now,
+      workspace: ws,
+      wsState: c.states.get(ws) ?? defaultWorkspaceState(),
+      writers: c.writers,
+      ...gateTuning(opts),
+    });
     enforceGates(
       g.filter((x) => !x.forceable),
       {},
@@ -497,10 +531,23 @@ async function startCanary(ctx: OpContext, opts: CleanupOptions, execute: boolea
     { command: 'cleanup', from: Phase.ReadNew, to: Phase.NewOnly, already: (ws, cc) => cc.state.overrides[ws] === Phase.NewOnly },
     // Its legacy records stop being complete before the first one is deleted.
     (_ws, st, cc) => ({ ...st, changedAt: cc.now, epoch: cc.state.epoch + 1, legacyComplete: false }),
-    { force, ...(opts.reason === undefined ? {} : { reason: opts.reason }), ...gateTuning(opts), ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) },
+    {
+      force,
+      ...(opts.reason === undefined ? {} : { reason: opts.reason }),
+      ...gateTuning(opts),
+      ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
+    },
   );
   const state = await ctx.state.read();
-  return { state, from, gates, forced: move.forced, blockedBy: null, transitioned: moving.length > 0, settleWaitMs: await waitBeforeDeleting(ctx, opts, state) };
+  return {
+    state,
+    from,
+    gates,
+    forced: move.forced,
+    blockedBy: null,
+    transitioned: moving.length > 0,
+    settleWaitMs: await waitBeforeDeleting(ctx, opts, state),
+  };
 }
 
 /**
@@ -537,7 +584,10 @@ export async function cleanup(ctx: OpContext, opts: CleanupOptions = {}): Promis
 }
 
 /** What a sweep found. */
-type SweepResult = Pick<CleanupResult, 'ok' | 'scanned' | 'deleted' | 'wouldDelete' | 'kept' | 'accepted' | 'gone' | 'keptByReason' | 'keptSamples' | 'complete' | 'resumed' | 'keysPerSecond'>;
+type SweepResult = Pick<
+  CleanupResult,
+  'ok' | 'scanned' | 'deleted' | 'wouldDelete' | 'kept' | 'accepted' | 'gone' | 'keptByReason' | 'keptSamples' | 'complete' | 'resumed' | 'keysPerSecond'
+>;
 
 /**
  * The deleting scan: legacy keys only, in batches, each key deleted only if v2
@@ -572,7 +622,14 @@ class Sweep {
     const { ctx, opts, findings } = this;
     const { execute, workspaces, state } = this.run_;
     const samples: KeptKey[] = [];
-    const cleaner = new BatchCleaner(ctx, { execute, accepted: await loadAccepted(ctx.client, ctx.keys), findings, samples, dryReport, only: workspaces === null ? null : new Set(workspaces) });
+    const cleaner = new BatchCleaner(ctx, {
+      execute,
+      accepted: await loadAccepted(ctx.client, ctx.keys),
+      findings,
+      samples,
+      dryReport,
+      only: workspaces === null ? null : new Set(workspaces),
+    });
     const stage = execute ? 'cleanup' : 'cleanup (dry run)';
     const total = workspaces === null ? await estimateLayout(ctx.client, ctx.keys, 'legacy') : null;
     const progress = throttled(opts.onProgress);
@@ -626,7 +683,10 @@ class Sweep {
       resumed: scan.resumed,
       keysPerSecond: durationMs > 0 ? Math.round(((scan.runCounters.scanned ?? 0) * 1000) / durationMs) : 0,
     };
-    if (execute && workspaces === null) await ctx.state.setFields(fenceOf(ctx), { [StateField.LastCleanup]: JSON.stringify(await this.summary(result.scanned, result.deleted, scan.complete, scan.resumed)) });
+    if (execute && workspaces === null)
+      await ctx.state.setFields(fenceOf(ctx), {
+        [StateField.LastCleanup]: JSON.stringify(await this.summary(result.scanned, result.deleted, scan.complete, scan.resumed)),
+      });
     return result;
   }
 

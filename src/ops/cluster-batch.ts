@@ -155,7 +155,13 @@ const MAX_REDIRECTS = 16;
  * cluster client resends a pipeline only when no command in it succeeded
  * with a write.
  */
-async function redirected<T>(cluster: Cluster, item: T, keyOf: (item: T) => string, n: number, queue: (pipe: ChainableCommander, item: T) => void): Promise<Reply[]> {
+async function redirected<T>(
+  cluster: Cluster,
+  item: T,
+  keyOf: (item: T) => string,
+  n: number,
+  queue: (pipe: ChainableCommander, item: T) => void,
+): Promise<Reply[]> {
   let node = new MasterRouter(cluster).nodeFor(keyOf(item));
   let asking = false;
   const hops: string[] = [];

@@ -55,7 +55,11 @@ export async function readControl(client: RedisClient, keys: Keyspace): Promise<
  * set (not paused, no rate) the key is deleted, so a quiet system has no
  * control key at all.
  */
-export async function setControl(ctx: Pick<OpContext, 'client' | 'keys' | 'actor' | 'state'>, a: ControlAction, reason: string | null): Promise<ControlState | null> {
+export async function setControl(
+  ctx: Pick<OpContext, 'client' | 'keys' | 'actor' | 'state'>,
+  a: ControlAction,
+  reason: string | null,
+): Promise<ControlState | null> {
   const { client, keys } = ctx;
   const at = await ctx.state.serverTime();
   const meta: Record<string, string> = { [F.By]: ctx.actor, [F.At]: String(at), [F.Reason]: reason ?? '' };

@@ -58,7 +58,14 @@ export class FindingsStore {
   ) {
     this.key = keys.findings(op);
     const shard = opts.shard && opts.shard.count > 1 ? opts.shard : null;
-    this.scope = shard ? new Set(selectShard(masterNodes(client).map((n) => ({ addr: nodeAddress(n), node: n })), shard).map((n) => n.addr)) : null;
+    this.scope = shard
+      ? new Set(
+          selectShard(
+            masterNodes(client).map((n) => ({ addr: nodeAddress(n), node: n })),
+            shard,
+          ).map((n) => n.addr),
+        )
+      : null;
   }
 
   /** Whether a hash entry belongs to this store's scope (always, unscoped). */
@@ -100,7 +107,8 @@ export class FindingsStore {
       return items.length;
     }
     const flat: string[] = [];
-    for (const f of items) flat.push(f.key, JSON.stringify({ reason: f.reason, ...(f.detail ? { detail: f.detail } : {}), ...(node === undefined ? {} : { node }) }));
+    for (const f of items)
+      flat.push(f.key, JSON.stringify({ reason: f.reason, ...(f.detail ? { detail: f.detail } : {}), ...(node === undefined ? {} : { node }) }));
     const added = await this.client.hset(this.key, ...flat);
     this.size += added;
     return added;
@@ -193,7 +201,12 @@ export class FindingsStore {
 function decode(key: string, json: string): Finding & { node?: string } {
   try {
     const v = JSON.parse(json) as { reason?: unknown; detail?: unknown; node?: unknown };
-    return { key, reason: String(v.reason ?? '?'), ...(typeof v.detail === 'string' ? { detail: v.detail } : {}), ...(typeof v.node === 'string' ? { node: v.node } : {}) };
+    return {
+      key,
+      reason: String(v.reason ?? '?'),
+      ...(typeof v.detail === 'string' ? { detail: v.detail } : {}),
+      ...(typeof v.node === 'string' ? { node: v.node } : {}),
+    };
   } catch {
     return { key, reason: '?' };
   }

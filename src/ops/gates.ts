@@ -87,14 +87,16 @@ export function verifyGate(inp: GateInputs): GateStatus {
   const maxAge = inp.maxVerifyAgeMs ?? DEFAULT_MAX_VERIFY_AGE_MS;
   const closed = (reason: string): GateStatus => ({ name: 'verify', open: false, reason, opensWith: 'orch-migrate verify', forceable: true });
   if (!v) return closed('no verify has run');
-  if (v.epoch !== inp.state.epoch) return closed(`the last verify ran in epoch ${v.epoch}; the routing changed since (a phase or canary move; epoch ${inp.state.epoch})`);
+  if (v.epoch !== inp.state.epoch)
+    return closed(`the last verify ran in epoch ${v.epoch}; the routing changed since (a phase or canary move; epoch ${inp.state.epoch})`);
   if (v.scope !== 'full') return closed('the last verify was partial (--workspace/--sample); a full verify is needed');
   if (!v.ok) {
     if (onlySourceProblems(v.byKind)) {
       // Bad source records, not a divergence: verify again would find them again; accepting known junk opens the gate.
       return {
         ...closed(`the last verify found ${v.mismatches} unmigratable or non-hash legacy key(s)`),
-        opensWith: 'orch-migrate accept <key>… --reason "…" for known junk, or fix them at the source (runbooks/incident-unmigratable.md); then orch-migrate verify',
+        opensWith:
+          'orch-migrate accept <key>… --reason "…" for known junk, or fix them at the source (runbooks/incident-unmigratable.md); then orch-migrate verify',
       };
     }
     return closed(`the last verify found ${v.mismatches} persistent mismatch(es)`);
@@ -123,7 +125,9 @@ export function soakGate(inp: GateInputs): GateStatus {
   return {
     name: 'soak',
     open,
-    reason: open ? `in read-new for ${ago(since)} (min ${ago(min)})` : `in read-new for ${ago(since)}; soak needs ${ago(min)} (${ago(Math.max(0, min - since))} to go)`,
+    reason: open
+      ? `in read-new for ${ago(since)} (min ${ago(min)})`
+      : `in read-new for ${ago(since)}; soak needs ${ago(min)} (${ago(Math.max(0, min - since))} to go)`,
     opensWith: open ? null : `orch-migrate cleanup --execute in ${ago(Math.max(0, min - since))} (or with a shorter --min-soak)`,
     forceable: true,
   };
@@ -172,7 +176,10 @@ export function writersGate(inp: GateInputs): GateStatus {
 export function workspacesGate(state: MigrationState): GateStatus {
   const ahead = Object.entries(state.overrides).filter(([, p]) => effectivePhase(state.phase, p) !== state.phase);
   if (ahead.length === 0) return { name: 'workspaces', open: true, reason: 'no workspace runs ahead of the global phase', opensWith: null, forceable: true };
-  const names = ahead.slice(0, 5).map(([ws, p]) => `${ws} (${p})`).join(', ');
+  const names = ahead
+    .slice(0, 5)
+    .map(([ws, p]) => `${ws} (${p})`)
+    .join(', ');
   const newOnly = ahead.filter(([, p]) => p === Phase.NewOnly).map(([ws]) => ws);
   return {
     name: 'workspaces',
@@ -200,9 +207,18 @@ export function gatesFor(command: string, inp: GateInputs): GateStatus[] {
         : [phaseGate(s, [Phase.ReadNew, Phase.NewOnly], command), soakGate(inp), verifyGate(inp), writersGate(inp)];
     case 'rollback':
       if (s.phase === Phase.Legacy) {
-        return [{ name: 'phase', open: false, reason: 'the phase is legacy, the start: there is nothing to roll back', opensWith: 'orch-migrate status', forceable: false }];
+        return [
+          {
+            name: 'phase',
+            open: false,
+            reason: 'the phase is legacy, the start: there is nothing to roll back',
+            opensWith: 'orch-migrate status',
+            forceable: false,
+          },
+        ];
       }
-      if (s.phase === Phase.ReadNew) return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), legacyCompleteGate(s), workspacesGate(s), writersGate(inp)];
+      if (s.phase === Phase.ReadNew)
+        return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), legacyCompleteGate(s), workspacesGate(s), writersGate(inp)];
       return [phaseGate(s, [Phase.DualWrite, Phase.ReadNew, Phase.NewOnly], command), workspacesGate(s), writersGate(inp)];
     default:
       return [];

@@ -248,7 +248,18 @@ async function configGet(node: Redis, name: string, addr: string): Promise<strin
 
 /** Facts of a master that did not answer at all. */
 function unreachable(addr: string, error: Error): NodeFacts {
-  return { addr, node: null, server: error, memory: error, replication: error, keyspace: error, cluster: error, outputBuffer: error, zset: null, quantum: null };
+  return {
+    addr,
+    node: null,
+    server: error,
+    memory: error,
+    replication: error,
+    keyspace: error,
+    cluster: error,
+    outputBuffer: error,
+    zset: null,
+    quantum: null,
+  };
 }
 
 async function gatherNode(node: Redis, addr = nodeAddress(node)): Promise<NodeFacts> {
@@ -282,7 +293,9 @@ async function gatherNode(node: Redis, addr = nodeAddress(node)): Promise<NodeFa
 /** The replica class of `client-output-buffer-limit` ("normal 0 0 0 slave 268435456 67108864 60 pubsub …"). */
 export function parseOutputBuffer(v: string): { hard: number; soft: number; softSeconds: number } | Error {
   const m = /(?:^|\s)(?:slave|replica)\s+([0-9]+)\s+([0-9]+)\s+([0-9]+)/.exec(v);
-  return m ? { hard: Number(m[1]), soft: Number(m[2]), softSeconds: Number(m[3]) } : new Error(`cannot parse client-output-buffer-limit ${JSON.stringify(v.slice(0, 80))}`);
+  return m
+    ? { hard: Number(m[1]), soft: Number(m[2]), softSeconds: Number(m[3]) }
+    : new Error(`cannot parse client-output-buffer-limit ${JSON.stringify(v.slice(0, 80))}`);
 }
 
 /** Redis version "7.0.15" → [7, 0]; null when unparseable. */
@@ -295,9 +308,11 @@ function check(name: PreflightGate, level: PreflightCheck['level'], detail: stri
   return { name, ok: level !== 'refuse', level, detail, fix };
 }
 
-const worst = (levels: Array<PreflightCheck['level']>): PreflightCheck['level'] => (levels.includes('refuse') ? 'refuse' : levels.includes('warn') ? 'warn' : 'ok');
+const worst = (levels: Array<PreflightCheck['level']>): PreflightCheck['level'] =>
+  levels.includes('refuse') ? 'refuse' : levels.includes('warn') ? 'warn' : 'ok';
 
-const FIX_UNREADABLE = 'Check that every master is reachable and that the user may run INFO, MEMORY and CONFIG GET (e.g. ACL SETUSER <user> +info +memory +config|get); then rerun';
+const FIX_UNREADABLE =
+  'Check that every master is reachable and that the user may run INFO, MEMORY and CONFIG GET (e.g. ACL SETUSER <user> +info +memory +config|get); then rerun';
 
 function versionCheck(facts: NodeFacts[]): PreflightCheck {
   const lines: string[] = [];
@@ -314,7 +329,12 @@ function versionCheck(facts: NodeFacts[]): PreflightCheck {
     lines.push(`${f.addr} runs Redis ${f.server.redis_version ?? '?'}${ok ? '' : ' (7.0+ is needed for COPY, PEXPIRETIME and RESTORE ABSTTL)'}`);
   }
   const level = worst(levels);
-  return check(PreflightGate.Version, level, lines.join('; '), level === 'refuse' ? (lines.some((l) => l.startsWith('cannot')) ? FIX_UNREADABLE : 'Upgrade every master to Redis 7.0 or later, then rerun') : null);
+  return check(
+    PreflightGate.Version,
+    level,
+    lines.join('; '),
+    level === 'refuse' ? (lines.some((l) => l.startsWith('cannot')) ? FIX_UNREADABLE : 'Upgrade every master to Redis 7.0 or later, then rerun') : null,
+  );
 }
 
 function evictionCheck(facts: NodeFacts[]): PreflightCheck {
@@ -456,7 +476,14 @@ async function sampleNode(node: Redis, keys: Keyspace, want: number, from: strin
       workspace: ws,
       jobId,
       score: createdAtScore(createdAt),
-      record: { usage: Number(usage), legacyKeyLen: Buffer.byteLength(k), v2KeyLen: Buffer.byteLength(keys.v2Job(ws, jobId)), encoding: String(enc), fields: Number(hlen), hasTtl: Number(pttl) > 0 },
+      record: {
+        usage: Number(usage),
+        legacyKeyLen: Buffer.byteLength(k),
+        v2KeyLen: Buffer.byteLength(keys.v2Job(ws, jobId)),
+        encoding: String(enc),
+        fields: Number(hlen),
+        hasTtl: Number(pttl) > 0,
+      },
     });
   });
   // MEMORY refused (ACL) or a node gone: the projection cannot be made, and the check says why.
@@ -530,11 +557,20 @@ async function project(ctx: OpContext, all: NodeFacts[], opts: PreflightOptions,
         perNode[i]!.push(...r.samples);
       }),
     );
-    const per = perNode.flat().filter((s) => s.ok).map((s) => v2RecordBytes(s.record!, model));
+    const per = perNode
+      .flat()
+      .filter((s) => s.ok)
+      .map((s) => v2RecordBytes(s.record!, model));
     const { errorPct } = meanAndError(per);
     if (errorPct <= TARGET_ERROR_PCT || exhausted.every(Boolean) || target >= MAX_SAMPLES) break;
     target = Math.min(MAX_SAMPLES, target * 2);
-    opts.onProgress?.({ stage: 'preflight', done: perNode.flat().length, total: null, totalIsEstimate: true, message: `per-job size known within ±${errorPct.toFixed(1)}%: sampling up to ${target} records` });
+    opts.onProgress?.({
+      stage: 'preflight',
+      done: perNode.flat().length,
+      total: null,
+      totalIsEstimate: true,
+      message: `per-job size known within ±${errorPct.toFixed(1)}%: sampling up to ${target} records`,
+    });
   }
   const samples = perNode.flat();
   const good = samples.filter((s) => s.ok);
@@ -576,7 +612,10 @@ async function project(ctx: OpContext, all: NodeFacts[], opts: PreflightOptions,
     const added = (pendingJobs + (pendingJobs > 0 ? workspaces : 0)) * share;
     const expBefore = expiresOf(f.keyspace);
     const expAdded = pendingJobs * ttlShare * share;
-    const t = dictTableBytes(before + added, model.quantum) - dictTableBytes(before, model.quantum) + (dictTableBytes(expBefore + expAdded, model.quantum) - dictTableBytes(expBefore, model.quantum));
+    const t =
+      dictTableBytes(before + added, model.quantum) -
+      dictTableBytes(before, model.quantum) +
+      (dictTableBytes(expBefore + expAdded, model.quantum) - dictTableBytes(expBefore, model.quantum));
     nodeTables.push(t);
     tableBytes += t;
   }
@@ -624,7 +663,8 @@ async function project(ctx: OpContext, all: NodeFacts[], opts: PreflightOptions,
 }
 
 function memoryCheck(facts: NodeFacts[], projection: MemoryProjection | Error, maxPct: number | null): PreflightCheck {
-  if (projection instanceof Error) return check(PreflightGate.Memory, 'refuse', `cannot project the memory the migration needs: ${errorText(projection)}`, FIX_UNREADABLE);
+  if (projection instanceof Error)
+    return check(PreflightGate.Memory, 'refuse', `cannot project the memory the migration needs: ${errorText(projection)}`, FIX_UNREADABLE);
   const level = maxPct ?? 100;
   const head = `${projection.jobs.toLocaleString('en-US')} job(s) to migrate${projection.existingV2 > 0 ? ` (${projection.existingV2.toLocaleString('en-US')} already in v2)` : ''}: +${fmtBytes(projection.growthBytes)} projected (${fmtBytes(projection.v2Bytes)} v2 copies at ${projection.perJobBytes} B/job ±${projection.sampleErrorPct}%, ${fmtBytes(projection.indexBytes)} index, ${fmtBytes(projection.tableBytes)} hash tables)`;
   const lines: string[] = [head];
@@ -642,19 +682,25 @@ function memoryCheck(facts: NodeFacts[], projection: MemoryProjection | Error, m
     const after = `${fmtBytes(n.usedBytes)} → ${fmtBytes(n.projectedUsedBytes)}`;
     if (m.maxmemoryBytes === 0) {
       levels.push(pct !== null && pct > level ? 'refuse' : 'warn');
-      lines.push(`${n.node} has no maxmemory: ${after}${pct === null ? '' : ` (${pct.toFixed(0)}% of system memory with the margin)`}; without a limit Redis grows until the OS kills it, and the memory guard measures against system memory`);
+      lines.push(
+        `${n.node} has no maxmemory: ${after}${pct === null ? '' : ` (${pct.toFixed(0)}% of system memory with the margin)`}; without a limit Redis grows until the OS kills it, and the memory guard measures against system memory`,
+      );
       suggestion ??= 'Set maxmemory on every master (CONFIG SET maxmemory …) so the memory guard and this check have a limit to hold';
       continue;
     }
     // With room for what a connection or two add meanwhile, in whole megabytes.
-    const needed = Math.ceil(((n.usedBytes + n.growthBytes * (1 + PROJECTION_MARGIN)) / (level / 100)) * 1.02 / MB) * MB;
+    const needed = Math.ceil((((n.usedBytes + n.growthBytes * (1 + PROJECTION_MARGIN)) / (level / 100)) * 1.02) / MB) * MB;
     if (pct! > level) {
       levels.push('refuse');
-      lines.push(`${n.node}: ${after} of maxmemory ${fmtBytes(m.maxmemoryBytes)} = ${pct!.toFixed(1)}% with the ${PROJECTION_MARGIN * 100}% margin, over the ${level}% the memory guard allows`);
+      lines.push(
+        `${n.node}: ${after} of maxmemory ${fmtBytes(m.maxmemoryBytes)} = ${pct!.toFixed(1)}% with the ${PROJECTION_MARGIN * 100}% margin, over the ${level}% the memory guard allows`,
+      );
       suggestion = `Raise maxmemory to at least ${fmtBytes(needed)} on ${n.node} (CONFIG SET maxmemory ${needed}), or free memory; then rerun. The memory guard would slow the run at ${level}% and stop it at its critical level`;
     } else if (pct! > level - 10) {
       levels.push('warn');
-      lines.push(`${n.node}: ${after} of maxmemory ${fmtBytes(m.maxmemoryBytes)} = ${pct!.toFixed(1)}% with the margin, close to the ${level}% the memory guard allows`);
+      lines.push(
+        `${n.node}: ${after} of maxmemory ${fmtBytes(m.maxmemoryBytes)} = ${pct!.toFixed(1)}% with the margin, close to the ${level}% the memory guard allows`,
+      );
       suggestion ??= `Consider raising maxmemory on ${n.node} to ${fmtBytes(needed)} or more`;
     } else {
       levels.push('ok');
@@ -732,9 +778,15 @@ function replicasCheck(facts: NodeFacts[], projection: MemoryProjection | null, 
 async function clusterCheck(cluster: boolean, facts: NodeFacts[], onDenied: (e: Error) => void): Promise<PreflightCheck> {
   if (!cluster) {
     const f = facts[0]!;
-    if (f.cluster instanceof Error) return check(PreflightGate.Cluster, 'refuse', `cannot read INFO cluster on ${f.addr}: ${errorText(f.cluster)}`, FIX_UNREADABLE);
+    if (f.cluster instanceof Error)
+      return check(PreflightGate.Cluster, 'refuse', `cannot read INFO cluster on ${f.addr}: ${errorText(f.cluster)}`, FIX_UNREADABLE);
     if (f.cluster.cluster_enabled === '1') {
-      return check(PreflightGate.Cluster, 'refuse', `${f.addr} is a Redis Cluster node, but --cluster was not given: only this node would be scanned`, 'Add --cluster (the URL is then a startup node of the cluster)');
+      return check(
+        PreflightGate.Cluster,
+        'refuse',
+        `${f.addr} is a Redis Cluster node, but --cluster was not given: only this node would be scanned`,
+        'Add --cluster (the URL is then a startup node of the cluster)',
+      );
     }
     return check(PreflightGate.Cluster, 'ok', `${f.addr} is a single node (no cluster)`);
   }
@@ -752,7 +804,9 @@ async function clusterCheck(cluster: boolean, facts: NodeFacts[], onDenied: (e: 
       nodesText ??= String(await timed(f.node.cluster('NODES') as Promise<string>, NODE_TIMEOUT_MS, `CLUSTER NODES on ${f.addr}`));
       const bad = ci.cluster_state !== 'ok' || ci.cluster_slots_ok !== String(CLUSTER_SLOTS);
       levels.push(bad ? 'refuse' : 'ok');
-      lines.push(`${f.addr}: cluster_state ${ci.cluster_state ?? '?'}, ${ci.cluster_slots_ok ?? '?'}/${CLUSTER_SLOTS} slots ok${Number(ci.cluster_slots_pfail ?? 0) + Number(ci.cluster_slots_fail ?? 0) > 0 ? `, ${ci.cluster_slots_pfail ?? 0} pfail, ${ci.cluster_slots_fail ?? 0} fail` : ''}`);
+      lines.push(
+        `${f.addr}: cluster_state ${ci.cluster_state ?? '?'}, ${ci.cluster_slots_ok ?? '?'}/${CLUSTER_SLOTS} slots ok${Number(ci.cluster_slots_pfail ?? 0) + Number(ci.cluster_slots_fail ?? 0) > 0 ? `, ${ci.cluster_slots_pfail ?? 0} pfail, ${ci.cluster_slots_fail ?? 0} fail` : ''}`,
+      );
     } catch (e) {
       if (e instanceof Error && isAclDenial(e)) onDenied(e);
       levels.push('refuse');
@@ -787,16 +841,26 @@ export async function preflight(ctx: OpContext, opts: PreflightOptions = {}): Pr
   opts.onProgress?.({ stage: 'preflight', done: 0, total: null, totalIsEstimate: true, message: 'reading every master' });
   const cluster = opts.cluster ?? isCluster(ctx.client);
   const masters: NonNullable<PreflightOptions['masters']> = opts.masters ?? masterNodes(ctx.client).map((node) => ({ addr: nodeAddress(node), node }));
-  const facts = await Promise.all(masters.map((m) => (m.node ? gatherNode(m.node, m.addr) : Promise.resolve(unreachable(m.addr, m.error ?? new Error('not reachable'))))));
+  const facts = await Promise.all(
+    masters.map((m) => (m.node ? gatherNode(m.node, m.addr) : Promise.resolve(unreachable(m.addr, m.error ?? new Error('not reachable'))))),
+  );
   const reachable = facts.filter((f) => f.node !== null && !(f.server instanceof Error) && !(f.memory instanceof Error));
   let projection: MemoryProjection | Error;
   if (reachable.length < facts.length) {
-    projection = new Error(`${facts.length - reachable.length} master(s) could not be read (${facts.filter((f) => !reachable.includes(f)).map((f) => f.addr).join(', ')})`);
+    projection = new Error(
+      `${facts.length - reachable.length} master(s) could not be read (${facts
+        .filter((f) => !reachable.includes(f))
+        .map((f) => f.addr)
+        .join(', ')})`,
+    );
   } else {
     opts.onProgress?.({ stage: 'preflight', done: 0, total: null, totalIsEstimate: true, message: 'sampling legacy records for the memory projection' });
     projection = await project(ctx, facts, opts, cluster).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
   }
-  let denied = [projection, ...facts.flatMap((f) => [f.server, f.memory, f.replication, f.keyspace, f.cluster])].find((e): e is Error => e instanceof Error && isAclDenial(e)) ?? null;
+  let denied =
+    [projection, ...facts.flatMap((f) => [f.server, f.memory, f.replication, f.keyspace, f.cluster])].find(
+      (e): e is Error => e instanceof Error && isAclDenial(e),
+    ) ?? null;
   const checks = [
     versionCheck(facts),
     evictionCheck(facts),

@@ -78,7 +78,11 @@ async function resolve(client: RedisClient, keys: Keyspace, refs: string[]): Pro
  * Converts the bare references on the pending list. With `dryRun` nothing is
  * written and `converted` counts what would be rewritten.
  */
-export async function convertQueueRefs(client: RedisClient, keys: Keyspace, opts: { dryRun: boolean; workspaces?: ReadonlySet<string> }): Promise<QueueConversion> {
+export async function convertQueueRefs(
+  client: RedisClient,
+  keys: Keyspace,
+  opts: { dryRun: boolean; workspaces?: ReadonlySet<string> },
+): Promise<QueueConversion> {
   const first = await bareRefs(client, keys);
   const result: QueueConversion = { length: first.length, bare: first.refs.size, converted: 0, unresolved: 0, unresolvedSamples: [] };
   const unresolved = new Set<string>();

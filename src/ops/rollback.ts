@@ -98,7 +98,10 @@ export interface RollbackResult {
 }
 
 /** Describes the plan for the current state (no I/O). */
-export function planRollback(state: MigrationState, opts: { phaseOnly?: boolean; force?: readonly string[] }): { action: RollbackAction; to: Phase; plan: string[] } {
+export function planRollback(
+  state: MigrationState,
+  opts: { phaseOnly?: boolean; force?: readonly string[] },
+): { action: RollbackAction; to: Phase; plan: string[] } {
   const back = previousPhase(state.phase) ?? Phase.Legacy;
   switch (state.phase) {
     case Phase.DualWrite:
@@ -135,7 +138,10 @@ export function planRollback(state: MigrationState, opts: { phaseOnly?: boolean;
           'move new-only → read-new (legacy_complete=0): writers mirror every write into legacy again; reads stay on v2',
           ...(opts.phaseOnly
             ? ['skip the reverse backfill (--phase-only): a later `orch-migrate rollback --execute` runs it; legacy stays incomplete until then']
-            : [`wait out the settle window (${state.settleMs} ms)`, 'reverse-backfill legacy from v2 (checkpoint reverse-backfill); mark legacy complete when done']),
+            : [
+                `wait out the settle window (${state.settleMs} ms)`,
+                'reverse-backfill legacy from v2 (checkpoint reverse-backfill); mark legacy complete when done',
+              ]),
         ],
       };
     default:
@@ -180,7 +186,16 @@ export async function rollback(ctx: OpContext, opts: RollbackOptions = {}): Prom
 
   if (action === RollbackAction.ResumeReverseBackfill) {
     if (!execute) {
-      return { ...base, epoch: state.epoch, dryRun: true, changedAt: null, forced: [], reverseBackfill: null, legacyComplete: false, next: 'orch-migrate rollback --execute' };
+      return {
+        ...base,
+        epoch: state.epoch,
+        dryRun: true,
+        changedAt: null,
+        forced: [],
+        reverseBackfill: null,
+        legacyComplete: false,
+        next: 'orch-migrate rollback --execute',
+      };
     }
     const rb = await reverseBackfill(ctx, opts);
     const after = await ctx.state.read();
@@ -192,7 +207,9 @@ export async function rollback(ctx: OpContext, opts: RollbackOptions = {}): Prom
       forced: [],
       reverseBackfill: rb,
       legacyComplete: after.legacyComplete,
-      next: after.legacyComplete ? 'orch-migrate rollback --execute  # read-new → dual-write' : 'orch-migrate rollback --execute  # resume the reverse backfill',
+      next: after.legacyComplete
+        ? 'orch-migrate rollback --execute  # read-new → dual-write'
+        : 'orch-migrate rollback --execute  # resume the reverse backfill',
     };
   }
 
@@ -270,12 +287,21 @@ export async function rollbackWorkspaces(ctx: OpContext, workspaces: string[], o
   const forcedLegacy = (opts.force ?? []).includes('legacy-complete');
   const resume = from === Phase.ReadNew && incomplete.length > 0 && !opts.phaseOnly && !forcedLegacy;
   const to = from === Phase.NewOnly ? Phase.ReadNew : resume ? Phase.ReadNew : c.state.phase;
-  const action = from === Phase.NewOnly ? (opts.phaseOnly ? RollbackAction.Transition : RollbackAction.TransitionAndReverseBackfill) : resume ? RollbackAction.ResumeReverseBackfill : RollbackAction.Transition;
+  const action =
+    from === Phase.NewOnly
+      ? opts.phaseOnly
+        ? RollbackAction.Transition
+        : RollbackAction.TransitionAndReverseBackfill
+      : resume
+        ? RollbackAction.ResumeReverseBackfill
+        : RollbackAction.Transition;
   const plan =
     from === Phase.NewOnly
       ? [
           `move workspace(s) ${workspaces.join(', ')} new-only → read-new: writers mirror their writes into legacy again; their reads stay on v2`,
-          ...(opts.phaseOnly ? [] : ['wait until every writer follows', `reverse-backfill exactly their v2 records into legacy; mark their legacy complete when done`]),
+          ...(opts.phaseOnly
+            ? []
+            : ['wait until every writer follows', `reverse-backfill exactly their v2 records into legacy; mark their legacy complete when done`]),
         ]
       : resume
         ? [`their legacy records are incomplete: resume the reverse backfill of ${incomplete.join(', ')}; reads stay on v2`]
@@ -285,7 +311,16 @@ export async function rollbackWorkspaces(ctx: OpContext, workspaces: string[], o
     readWorkspaceStates(ctx.client, ctx.keys, workspaces).then((m) => Object.fromEntries(workspaces.map((ws) => [ws, m.get(ws)!.legacyComplete])));
   const base = { workspaces, from, to, action, plan };
   if (!execute) {
-    return { ...base, epoch: c.state.epoch, dryRun: true, forced: [], gates: {}, reverseBackfills, legacyComplete: await legacyComplete(), next: `orch-migrate rollback --workspace ${workspaces.join(',')} --execute` };
+    return {
+      ...base,
+      epoch: c.state.epoch,
+      dryRun: true,
+      forced: [],
+      gates: {},
+      reverseBackfills,
+      legacyComplete: await legacyComplete(),
+      next: `orch-migrate rollback --workspace ${workspaces.join(',')} --execute`,
+    };
   }
   let epoch = c.state.epoch;
   let forced: string[] = [];
@@ -296,7 +331,11 @@ export async function rollbackWorkspaces(ctx: OpContext, workspaces: string[], o
       workspaces,
       { command: 'rollback', from, to, already: () => false },
       (_ws, st, cc) => ({ ...st, changedAt: cc.now, epoch: cc.state.epoch + 1, legacyComplete: from === Phase.NewOnly ? false : st.legacyComplete }),
-      { force: opts.force ?? [], ...(opts.reason === undefined ? {} : { reason: opts.reason }), ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) },
+      {
+        force: opts.force ?? [],
+        ...(opts.reason === undefined ? {} : { reason: opts.reason }),
+        ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
+      },
     );
     epoch = move.epoch;
     forced = move.forced;

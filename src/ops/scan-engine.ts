@@ -179,7 +179,10 @@ export function addCounters(into: Counters, inc: Counters): void {
 }
 
 /** The masters of one shard: sorted by address, every `count`-th starting at `index`. */
-export function selectShard<T>(nodes: Array<{ addr: string; node: T }>, shard: { index: number; count: number } | null | undefined): Array<{ addr: string; node: T }> {
+export function selectShard<T>(
+  nodes: Array<{ addr: string; node: T }>,
+  shard: { index: number; count: number } | null | undefined,
+): Array<{ addr: string; node: T }> {
   const sorted = [...nodes].sort((a, b) => (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
   if (!shard || shard.count <= 1) return sorted;
   return sorted.filter((_, i) => i % shard.count === shard.index);
@@ -328,7 +331,14 @@ class NodeScanner {
   save(run: ScanRun): Promise<void> {
     const op = run.opts.op;
     if (op === null) return Promise.resolve();
-    const entry: NodeCheckpoint = { node: this.addr, runId: this.runId, cursor: this.cursor, done: this.done, counters: { ...this.counters }, updatedAt: Date.now() };
+    const entry: NodeCheckpoint = {
+      node: this.addr,
+      runId: this.runId,
+      cursor: this.cursor,
+      done: this.done,
+      counters: { ...this.counters },
+      updatedAt: Date.now(),
+    };
     this.lastSave = Date.now();
     this.saveChain = this.saveChain.then(async () => {
       await run.opts.guard?.();
@@ -439,7 +449,9 @@ async function scannersFor(
   const rows = await Promise.all(selected.map(async ({ addr, node }) => ({ addr, node, runId: await nodeRunId(node), cp: byAddr.get(addr) })));
   // A checkpoint in which every selected node is done is a finished pass: start a new one.
   const finished = rows.length > 0 && rows.every((r) => r.cp && r.cp.done && r.cp.runId === r.runId);
-  const scanners = rows.map((r) => new NodeScanner(r.addr, r.node, r.runId, finished ? undefined : r.cp, !finished && r.cp !== undefined && r.cp.runId === r.runId));
+  const scanners = rows.map(
+    (r) => new NodeScanner(r.addr, r.node, r.runId, finished ? undefined : r.cp, !finished && r.cp !== undefined && r.cp.runId === r.runId),
+  );
   return { scanners, meta: cp.meta, allNodes: all.length };
 }
 
@@ -618,7 +630,12 @@ export async function runScan(client: RedisClient, keys: Keyspace, opts: ScanEng
   // A dropped connection invalidates the cursor even if ioredis reconnects.
   const closers = scanners.map((s) => {
     const onClose = (): void =>
-      run.fail(new RedisUnavailableError(s.addr, 'the connection to this node was lost mid-run (a restarted node has a new SCAN order); checkpoint kept, rerun to resume'));
+      run.fail(
+        new RedisUnavailableError(
+          s.addr,
+          'the connection to this node was lost mid-run (a restarted node has a new SCAN order); checkpoint kept, rerun to resume',
+        ),
+      );
     s.node.on('close', onClose);
     return () => s.node.off('close', onClose);
   });

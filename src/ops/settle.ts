@@ -26,11 +26,13 @@ export async function waitForWriters(ctx: OpContext, state: MigrationState, opts
     ...(opts.ackTimeoutMs === undefined ? {} : { timeoutMs: opts.ackTimeoutMs }),
     signal: ctx.signal,
     serverTime: () => ctx.state.serverTime(),
-    onWait: (lagging) => opts.onWait?.(`waiting for ${lagging.length} writer(s) to acknowledge epoch ${state.epoch}: ${lagging.slice(0, 3).map(describeWriter).join('; ')}`),
+    onWait: (lagging) =>
+      opts.onWait?.(`waiting for ${lagging.length} writer(s) to acknowledge epoch ${state.epoch}: ${lagging.slice(0, 3).map(describeWriter).join('; ')}`),
   });
   await ctx.state.waitForSettle(state, {
     signal: ctx.signal,
-    onWait: (ms) => opts.onWait?.(`waiting ${(ms / 1000).toFixed(1)}s for the settle window (writers that do not register may still act on the previous phase)`),
+    onWait: (ms) =>
+      opts.onWait?.(`waiting ${(ms / 1000).toFixed(1)}s for the settle window (writers that do not register may still act on the previous phase)`),
   });
   return Date.now() - started;
 }

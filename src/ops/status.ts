@@ -191,9 +191,13 @@ export async function getStatus(ctx: OpContext, opts: StatusOptions = {}): Promi
     writers,
     accepted,
     canaries,
-    next: control?.paused && (runs.length > 0 || lock !== null)
-      ? { command: 'orch-migrate control resume', why: `the run in flight is paused by \`orch-migrate control pause\`${control.by ? ` (${control.by})` : ''}${control.reason ? `: "${control.reason}"` : ''}` }
-      : nextStep(state, gates, lock, lastBackfill, now, checkpoints),
+    next:
+      control?.paused && (runs.length > 0 || lock !== null)
+        ? {
+            command: 'orch-migrate control resume',
+            why: `the run in flight is paused by \`orch-migrate control pause\`${control.by ? ` (${control.by})` : ''}${control.reason ? `: "${control.reason}"` : ''}`,
+          }
+        : nextStep(state, gates, lock, lastBackfill, now, checkpoints),
     serverTime: now,
     runs,
     control,
@@ -247,7 +251,10 @@ export function nextStep(
   const verifyHint = (g: GateStatus): { command: string; why: string } => {
     if (!(v && v.epoch === state.epoch && !v.ok && g.name === 'verify')) return { command: 'orch-migrate verify', why: `gated: ${g.reason}` };
     if (onlySourceProblems(v.byKind)) {
-      return { command: 'orch-migrate accept <key>… --reason "…"', why: `${g.reason}: fix them at the source or accept the known junk; see runbooks/incident-unmigratable.md` };
+      return {
+        command: 'orch-migrate accept <key>… --reason "…"',
+        why: `${g.reason}: fix them at the source or accept the known junk; see runbooks/incident-unmigratable.md`,
+      };
     }
     return { command: 'orch-migrate verify --report mismatches.ndjson', why: `${g.reason}; see runbooks/incident-verify-mismatches.md` };
   };
@@ -258,7 +265,10 @@ export function nextStep(
       if (pending('backfill')) return { command: 'orch-migrate backfill', why: 'a backfill was interrupted; it resumes from its checkpoint' };
       // Started in this global phase: a canary's move bumps the epoch but does not undo a backfill.
       const backfilled =
-        lastBackfill !== null && lastBackfill.direction === 'forward' && lastBackfill.complete && (lastBackfill.epoch === state.epoch || lastBackfill.startedAt >= (state.phaseChangedAt ?? Infinity));
+        lastBackfill !== null &&
+        lastBackfill.direction === 'forward' &&
+        lastBackfill.complete &&
+        (lastBackfill.epoch === state.epoch || lastBackfill.startedAt >= (state.phaseChangedAt ?? Infinity));
       if (!backfilled) return { command: 'orch-migrate backfill', why: 'copy the history into v2' };
       const g = closed('flip-read');
       if (g) return verifyHint(g);
@@ -285,7 +295,10 @@ export function nextStep(
         return { command: 'orch-migrate cleanup --execute', why: 'legacy keys remain; cleanup resumes where it stopped' };
       }
       const kept = lc.kept > 0 ? `; ${lc.kept} legacy key(s) were kept (see runbooks/incident-unmigratable.md)` : '';
-      return { command: 'none', why: `migration complete ${humanDuration(now - (state.changedAt ?? now))} ago${kept}; \`orch-migrate rollback\` previews a way back` };
+      return {
+        command: 'none',
+        why: `migration complete ${humanDuration(now - (state.changedAt ?? now))} ago${kept}; \`orch-migrate rollback\` previews a way back`,
+      };
     }
     default:
       return { command: 'orch-migrate status', why: 'unknown phase' };
@@ -293,7 +306,13 @@ export function nextStep(
 }
 
 /** The canaries: counted per phase, the first few with the gates of the step that moves them on. */
-async function canaryStatus(ctx: OpContext, state: MigrationState, now: number, writers: WriterStatus[], opts: StatusOptions): Promise<StatusResult['canaries']> {
+async function canaryStatus(
+  ctx: OpContext,
+  state: MigrationState,
+  now: number,
+  writers: WriterStatus[],
+  opts: StatusOptions,
+): Promise<StatusResult['canaries']> {
   const ahead = Object.keys(state.overrides)
     .filter((ws) => phaseOf(state, ws) !== state.phase)
     .sort();
@@ -305,8 +324,17 @@ async function canaryStatus(ctx: OpContext, state: MigrationState, now: number, 
     const phase = phaseOf(state, ws);
     const wsState = states.get(ws)!;
     const next = phase === Phase.ReadNew ? 'cleanup' : 'rollback';
-    const tuning = { ...(opts.maxVerifyAgeMs === undefined ? {} : { maxVerifyAgeMs: opts.maxVerifyAgeMs }), ...(opts.minSoakMs === undefined ? {} : { minSoakMs: opts.minSoakMs }) };
-    return { workspace: ws, phase, legacyComplete: wsState.legacyComplete, next, gates: workspaceGates(next, { state, now, workspace: ws, wsState, writers, ...tuning }) };
+    const tuning = {
+      ...(opts.maxVerifyAgeMs === undefined ? {} : { maxVerifyAgeMs: opts.maxVerifyAgeMs }),
+      ...(opts.minSoakMs === undefined ? {} : { minSoakMs: opts.minSoakMs }),
+    };
+    return {
+      workspace: ws,
+      phase,
+      legacyComplete: wsState.legacyComplete,
+      next,
+      gates: workspaceGates(next, { state, now, workspace: ws, wsState, writers, ...tuning }),
+    };
   });
   return { byPhase, listed };
 }

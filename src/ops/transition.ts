@@ -72,7 +72,19 @@ export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): 
   }
   // Running a step again once it is done is not an error: say so, and what comes next.
   if (opts.idempotent && opts.to(state) === state.phase) {
-    return { from: state.phase, to: state.phase, epoch: state.epoch, dryRun: opts.dryRun ?? false, changedAt: null, forced: [], gates: [], settleMs: state.settleMs, already: true, notes, next: NEXT_AFTER[state.phase] ?? null };
+    return {
+      from: state.phase,
+      to: state.phase,
+      epoch: state.epoch,
+      dryRun: opts.dryRun ?? false,
+      changedAt: null,
+      forced: [],
+      gates: [],
+      settleMs: state.settleMs,
+      already: true,
+      notes,
+      next: NEXT_AFTER[state.phase] ?? null,
+    };
   }
   const now = await ctx.state.serverTime();
   const writers = await listWriters(ctx.client, ctx.keys, now);
@@ -80,7 +92,19 @@ export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): 
   const forced = enforceGates(gates, { force: opts.force ?? [], reason: opts.reason ?? '' });
   const to = opts.to(state);
   if (opts.dryRun) {
-    return { from: state.phase, to, epoch: state.epoch, dryRun: true, changedAt: null, forced, gates, settleMs: state.settleMs, already: false, notes, next: null };
+    return {
+      from: state.phase,
+      to,
+      epoch: state.epoch,
+      dryRun: true,
+      changedAt: null,
+      forced,
+      gates,
+      settleMs: state.settleMs,
+      already: false,
+      notes,
+      next: null,
+    };
   }
   const res = await ctx.state.transition({
     from: state.phase,
@@ -101,7 +125,19 @@ export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): 
   if (!forced.includes('writers')) await awaitAcks(ctx, state.phase, to, res.epoch, opts.ackTimeoutMs);
   // The first transition records opts.settleMs when the record had none.
   const settleMs = state.raw[StateField.SettleMs] === undefined && opts.settleMs !== undefined ? opts.settleMs : state.settleMs;
-  return { from: state.phase, to, epoch: res.epoch, dryRun: false, changedAt: res.changedAt, forced, gates, settleMs, already: false, notes, next: NEXT_AFTER[to] ?? null };
+  return {
+    from: state.phase,
+    to,
+    epoch: res.epoch,
+    dryRun: false,
+    changedAt: res.changedAt,
+    forced,
+    gates,
+    settleMs,
+    already: false,
+    notes,
+    next: NEXT_AFTER[to] ?? null,
+  };
 }
 
 /**
@@ -111,7 +147,11 @@ export async function runTransition(ctx: OpContext, opts: TransitionOpOptions): 
  */
 export async function awaitAcks(ctx: OpContext, from: Phase, to: Phase, epoch: number, timeoutMs: number | undefined): Promise<void> {
   try {
-    await waitForAcks(ctx.client, ctx.keys, epoch, { ...(timeoutMs === undefined ? {} : { timeoutMs }), signal: ctx.signal, serverTime: () => ctx.state.serverTime() });
+    await waitForAcks(ctx.client, ctx.keys, epoch, {
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      signal: ctx.signal,
+      serverTime: () => ctx.state.serverTime(),
+    });
   } catch (err) {
     if (!(err instanceof WritersLaggingError)) throw err;
     const names = err.laggards.slice(0, 5).map(describeWriter).join('; ');
@@ -119,7 +159,10 @@ export async function awaitAcks(ctx: OpContext, from: Phase, to: Phase, epoch: n
     throw new GateError(
       'writers',
       `Moved ${from} → ${to} (epoch ${epoch}), but ${err.laggards.length} live writer(s) did not acknowledge it in time: ${names}. Backfill, cleanup deletes and the reverse backfill stay refused until they do.`,
-      { suggestion: 'Check those writer processes; rerun the next step once `orch-migrate status` shows every writer at the new epoch (a dead writer stops counting when its lease runs out).' },
+      {
+        suggestion:
+          'Check those writer processes; rerun the next step once `orch-migrate status` shows every writer at the new epoch (a dead writer stops counting when its lease runs out).',
+      },
     );
   }
 }

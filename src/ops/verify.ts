@@ -104,7 +104,9 @@ export async function verify(ctx: OpContext, opts: VerifyOptions = {}): Promise<
 
   // Round 1: everything; then rounds 2..N: the suspects only.
   const estimate = await countKeys(ctx.client, ctx.keys);
-  const first = await new Passes(ctx, plan, suspects, checker, opts.guards ?? null).run(estimate, (stage, p, total) => progress({ stage, done: p.scanned, total, totalIsEstimate: true }));
+  const first = await new Passes(ctx, plan, suspects, checker, opts.guards ?? null).run(estimate, (stage, p, total) =>
+    progress({ stage, done: p.scanned, total, totalIsEstimate: true }),
+  );
   const rechecker = new Rechecker(ctx, plan, suspects, checker);
   const recheckProgress = (stage: string, done: number, total: number): void => progress({ stage, done, total, totalIsEstimate: false });
   const suspectsPerRound = await rechecker.rounds(recheckProgress);
@@ -169,7 +171,10 @@ async function recordWorkspaceVerifies(ctx: OpContext, workspaces: ReadonlySet<s
   for (const ws of workspaces) {
     const mismatches = perWs.get(ws) ?? 0;
     const st = states.get(ws)!;
-    states.set(ws, { ...st, lastVerify: { ok: mismatches === 0 && r.unconfirmed === 0, epoch: r.epoch, startedAt: r.startedAt, finishedAt: r.finishedAt, mismatches } });
+    states.set(ws, {
+      ...st,
+      lastVerify: { ok: mismatches === 0 && r.unconfirmed === 0, epoch: r.epoch, startedAt: r.startedAt, finishedAt: r.finishedAt, mismatches },
+    });
   }
   if (ctx.lock) await ctx.lock.assertHeld();
   await writeWorkspaceStates(ctx.client, ctx.keys, states);

@@ -94,7 +94,8 @@ export function runQueueConformance(name: string, make: () => Promise<Conformanc
 
         it('lists every job of a workspace exactly once, at several page sizes, and none of another', async () => {
           const mine: string[] = [];
-          for (let i = 0; i < 23; i++) mine.push((await t.queue.enqueue({ workspaceId: 'ws-list', jobId: `L${String(i).padStart(3, '0')}`, action: 'a' })).jobId);
+          for (let i = 0; i < 23; i++)
+            mine.push((await t.queue.enqueue({ workspaceId: 'ws-list', jobId: `L${String(i).padStart(3, '0')}`, action: 'a' })).jobId);
           for (let i = 0; i < 6; i++) await t.queue.enqueue({ workspaceId: 'ws-other', jobId: `O${i}`, action: 'a' });
           for (const limit of [1, 7, 23, 200]) {
             const ids = await drain(t.queue, 'ws-list', limit);

@@ -93,7 +93,10 @@ export interface LedgerEntry {
 
 /** Reads the seeded legacy records as they are now: the originals the ledger check compares against. */
 export async function takeLedger(client: RedisClient, keys: Keyspace, jobs: Array<{ jobId: string; workspaceId: string }>): Promise<LedgerEntry[]> {
-  const recs = await canonicalRecords(client, jobs.map((j) => keys.legacyJob(j.jobId)));
+  const recs = await canonicalRecords(
+    client,
+    jobs.map((j) => keys.legacyJob(j.jobId)),
+  );
   return jobs.map((j) => {
     const original = recs.get(keys.legacyJob(j.jobId));
     if (original === null || original === undefined) throw new Error(`takeLedger: ${j.jobId} has no legacy record`);

@@ -46,7 +46,10 @@ export function processControlUnavailable(): string | undefined {
  * Letters and digits only, so it is safe inside keys and SCAN MATCH patterns.
  */
 export function uniquePrefix(name = ''): string {
-  const slug = name.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 16);
+  const slug = name
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '')
+    .slice(0, 16);
   const bytes = randomBytes(10);
   let rand = '';
   for (const b of bytes) rand += (b % 36).toString(36);

@@ -4,13 +4,7 @@
  * test/helpers/fixtures.ts and isolate themselves by key prefix (never FLUSHALL).
  */
 import type { TestProject } from 'vitest/node';
-import {
-  redisBinaryAvailable,
-  startRedisCluster,
-  startSharedStandalone,
-  type RedisClusterHandle,
-  type RedisServerHandle,
-} from './redis-server.js';
+import { redisBinaryAvailable, startRedisCluster, startSharedStandalone, type RedisClusterHandle, type RedisServerHandle } from './redis-server.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const [standaloneResult, clusterResult] = await Promise.allSettled<[Promise<RedisServerHandle>, Promise<RedisClusterHandle | string>]>([
@@ -31,9 +25,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
 
   if (standaloneResult.status === 'rejected' || clusterResult.status === 'rejected') {
     await teardown();
-    throw standaloneResult.status === 'rejected'
-      ? standaloneResult.reason
-      : (clusterResult as PromiseRejectedResult).reason;
+    throw standaloneResult.status === 'rejected' ? standaloneResult.reason : (clusterResult as PromiseRejectedResult).reason;
   }
 
   const standalone = standaloneResult.value;

@@ -17,7 +17,9 @@ export async function seedJobs(client: RedisClient, keys: Keyspace, n: number, w
     const CHUNK = 200;
     for (let i = 0; i < n; i += CHUNK) {
       const jobs = await Promise.all(
-        Array.from({ length: Math.min(CHUNK, n - i) }, (_, j) => q.enqueue({ workspaceId: `ws${(i + j) % workspaces}`, action: 'seed', params: { i: i + j, api_key: 'sk_test' } })),
+        Array.from({ length: Math.min(CHUNK, n - i) }, (_, j) =>
+          q.enqueue({ workspaceId: `ws${(i + j) % workspaces}`, action: 'seed', params: { i: i + j, api_key: 'sk_test' } }),
+        ),
       );
       for (const j of jobs) out.push({ workspaceId: j.workspaceId, jobId: j.jobId });
     }

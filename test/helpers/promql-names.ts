@@ -17,7 +17,22 @@ type Token = { kind: 'ident' | 'number' | 'string' | 'punct'; text: string };
 // Words that are PromQL syntax, never metric names.
 const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'offset', 'and', 'or', 'unless', 'atan2', 'inf', 'nan']);
 // Aggregation operators: `sum by (x) (...)` puts a keyword, not `(`, after them.
-const AGGREGATIONS = new Set(['sum', 'min', 'max', 'avg', 'group', 'stddev', 'stdvar', 'count', 'count_values', 'bottomk', 'topk', 'quantile', 'limitk', 'limit_ratio']);
+const AGGREGATIONS = new Set([
+  'sum',
+  'min',
+  'max',
+  'avg',
+  'group',
+  'stddev',
+  'stdvar',
+  'count',
+  'count_values',
+  'bottomk',
+  'topk',
+  'quantile',
+  'limitk',
+  'limit_ratio',
+]);
 // Keywords followed by a parenthesised list of label names (not an expression).
 const LABEL_LISTS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
 
@@ -89,7 +104,7 @@ export function metricRefs(expr: string): MetricRef[] {
   if (lv) text = /,/.test(text) ? lv[1]! : '';
   const tokens = tokenize(text);
   const refs: MetricRef[] = [];
-  for (let i = 0; i < tokens.length; ) {
+  for (let i = 0; i < tokens.length;) {
     const t = tokens[i]!;
     const next = tokens[i + 1];
     if (t.kind === 'punct' && t.text === '[') {

@@ -191,8 +191,7 @@ async function startProcessServer(opts: StartRedisServerOptions, pickPort: () =>
 
 function unsupported(kind: RedisServerKind, what: string): Error {
   return new Error(
-    `${what} is not supported for a ${kind} Redis server (only for a spawned redis-server). ` +
-      `Install redis-server to run this test. ${INSTALL_HINT}`,
+    `${what} is not supported for a ${kind} Redis server (only for a spawned redis-server). ` + `Install redis-server to run this test. ${INSTALL_HINT}`,
   );
 }
 
@@ -277,7 +276,9 @@ export function externalRedisServer(url: string): RedisServerHandle {
 export async function startRedisServer(opts: StartRedisServerOptions = {}): Promise<RedisServerHandle> {
   if (redisBinaryAvailable()) return startProcessServer(opts, () => findFreePort());
   if (dockerAvailable()) return startContainerServer(opts);
-  throw new Error(`Cannot start a Redis server for tests: \`${REDIS_SERVER_BIN}\`/\`${REDIS_CLI_BIN}\` are not on PATH and Docker is not available. ${INSTALL_HINT}`);
+  throw new Error(
+    `Cannot start a Redis server for tests: \`${REDIS_SERVER_BIN}\`/\`${REDIS_CLI_BIN}\` are not on PATH and Docker is not available. ${INSTALL_HINT}`,
+  );
 }
 
 /** The standalone server shared by a whole test run: $REDIS_URL if set, else a fresh server. */
@@ -319,18 +320,21 @@ export async function startRedisCluster(opts: StartRedisClusterOptions = {}): Pr
   const masters = opts.masters ?? 3;
   if (masters < 3) throw new Error('startRedisCluster: Redis Cluster needs at least 3 masters');
   if (!redisBinaryAvailable()) {
-    throw new Error(`Cannot start a Redis Cluster for tests: \`${REDIS_SERVER_BIN}\` and \`${REDIS_CLI_BIN}\` are required (Docker is not used for clusters). Install them: \`apt-get install -y redis-server redis-tools\`.`);
+    throw new Error(
+      `Cannot start a Redis Cluster for tests: \`${REDIS_SERVER_BIN}\` and \`${REDIS_CLI_BIN}\` are required (Docker is not used for clusters). Install them: \`apt-get install -y redis-server redis-tools\`.`,
+    );
   }
   const clusterArgs = [
-    '--cluster-enabled', 'yes',
-    '--cluster-config-file', 'nodes.conf',
-    '--cluster-node-timeout', String(opts.nodeTimeoutMs ?? 2000),
+    '--cluster-enabled',
+    'yes',
+    '--cluster-config-file',
+    'nodes.conf',
+    '--cluster-node-timeout',
+    String(opts.nodeTimeoutMs ?? 2000),
     ...(opts.extraArgs ?? []),
   ];
   const started = await Promise.allSettled(
-    Array.from({ length: masters }, () =>
-      startProcessServer({ appendonly: opts.appendonly ?? false, extraArgs: clusterArgs }, findFreeClusterPort),
-    ),
+    Array.from({ length: masters }, () => startProcessServer({ appendonly: opts.appendonly ?? false, extraArgs: clusterArgs }, findFreeClusterPort)),
   );
   const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   const stopAll = async (): Promise<void> => {
@@ -355,10 +359,7 @@ export async function startRedisCluster(opts: StartRedisClusterOptions = {}): Pr
   };
 
   try {
-    await runRedisCli(
-      ['--cluster', 'create', ...nodes.map((n) => `${LOOPBACK}:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
-      60_000,
-    );
+    await runRedisCli(['--cluster', 'create', ...nodes.map((n) => `${LOOPBACK}:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], 60_000);
     await waitForHealthy();
   } catch (err) {
     const logs = nodes.map((n) => `--- node ${n.port} ---\n${n.logs().slice(-1500)}`).join('\n');
@@ -403,7 +404,11 @@ export interface TlsRedisServerHandle extends RedisServerHandle {
  * port stays open on loopback so the launcher can check readiness; tests
  * connect to the TLS port.
  */
-export async function startTlsRedisServer(files: TlsServerFiles, authClients: 'yes' | 'no' | 'optional', extraArgs: string[] = []): Promise<TlsRedisServerHandle> {
+export async function startTlsRedisServer(
+  files: TlsServerFiles,
+  authClients: 'yes' | 'no' | 'optional',
+  extraArgs: string[] = [],
+): Promise<TlsRedisServerHandle> {
   if (!redisBinaryAvailable()) throw new Error(`TLS tests need the redis-server binary built with TLS. ${INSTALL_HINT}`);
   let lastErr: unknown;
   // The TLS port is picked before redis-server binds it: another process may take it first.
@@ -413,11 +418,16 @@ export async function startTlsRedisServer(files: TlsServerFiles, authClients: 'y
       const server = await startProcessServer(
         {
           extraArgs: [
-            '--tls-port', String(tlsPort),
-            '--tls-cert-file', files.certFile,
-            '--tls-key-file', files.keyFile,
-            '--tls-ca-cert-file', files.caFile,
-            '--tls-auth-clients', authClients,
+            '--tls-port',
+            String(tlsPort),
+            '--tls-cert-file',
+            files.certFile,
+            '--tls-key-file',
+            files.keyFile,
+            '--tls-ca-cert-file',
+            files.caFile,
+            '--tls-auth-clients',
+            authClients,
             ...extraArgs,
           ],
         },

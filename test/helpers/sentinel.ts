@@ -75,7 +75,8 @@ async function until<T>(what: string, timeoutMs: number, check: () => Promise<T 
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`sentinel setup: timed out after ${timeoutMs}ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`sentinel setup: timed out after ${timeoutMs}ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
     await sleep(100);
   }
 }
@@ -121,7 +122,13 @@ export async function startSentinelSetup(opts: SentinelSetupOptions = {}): Promi
       // busy CI machine never triggers a failover the test did not ask for.
       await writeFile(
         conf,
-        [`sentinel monitor ${name} ${LOOPBACK} ${first.port} 2`, `sentinel down-after-milliseconds ${name} 10000`, `sentinel failover-timeout ${name} 30000`, `sentinel parallel-syncs ${name} 1`, ''].join('\n'),
+        [
+          `sentinel monitor ${name} ${LOOPBACK} ${first.port} 2`,
+          `sentinel down-after-milliseconds ${name} 10000`,
+          `sentinel failover-timeout ${name} 30000`,
+          `sentinel parallel-syncs ${name} 1`,
+          '',
+        ].join('\n'),
       );
       const s = await startRedisServer({ dir, configFile: conf, extraArgs: ['--sentinel'] });
       started.push(s);
@@ -144,7 +151,8 @@ export async function startSentinelSetup(opts: SentinelSetupOptions = {}): Promi
       until('the replica to be in sync and known to every sentinel', timeoutMs, async () => {
         const { master: m, replica: r } = await roles();
         const info = parseInfo(await ask(r, (c) => c.info('replication')));
-        if (info.role !== 'slave' || info.master_port !== String(m.port) || info.master_link_status !== 'up' || info.master_sync_in_progress !== '0') return false;
+        if (info.role !== 'slave' || info.master_port !== String(m.port) || info.master_link_status !== 'up' || info.master_sync_in_progress !== '0')
+          return false;
         // With min-replicas-to-write, a replica counts once it has acknowledged the stream (about a second after the sync).
         const mi = parseInfo(await ask(m, (c) => c.info('replication')));
         if (mi.min_slaves_good_slaves !== undefined && Number(mi.min_slaves_good_slaves) < 1) return false;

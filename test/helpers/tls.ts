@@ -61,7 +61,10 @@ function asn1Time(d: Date): string {
 async function makeCa(dir: string, name: string): Promise<{ cert: string; key: string; cnf: string }> {
   const key = path.join(dir, `${name}.key`);
   const cert = path.join(dir, `${name}.pem`);
-  await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '3650', '-subj', `/CN=${name}`], dir);
+  await openssl(
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '3650', '-subj', `/CN=${name}`],
+    dir,
+  );
   const db = path.join(dir, `${name}-db`);
   await writeFile(`${db}.index`, '');
   await writeFile(`${db}.serial`, '1000\n');
@@ -95,13 +98,41 @@ async function makeCa(dir: string, name: string): Promise<{ cert: string; key: s
   return { cert, key, cnf };
 }
 
-async function issue(dir: string, ca: { cert: string; key: string; cnf: string }, name: string, cn: string, ext: string, start: Date, end: Date): Promise<IssuedCert> {
+async function issue(
+  dir: string,
+  ca: { cert: string; key: string; cnf: string },
+  name: string,
+  cn: string,
+  ext: string,
+  start: Date,
+  end: Date,
+): Promise<IssuedCert> {
   const keyFile = path.join(dir, `${name}.key`);
   const csr = path.join(dir, `${name}.csr`);
   const certFile = path.join(dir, `${name}.pem`);
   await openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', csr, '-subj', `/CN=${cn}`], dir);
   await openssl(
-    ['ca', '-batch', '-notext', '-config', ca.cnf, '-cert', ca.cert, '-keyfile', ca.key, '-in', csr, '-out', certFile, '-extensions', ext, '-startdate', asn1Time(start), '-enddate', asn1Time(end)],
+    [
+      'ca',
+      '-batch',
+      '-notext',
+      '-config',
+      ca.cnf,
+      '-cert',
+      ca.cert,
+      '-keyfile',
+      ca.key,
+      '-in',
+      csr,
+      '-out',
+      certFile,
+      '-extensions',
+      ext,
+      '-startdate',
+      asn1Time(start),
+      '-enddate',
+      asn1Time(end),
+    ],
     dir,
   );
   return { certFile, keyFile };
@@ -118,7 +149,15 @@ export async function createTestPki(): Promise<TestPki> {
     // One CA database is not safe for parallel `openssl ca` runs: issue one after the other.
     const server = await issue(dir, ca, 'server', 'redis-test', 'server_local', from, to);
     const serverOtherName = await issue(dir, ca, 'server-other', 'redis.internal', 'server_other', from, to);
-    const serverExpired = await issue(dir, ca, 'server-expired', 'redis-expired', 'server_local', new Date(Date.UTC(2020, 0, 1)), new Date(Date.UTC(2020, 1, 1)));
+    const serverExpired = await issue(
+      dir,
+      ca,
+      'server-expired',
+      'redis-expired',
+      'server_local',
+      new Date(Date.UTC(2020, 0, 1)),
+      new Date(Date.UTC(2020, 1, 1)),
+    );
     const client = await issue(dir, ca, 'client', 'orch-client', 'client', from, to);
     const clientUntrusted = await issue(dir, other, 'client-untrusted', 'stranger', 'client', from, to);
     return {

@@ -57,7 +57,12 @@ describe('credentials in Redis URLs', () => {
       await closeRedis(c);
       for (const secret of [PASSWORD, ACL_PASSWORD]) expect(redactUrl(url)).not.toContain(secret);
     }
-    const bad = [`redis://:wrong-${PASSWORD}@${hostPort()}`, `redis://${ACL_USER}:nope@${hostPort()}`, `redis://${hostPort()}`, `redis://${hostPort()}?password=nope`];
+    const bad = [
+      `redis://:wrong-${PASSWORD}@${hostPort()}`,
+      `redis://${ACL_USER}:nope@${hostPort()}`,
+      `redis://${hostPort()}`,
+      `redis://${hostPort()}?password=nope`,
+    ];
     for (const url of bad) {
       for (const profile of [ConnectionProfile.Cli, ConnectionProfile.Service]) {
         const started = Date.now();
@@ -105,82 +110,92 @@ describe('credentials in Redis URLs', () => {
     expect(malformed.stdout + malformed.stderr).not.toContain(PASSWORD);
   });
 
-  it.skipIf(processControlUnavailable() !== undefined)('the API starts with a password in the userinfo or the query and never logs it; a wrong one exits 2', async () => {
-    for (const url of [`redis://:${PASSWORD}@${hostPort()}`, `redis://${hostPort()}?password=${PASSWORD}`, `redis://${ACL_USER}:${ACL_PASSWORD}@${hostPort()}/0`]) {
+  it.skipIf(processControlUnavailable() !== undefined)(
+    'the API starts with a password in the userinfo or the query and never logs it; a wrong one exits 2',
+    async () => {
+      for (const url of [
+        `redis://:${PASSWORD}@${hostPort()}`,
+        `redis://${hostPort()}?password=${PASSWORD}`,
+        `redis://${ACL_USER}:${ACL_PASSWORD}@${hostPort()}/0`,
+      ]) {
+        const logs = captureStream();
+        let stop!: () => void;
+        const done = main({
+          env: { PORT: '0', HOST: '127.0.0.1', REDIS_URL: url, ORCH_PREFIX: 'tcredsapi', ORCH_API_TOKENS: JSON.stringify(tokenEntries()), LOG_LEVEL: 'debug' },
+          signals: ['SIGUSR2'],
+          logStream: logs,
+          onListening: () => stop(),
+        });
+        await new Promise<void>((r) => (stop = r));
+        process.kill(process.pid, 'SIGUSR2');
+        expect(await done).toBe(0);
+        const text = logs.text();
+        expect(text).toContain('orch-api listening');
+        expect(text).toContain(hostPort());
+        for (const secret of [PASSWORD, ACL_PASSWORD]) expect(text).not.toContain(secret);
+      }
       const logs = captureStream();
-      let stop!: () => void;
-      const done = main({
-        env: { PORT: '0', HOST: '127.0.0.1', REDIS_URL: url, ORCH_PREFIX: 'tcredsapi', ORCH_API_TOKENS: JSON.stringify(tokenEntries()), LOG_LEVEL: 'debug' },
-        signals: ['SIGUSR2'],
+      const code = await main({
+        env: { REDIS_URL: `redis://:wrong-${PASSWORD}@${hostPort()}`, ORCH_API_TOKENS: JSON.stringify(tokenEntries()), LOG_LEVEL: 'info' },
         logStream: logs,
-        onListening: () => stop(),
       });
-      await new Promise<void>((r) => (stop = r));
-      process.kill(process.pid, 'SIGUSR2');
-      expect(await done).toBe(0);
-      const text = logs.text();
-      expect(text).toContain('orch-api listening');
-      expect(text).toContain(hostPort());
-      for (const secret of [PASSWORD, ACL_PASSWORD]) expect(text).not.toContain(secret);
-    }
-    const logs = captureStream();
-    const code = await main({
-      env: { REDIS_URL: `redis://:wrong-${PASSWORD}@${hostPort()}`, ORCH_API_TOKENS: JSON.stringify(tokenEntries()), LOG_LEVEL: 'info' },
-      logStream: logs,
-    });
-    expect(code).toBe(2);
-    expect(logs.text()).toMatch(/authentication failed/);
-    expect(logs.text()).not.toContain(PASSWORD);
-  });
+      expect(code).toBe(2);
+      expect(logs.text()).toMatch(/authentication failed/);
+      expect(logs.text()).not.toContain(PASSWORD);
+    },
+  );
 });
 
 describe('out of memory', () => {
-  it.skipIf(processControlUnavailable() !== undefined)('is RedisOutOfMemoryError (exit 6, names maxmemory, checkpoint kept) for writes and scripts, and a 503 in the API', async () => {
-    const oom = await startRedisServer();
-    try {
-      const url = oom.url;
-      const client = await connectRedis({ url });
-      const keys = new Keyspace('toom');
-      const q = await RedisJobQueue.create(client, { keys, phase: { subscribe: false } });
-      await q.enqueue({ workspaceId: 'ws-a', action: 'a', params: {}, jobId: 'before' });
-      // Fill, then lower maxmemory under what is used: every write is refused from now on.
-      await client.set('toom:filler', 'x'.repeat(2 * 1024 * 1024));
-      await client.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
-      await client.call('CONFIG', 'SET', 'maxmemory', '1mb');
-      const plain = await client.set('toom:k', 'v').then(
-        () => null,
-        (e: unknown) => e,
-      );
-      const scripted = await q.enqueue({ workspaceId: 'ws-a', action: 'a', params: {}, jobId: 'after' }).then(
-        () => null,
-        (e: unknown) => e,
-      );
-      for (const raw of [plain, scripted]) {
-        expect(isOutOfMemoryError(raw)).toBe(true);
-        const e = classifyRedisError(raw, '127.0.0.1:1');
-        expect(e).toBeInstanceOf(RedisOutOfMemoryError);
-        const oomErr = e as RedisOutOfMemoryError;
-        expect(oomErr.exitCode).toBe(6);
-        expect(ExitCode.Guard).toBe(6);
-        expect(oomErr.message).toMatch(/maxmemory/);
-        expect(oomErr.suggestion).toMatch(/checkpoint is kept/);
-      }
-      // The API answers a write with 503 (temporarily unavailable), not 500, and reads still work.
-      const api = await startRealApi({ name: 'oom', redisUrl: url });
+  it.skipIf(processControlUnavailable() !== undefined)(
+    'is RedisOutOfMemoryError (exit 6, names maxmemory, checkpoint kept) for writes and scripts, and a 503 in the API',
+    async () => {
+      const oom = await startRedisServer();
       try {
-        const res = await api.inject('POST', '/ai/jobs', TOKENS.a, { action: 'a', params: {} });
-        expect(res.statusCode, res.body).toBe(503);
-        expect(res.headers['retry-after']).toBe('1');
-        expect(res.body).not.toMatch(/OOM|maxmemory/);
-        expect((await api.inject('GET', '/ai/jobs', TOKENS.a)).statusCode).toBe(200);
+        const url = oom.url;
+        const client = await connectRedis({ url });
+        const keys = new Keyspace('toom');
+        const q = await RedisJobQueue.create(client, { keys, phase: { subscribe: false } });
+        await q.enqueue({ workspaceId: 'ws-a', action: 'a', params: {}, jobId: 'before' });
+        // Fill, then lower maxmemory under what is used: every write is refused from now on.
+        await client.set('toom:filler', 'x'.repeat(2 * 1024 * 1024));
+        await client.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+        await client.call('CONFIG', 'SET', 'maxmemory', '1mb');
+        const plain = await client.set('toom:k', 'v').then(
+          () => null,
+          (e: unknown) => e,
+        );
+        const scripted = await q.enqueue({ workspaceId: 'ws-a', action: 'a', params: {}, jobId: 'after' }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        for (const raw of [plain, scripted]) {
+          expect(isOutOfMemoryError(raw)).toBe(true);
+          const e = classifyRedisError(raw, '127.0.0.1:1');
+          expect(e).toBeInstanceOf(RedisOutOfMemoryError);
+          const oomErr = e as RedisOutOfMemoryError;
+          expect(oomErr.exitCode).toBe(6);
+          expect(ExitCode.Guard).toBe(6);
+          expect(oomErr.message).toMatch(/maxmemory/);
+          expect(oomErr.suggestion).toMatch(/checkpoint is kept/);
+        }
+        // The API answers a write with 503 (temporarily unavailable), not 500, and reads still work.
+        const api = await startRealApi({ name: 'oom', redisUrl: url });
+        try {
+          const res = await api.inject('POST', '/ai/jobs', TOKENS.a, { action: 'a', params: {} });
+          expect(res.statusCode, res.body).toBe(503);
+          expect(res.headers['retry-after']).toBe('1');
+          expect(res.body).not.toMatch(/OOM|maxmemory/);
+          expect((await api.inject('GET', '/ai/jobs', TOKENS.a)).statusCode).toBe(200);
+        } finally {
+          await client.call('CONFIG', 'SET', 'maxmemory', '0');
+          await api.close();
+        }
+        await q.close();
+        await closeRedis(client);
       } finally {
-        await client.call('CONFIG', 'SET', 'maxmemory', '0');
-        await api.close();
+        await oom.stop();
       }
-      await q.close();
-      await closeRedis(client);
-    } finally {
-      await oom.stop();
-    }
-  });
+    },
+  );
 });

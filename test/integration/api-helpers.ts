@@ -76,8 +76,7 @@ export async function startRealApi(
     state,
     logs,
     moveTo,
-    inject: (method, url, token, payload) =>
-      service.app.inject({ method, url, headers: token ? bearer(token) : {}, ...(payload ? { payload } : {}) }),
+    inject: (method, url, token, payload) => service.app.inject({ method, url, headers: token ? bearer(token) : {}, ...(payload ? { payload } : {}) }),
     close: async () => {
       await service.close();
       await deleteKeysWithPrefix(admin, prefix);

@@ -57,7 +57,12 @@ describe('deep JSON (real Redis)', () => {
       expect(one.body).not.toContain('deep-stored-secret');
       const list = await api.inject('GET', '/ai/jobs?limit=200', TOKENS.a);
       expect(list.statusCode, path).toBe(200);
-      expect(list.json().jobs.map((j: { job_id: string }) => j.job_id).sort()).toEqual(['deep-1', 'ok-1', 'ok-2']);
+      expect(
+        list
+          .json()
+          .jobs.map((j: { job_id: string }) => j.job_id)
+          .sort(),
+      ).toEqual(['deep-1', 'ok-1', 'ok-2']);
       expect(list.body).not.toContain('deep-stored-secret');
     }
   });
@@ -73,7 +78,12 @@ describe('a taken job id (real Redis)', () => {
       const id = `taken-${n++}`;
       expect((await api.inject('POST', '/ai/jobs', TOKENS.a, { action: 'a', params: {}, job_id: id })).statusCode).toBe(201);
       const post = (token: string) =>
-        api.service.app.inject({ method: 'POST', url: '/ai/jobs', headers: { authorization: `Bearer ${token}`, 'x-request-id': 'fixed-id' }, payload: { action: 'a', params: {}, job_id: id } });
+        api.service.app.inject({
+          method: 'POST',
+          url: '/ai/jobs',
+          headers: { authorization: `Bearer ${token}`, 'x-request-id': 'fixed-id' },
+          payload: { action: 'a', params: {}, job_id: id },
+        });
       const own = await post(TOKENS.a);
       const other = await post(TOKENS.b);
       expect(own.statusCode, phase).toBe(409);
@@ -89,7 +99,15 @@ describe('a taken job id (real Redis)', () => {
 describe('timestamps (real Redis)', () => {
   it('serves epoch seconds and milliseconds of old records as ISO-8601', async () => {
     const api = await open('isots');
-    await api.admin.hset(api.keys.legacyJob('old-1'), { job_id: 'old-1', workspace_id: 'ws-a', action: 'a', params: '{}', status: 'succeeded', created_at: '1700000000', updated_at: '1700000000250' });
+    await api.admin.hset(api.keys.legacyJob('old-1'), {
+      job_id: 'old-1',
+      workspace_id: 'ws-a',
+      action: 'a',
+      params: '{}',
+      status: 'succeeded',
+      created_at: '1700000000',
+      updated_at: '1700000000250',
+    });
     const job = (await api.inject('GET', '/ai/jobs/old-1', TOKENS.a)).json();
     expect(job.created_at).toBe('2023-11-14T22:13:20.000Z');
     expect(job.updated_at).toBe('2023-11-14T22:13:20.250Z');

@@ -18,7 +18,19 @@ afterAll(async () => {
   await api?.close();
 });
 
-const CRAFTED = ['*', '..%2F', '..%2F..%2Fai%3Ajobs%3Ab-job-1', 'ws-b:b-job-1', 'ws-b%3Ab-job-1', 'b-job-*', 'b-job-%3F', 'x'.repeat(129), 'x'.repeat(300), '%00b-job-1', 'B-JOB-1%0A'];
+const CRAFTED = [
+  '*',
+  '..%2F',
+  '..%2F..%2Fai%3Ajobs%3Ab-job-1',
+  'ws-b:b-job-1',
+  'ws-b%3Ab-job-1',
+  'b-job-*',
+  'b-job-%3F',
+  'x'.repeat(129),
+  'x'.repeat(300),
+  '%00b-job-1',
+  'B-JOB-1%0A',
+];
 
 async function checkIsolation(path: 'legacy' | 'v2'): Promise<void> {
   // By list: only A's jobs, whatever the page size.

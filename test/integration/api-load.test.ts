@@ -55,7 +55,18 @@ describe.skipIf(skip !== undefined)('large records under parallel load (bin/orch
         const id = `big-${String(j).padStart(3, '0')}`;
         ids.push(id);
         const created = new Date(Date.UTC(2026, 0, 1, 0, 0, j)).toISOString();
-        const fields = { job_id: id, workspace_id: 'ws-a', action: 'render', params: JSON.stringify({ n: j, blob }), status: 'succeeded', result: '', error: '', created_at: created, updated_at: created, rev: '1' };
+        const fields = {
+          job_id: id,
+          workspace_id: 'ws-a',
+          action: 'render',
+          params: JSON.stringify({ n: j, blob }),
+          status: 'succeeded',
+          result: '',
+          error: '',
+          created_at: created,
+          updated_at: created,
+          rev: '1',
+        };
         p.hset(keys.legacyJob(id), fields);
         p.hset(keys.v2Job('ws-a', id), fields);
         p.zadd(keys.index('ws-a'), Date.parse(created), id);
@@ -148,7 +159,10 @@ describe.skipIf(skip !== undefined)('large records under parallel load (bin/orch
       expect(new Set(all.ids).size).toBe(JOBS);
       expect([...all.ids].sort()).toEqual([...ids].sort());
       if (path === 'v2') expect(all.ids).toEqual([...ids]); // created_at order
-      figure(`load: ${path} path, ?limit=200 first page`, `${first.ids.length} jobs, ${(first.bytes / MiB).toFixed(2)} MiB; ${all.pages} pages for ${JOBS} jobs, largest ${(all.maxBytes / MiB).toFixed(2)} MiB`);
+      figure(
+        `load: ${path} path, ?limit=200 first page`,
+        `${first.ids.length} jobs, ${(first.bytes / MiB).toFixed(2)} MiB; ${all.pages} pages for ${JOBS} jobs, largest ${(all.maxBytes / MiB).toFixed(2)} MiB`,
+      );
     }
   });
 

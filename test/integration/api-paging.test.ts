@@ -137,13 +137,17 @@ describe('GET /ai/jobs paging (real Redis)', () => {
             await api.service.queue.refreshPhase();
             const ids: string[] = [];
             for (let i = 0; i < Math.max(blobs.length, noise); i++) {
-              if (i < blobs.length) ids.push((await api.service.queue.enqueue({ workspaceId: 'ws-a', action: 'a', params: { blob: 'b'.repeat(blobs[i]!) } })).jobId);
+              if (i < blobs.length)
+                ids.push((await api.service.queue.enqueue({ workspaceId: 'ws-a', action: 'a', params: { blob: 'b'.repeat(blobs[i]!) } })).jobId);
               if (i < noise) await api.service.queue.enqueue({ workspaceId: 'ws-b', action: 'a', params: { blob: 'n'.repeat(500) } });
             }
             const stored = new Map<string, number>();
             for (const id of ids) {
               const h = await api.admin.hgetall(api.keys.legacyJob(id));
-              stored.set(id, Object.entries(h).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0));
+              stored.set(
+                id,
+                Object.entries(h).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0),
+              );
             }
             for (const path of ['legacy', 'v2'] as const) {
               if (path === 'v2') {

@@ -18,9 +18,7 @@ async function metricValue(api: RealApi, name: string, labels: Record<string, st
   const res = await api.inject('GET', '/metrics');
   expect(res.statusCode).toBe(200);
   const { samples } = parsePrometheus(res.body);
-  return samples
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((a, s) => a + s.value, 0);
+  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
 }
 
 describe('following the phase (real Redis)', () => {
@@ -41,7 +39,13 @@ describe('following the phase (real Redis)', () => {
     const legacyPage = (await api.inject('GET', '/ai/jobs?limit=2', TOKENS.a)).json();
     await api.moveTo(Phase.ReadNew);
     await waitForReadPath(api, TOKENS.a, 'v2');
-    for (const [method, url] of [['GET', '/ai/jobs'], ['GET', '/ai/jobs/f-1'], ['GET', '/healthz'], ['GET', '/metrics'], ['GET', '/ai/jobs/none']] as const) {
+    for (const [method, url] of [
+      ['GET', '/ai/jobs'],
+      ['GET', '/ai/jobs/f-1'],
+      ['GET', '/healthz'],
+      ['GET', '/metrics'],
+      ['GET', '/ai/jobs/none'],
+    ] as const) {
       expect((await api.inject(method, url, TOKENS.a)).headers['x-read-path'], url).toBe('v2');
     }
     const v2ids = (await api.inject('GET', '/ai/jobs?limit=200', TOKENS.a)).json().jobs.map((j: { job_id: string }) => j.job_id);

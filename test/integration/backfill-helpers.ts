@@ -46,16 +46,26 @@ export async function seedLegacy(client: RedisClient, keys: Keyspace, n: number,
     const ttl = i % ttlEvery === 0;
     const key = keys.legacyJob(jobId);
     const fields: Array<string | Buffer> = [
-      'job_id', jobId,
-      'workspace_id', workspaceId,
-      'action', 'summarize',
-      'params', JSON.stringify({ api_key: 'sk-live-SECRET', n: i }),
-      'status', 'queued',
-      'result', '',
-      'error', '',
-      'created_at', new Date(base + i * 1000).toISOString(),
-      'updated_at', new Date(base + i * 1000).toISOString(),
-      'rev', String(1 + (i % 3)),
+      'job_id',
+      jobId,
+      'workspace_id',
+      workspaceId,
+      'action',
+      'summarize',
+      'params',
+      JSON.stringify({ api_key: 'sk-live-SECRET', n: i }),
+      'status',
+      'queued',
+      'result',
+      '',
+      'error',
+      '',
+      'created_at',
+      new Date(base + i * 1000).toISOString(),
+      'updated_at',
+      new Date(base + i * 1000).toISOString(),
+      'rev',
+      String(1 + (i % 3)),
     ];
     jobs.push({ jobId, workspaceId, ttl });
     writes.push(() => client.hset(key, ...(fields as [string, string])));
@@ -67,13 +77,10 @@ export async function seedLegacy(client: RedisClient, keys: Keyspace, n: number,
       jobs.push({ jobId, workspaceId, ttl: false });
       const key = keys.legacyJob(jobId);
       writes.push(() =>
-        client.hset(key, ...([
-          'job_id', jobId,
-          'workspace_id', workspaceId,
-          'created_at', new Date(base).toISOString(),
-          'rev', '4',
-          ...extra,
-        ] as unknown as [string, string])),
+        client.hset(
+          key,
+          ...(['job_id', jobId, 'workspace_id', workspaceId, 'created_at', new Date(base).toISOString(), 'rev', '4', ...extra] as unknown as [string, string]),
+        ),
       );
     };
     special('binary-1', ['result', INVALID_UTF8, Buffer.from([0xde, 0xad, 0xbe, 0xef]), INVALID_UTF8]);

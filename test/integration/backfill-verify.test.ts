@@ -97,7 +97,17 @@ describe.each(TOPOLOGIES)('backfill + verify on %s', (topology) => {
       await client.hdel(keys.v2Job('ws-2', 'job-2'), 'action');
       await client.hset(keys.v2Job('ws-3', 'job-3'), 'extra', 'surplus');
       await client.del(keys.v2Job('ws-4', 'job-4'));
-      await client.hset(keys.v2Job('ws-5', 'ghost-1'), 'job_id', 'ghost-1', 'workspace_id', 'ws-5', 'params', JSON.stringify({ api_key: 'sk-live-GHOST' }), 'rev', '1');
+      await client.hset(
+        keys.v2Job('ws-5', 'ghost-1'),
+        'job_id',
+        'ghost-1',
+        'workspace_id',
+        'ws-5',
+        'params',
+        JSON.stringify({ api_key: 'sk-live-GHOST' }),
+        'rev',
+        '1',
+      );
       await client.pexpire(keys.v2Job('ws-6', 'job-6'), 600_000);
       await client.zrem(keys.index('ws-7'), 'job-7');
 
@@ -111,7 +121,10 @@ describe.each(TOPOLOGIES)('backfill + verify on %s', (topology) => {
       });
       // The deleted record also leaves a dangling index entry: eight findings for seven plants.
       expect(v.json!.mismatches).toBe(8);
-      const lines = readFileSync(report, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = readFileSync(report, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines).toHaveLength(8);
       const byKind = Object.fromEntries(lines.map((l) => [l.kind as string, l]));
       expect(byKind['field-diff']).toMatchObject({ key: keys.v2Job('ws-1', 'job-1'), fields: ['params'] });
@@ -203,7 +216,12 @@ describe.each(TOPOLOGIES)('backfill + verify on %s', (topology) => {
       while (!stop) {
         i++;
         if (i % 3 === 0) {
-          await queue.enqueue({ workspaceId: `ws-${(i + w) % 8}`, action: 'live', params: { token: 'tok-SECRET', i }, ...(i % 2 === 0 ? { ttlMs: 600_000 } : {}) });
+          await queue.enqueue({
+            workspaceId: `ws-${(i + w) % 8}`,
+            action: 'live',
+            params: { token: 'tok-SECRET', i },
+            ...(i % 2 === 0 ? { ttlMs: 600_000 } : {}),
+          });
         } else {
           const j = jobs[(i * 7919 + w * 104729) % jobs.length]!;
           await queue.updateStatus(j.workspaceId, j.jobId, { status: i % 2 === 0 ? 'running' : 'succeeded', result: { i, w } });
@@ -267,7 +285,20 @@ describe.each(TOPOLOGIES)('repair compare-and-swap on %s', (topology) => {
     const keys = new Keyspace(prefix);
     const mirror = keys.v2Job('acme', 'j1');
     const cas = (mode: 'replace' | 'delete', seen: { type: string; rev: string; digest: string }, fields: string[] = [], owner = ''): Promise<number> =>
-      callScript<number>(client, ScriptName.RepairCasOneKey, [mirror, '', '', mode, seen.type === 'none' ? 'absent' : 'hash', seen.rev, seen.digest, 0, 0, 'j1', owner, ...fields]);
+      callScript<number>(client, ScriptName.RepairCasOneKey, [
+        mirror,
+        '',
+        '',
+        mode,
+        seen.type === 'none' ? 'absent' : 'hash',
+        seen.rev,
+        seen.digest,
+        0,
+        0,
+        'j1',
+        owner,
+        ...fields,
+      ]);
     const observe = async (): Promise<{ type: string; rev: string; digest: string }> => {
       const r = await recordBytes(client, mirror);
       return { type: r.type, rev: r.fields.get('rev')?.toString('latin1') ?? '', digest: r.type === 'hash' ? recordDigest(r.fields) : '' };

@@ -142,11 +142,16 @@ describe.each(TOPOLOGIES)('bad input: records on %s', (topology: Topology) => {
     for (let f = 0; f < 100_000; f++) wide.push(`f${f}`, `v${f}-${'x'.repeat(f % 7)}`);
     const bin = (...b: number[]): Buffer => Buffer.from(b);
     const binary: Array<string | Buffer> = [
-      'result', bin(0xff, 0xfe, 0x00, 0xc3, 0x28, 0x80, 0x9f),
-      bin(0xc0, 0xaf, 0x66), bin(0xed, 0xa0, 0x80), // overlong encoding as a field name, a lone surrogate as a value
-      bin(0xfe, 0xff), Buffer.alloc(0),
-      'params', Buffer.concat([Buffer.from('{"k":"'), bin(0xf8, 0x88, 0x80, 0x80, 0x80), Buffer.from('"}\r\n')]),
-      'nul\u0000in-name', 'nul\u0000in-value',
+      'result',
+      bin(0xff, 0xfe, 0x00, 0xc3, 0x28, 0x80, 0x9f),
+      bin(0xc0, 0xaf, 0x66),
+      bin(0xed, 0xa0, 0x80), // overlong encoding as a field name, a lone surrogate as a value
+      bin(0xfe, 0xff),
+      Buffer.alloc(0),
+      'params',
+      Buffer.concat([Buffer.from('{"k":"'), bin(0xf8, 0x88, 0x80, 0x80, 0x80), Buffer.from('"}\r\n')]),
+      'nul\u0000in-name',
+      'nul\u0000in-value',
     ];
     const records: Array<{ jobId: string; extra: Array<string | Buffer>; olderV2?: boolean; ttl?: boolean }> = [
       // An older v2 copy exists, so even a single node moves it with apply-if-newer (a Lua HSET in chunks),
@@ -165,14 +170,20 @@ describe.each(TOPOLOGIES)('bad input: records on %s', (topology: Topology) => {
     }
     expect(await client.hlen(keys.legacyJob('wide-older'))).toBe(100_000 + 6);
     await movePhase(client, keys, Phase.DualWrite, 100);
-    const ledger = await takeLedger(client, keys, records.map((r) => ({ jobId: r.jobId, workspaceId: 'ws-bytes' })));
+    const ledger = await takeLedger(
+      client,
+      keys,
+      records.map((r) => ({ jobId: r.jobId, workspaceId: 'ws-bytes' })),
+    );
 
     const bf = await runCli([...args, '--json', 'backfill']);
     expect(bf.code, bf.stderr).toBe(0);
     expect(bf.json).toMatchObject({ copied: records.length, unmigratable: 0, complete: true });
     await expectLedger(client, keys, ledger, { legacy: 'present', v2: 'present' });
     // The canonical form compares bytes; spot-check that it really saw the odd ones.
-    expect(await canonicalRecord(client, keys.v2Job('ws-bytes', 'binary-older'))).toContain(`${bin(0xc0, 0xaf, 0x66).toString('hex')}=${bin(0xed, 0xa0, 0x80).toString('hex')}`);
+    expect(await canonicalRecord(client, keys.v2Job('ws-bytes', 'binary-older'))).toContain(
+      `${bin(0xc0, 0xaf, 0x66).toString('hex')}=${bin(0xed, 0xa0, 0x80).toString('hex')}`,
+    );
     await expectVerifyClean(args);
   });
 

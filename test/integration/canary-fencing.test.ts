@@ -95,7 +95,9 @@ describe.each(TOPOLOGIES)('canary moves of a run that lost its lock on %s', (top
       const before = await overrides();
       const s = await store.read();
       // A stale epoch: the overrides' compare-and-set passes, the epoch step refuses, the overrides come back.
-      await expect(move({ expected: { 'ws-a': Phase.ReadNew, 'ws-b': Phase.ReadNew }, to: Phase.NewOnly, expectedEpoch: s.epoch - 1 })).rejects.toBeInstanceOf(EpochConflictError);
+      await expect(move({ expected: { 'ws-a': Phase.ReadNew, 'ws-b': Phase.ReadNew }, to: Phase.NewOnly, expectedEpoch: s.epoch - 1 })).rejects.toBeInstanceOf(
+        EpochConflictError,
+      );
       expect(await overrides()).toEqual(before);
     });
   }

@@ -27,7 +27,15 @@ describe.each(TOPOLOGIES)('status and enable-dual-write on %s', (topology) => {
   it('reports phase legacy and epoch 0 on an empty store, as exactly one JSON object', async () => {
     const r = await runCli([...args, '--json', 'status']);
     expect(r.code).toBe(0);
-    expect(r.json).toMatchObject({ phase: 'legacy', epoch: 0, changedAt: null, counts: { legacy: 0, v2: 0 }, lock: null, lastBackfill: null, lastVerify: null });
+    expect(r.json).toMatchObject({
+      phase: 'legacy',
+      epoch: 0,
+      changedAt: null,
+      counts: { legacy: 0, v2: 0 },
+      lock: null,
+      lastBackfill: null,
+      lastVerify: null,
+    });
     expect(r.json).toHaveProperty('gates');
     expect(r.json).toHaveProperty('changedBy');
     expect(r.stdout.trim().split('\n')).toHaveLength(1);

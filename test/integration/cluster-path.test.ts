@@ -72,13 +72,16 @@ describe.skipIf(skipReason !== undefined)('the cluster path of backfill (private
     await seedDualWrite(client, keys, N);
     let child: ChildProcess | undefined;
     // Large batches, several in flight, paced: the pause lands while batches are being copied.
-    const run = runCli([...target(cluster.url, keys.prefix, true), '--json', '--lock-ttl', '3000', 'backfill', '--rate', '1500', '--batch-size', '300', '--concurrency', '3'], {
-      timeoutMs: 120_000,
-      onSpawn: (c) => {
-        child = c;
-        children.push(c);
+    const run = runCli(
+      [...target(cluster.url, keys.prefix, true), '--json', '--lock-ttl', '3000', 'backfill', '--rate', '1500', '--batch-size', '300', '--concurrency', '3'],
+      {
+        timeoutMs: 120_000,
+        onSpawn: (c) => {
+          child = c;
+          children.push(c);
+        },
       },
-    });
+    );
     await waitForCheckpoint(client, keys, 'backfill', 600, 1);
     child!.kill('SIGSTOP');
     // Once the lease is gone, whatever the paused process had already handed to Redis has run.
@@ -125,9 +128,10 @@ describe.skipIf(skipReason !== undefined)('the cluster path of backfill (private
     const moves = [...picked].map((slot) => ({ slot, from, to }));
 
     const reshard = async (): Promise<void> => {
-      for (const m of moves) await reshardOne(m).catch((err: unknown) => {
-        throw new Error(`moving slot ${m.slot} from node ${m.from} to ${m.to}: ${String(err)}`);
-      });
+      for (const m of moves)
+        await reshardOne(m).catch((err: unknown) => {
+          throw new Error(`moving slot ${m.slot} from node ${m.from} to ${m.to}: ${String(err)}`);
+        });
     };
     const reshardOne = async (m: { slot: number; from: number; to: number }): Promise<void> => {
       {
@@ -172,8 +176,14 @@ describe.skipIf(skipReason !== undefined)('the cluster path of backfill (private
     // fields must be byte-identical to the original, the expiry within 100 ms of it.
     const problems: string[] = [];
     const [legacyNow, v2Now] = await Promise.all([
-      canonicalRecords(fresh, ledger.map((e) => keys.legacyJob(e.jobId))),
-      canonicalRecords(fresh, ledger.map((e) => keys.v2Job(e.workspaceId, e.jobId))),
+      canonicalRecords(
+        fresh,
+        ledger.map((e) => keys.legacyJob(e.jobId)),
+      ),
+      canonicalRecords(
+        fresh,
+        ledger.map((e) => keys.v2Job(e.workspaceId, e.jobId)),
+      ),
     ]);
     const split = (rec: string): { at: number; rest: string } => {
       const m = /pexpireat=(-?[0-9]+)/.exec(rec);

@@ -51,20 +51,36 @@ function randomUsers(): Users {
   const tag = randomBytes(4).toString('hex');
   const names = { operator: `op-${tag}`, api: `api-${tag}`, writer: `wr-${tag}` };
   const passwords = { operator: randomBytes(12).toString('hex'), api: randomBytes(12).toString('hex'), writer: randomBytes(12).toString('hex') };
-  return { names, passwords, lines: { operator: '', api: '', writer: '' }, url: (role, hp) => `redis://${names[role]}:${passwords[role]}@${hp.host}:${hp.port}` };
+  return {
+    names,
+    passwords,
+    lines: { operator: '', api: '', writer: '' },
+    url: (role, hp) => `redis://${names[role]}:${passwords[role]}@${hp.host}:${hp.port}`,
+  };
 }
 
 /** `orch-migrate acl` for the users, piped into redis-cli on every node; returns the CLI run. */
 async function createUsers(users: Users, prefix: string, nodes: HostPort[], extra: string[] = []): Promise<CliResult> {
-  const r = await runCli(['--prefix', prefix, ...extra, 'acl', '--operator-user', users.names.operator, '--api-user', users.names.api, '--writer-user', users.names.writer], {
-    env: { ORCH_ACL_OPERATOR_PASSWORD: users.passwords.operator, ORCH_ACL_API_PASSWORD: users.passwords.api, ORCH_ACL_WRITER_PASSWORD: users.passwords.writer },
-  });
+  const r = await runCli(
+    ['--prefix', prefix, ...extra, 'acl', '--operator-user', users.names.operator, '--api-user', users.names.api, '--writer-user', users.names.writer],
+    {
+      env: {
+        ORCH_ACL_OPERATOR_PASSWORD: users.passwords.operator,
+        ORCH_ACL_API_PASSWORD: users.passwords.api,
+        ORCH_ACL_WRITER_PASSWORD: users.passwords.writer,
+      },
+    },
+  );
   expect(r.code, r.stderr).toBe(0);
   const lines = r.stdout.trim().split('\n');
   expect(lines).toHaveLength(3);
   ROLES.forEach((role, i) => (users.lines[role] = lines[i]!));
   for (const hp of nodes) {
-    const cli = spawnSync(process.env.REDIS_CLI_BIN ?? 'redis-cli', ['-h', hp.host, '-p', String(hp.port)], { input: r.stdout, encoding: 'utf8', timeout: 20_000 });
+    const cli = spawnSync(process.env.REDIS_CLI_BIN ?? 'redis-cli', ['-h', hp.host, '-p', String(hp.port)], {
+      input: r.stdout,
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     expect(cli.stdout.trim().split('\n'), cli.stderr).toEqual(['OK', 'OK', 'OK']);
   }
   return r;
@@ -108,7 +124,10 @@ async function dropUsers(users: Users, nodes: HostPort[], extra: string[] = []):
 /** A user with one of the printed lines, renamed and with `edit` applied to its rules. */
 async function variantUser(line: string, name: string, password: string, nodes: HostPort[], edit: (rules: string[]) => string[]): Promise<void> {
   // ACL SETUSER <user> <rules…>; the quoted selector is one rule.
-  const rules = line.replace(/^ACL SETUSER \S+ /, '').match(/"[^"]*"|\S+/g)!.map((r) => r.replace(/^"|"$/g, ''));
+  const rules = line
+    .replace(/^ACL SETUSER \S+ /, '')
+    .match(/"[^"]*"|\S+/g)!
+    .map((r) => r.replace(/^"|"$/g, ''));
   const edited = edit(rules).map((r) => (r.startsWith('#') ? `>${password}` : r));
   for (const hp of nodes) {
     const c = connectStandalone(`redis://${hp.host}:${hp.port}`);
@@ -142,16 +161,20 @@ async function expectConfined(url: string, prefix: string, role: Role, cluster: 
     ];
     if (role !== 'operator') {
       refused.push(['config', 'get', 'maxmemory'], ['memory', 'usage', `${prefix}:jobs:job1`]);
-      refused.push(['hset', `${prefix}:migration:jobs`, 'phase', 'new-only'], ['del', `${prefix}:migration:jobs:lock`], ['publish', `${prefix}:migration:jobs:events`, 'x']);
+      refused.push(
+        ['hset', `${prefix}:migration:jobs`, 'phase', 'new-only'],
+        ['del', `${prefix}:migration:jobs:lock`],
+        ['publish', `${prefix}:migration:jobs:events`, 'x'],
+      );
     }
     for (const [cmd, ...args] of refused) {
       await expect(c.call(cmd, ...args), `${role}: ${cmd} ${args.join(' ')}`).rejects.toThrow(/NOPERM/);
     }
     if (role !== 'operator') {
       // The selector lets EVAL declare the state record, but a write to it inside the script is still refused.
-      await expect(
-        c.call('EVAL', "return redis.call('HSET', KEYS[1], 'phase', 'new-only')", '1', `${prefix}:migration:jobs`),
-      ).rejects.toThrow(/can't access at least one of the keys/);
+      await expect(c.call('EVAL', "return redis.call('HSET', KEYS[1], 'phase', 'new-only')", '1', `${prefix}:migration:jobs`)).rejects.toThrow(
+        /can't access at least one of the keys/,
+      );
     }
   } finally {
     c.disconnect();
@@ -239,7 +262,12 @@ describe('least-privilege ACL users (standalone)', () => {
     const writers = new LiveWriters(queues, { workspaces: 4, pauseMs: 15, dequeue: worker });
     writers.start();
 
-    const config = loadApiConfig({ REDIS_URL: users.url('api', node), ORCH_PREFIX: prefix, ORCH_API_TOKENS: JSON.stringify(tokenEntries('ws0', 'ws1')), LOG_LEVEL: 'silent' });
+    const config = loadApiConfig({
+      REDIS_URL: users.url('api', node),
+      ORCH_PREFIX: prefix,
+      ORCH_API_TOKENS: JSON.stringify(tokenEntries('ws0', 'ws1')),
+      LOG_LEVEL: 'silent',
+    });
     const api: ApiService = await createApiService(config, { logStream: captureStream() });
     const apiRound = async (expectPath: 'legacy' | 'v2'): Promise<void> => {
       const list = await api.app.inject({ method: 'GET', url: '/ai/jobs?limit=20', headers: bearer(TOKENS.a) });
@@ -248,7 +276,12 @@ describe('least-privilege ACL users (standalone)', () => {
       const created = await api.app.inject({ method: 'POST', url: '/ai/jobs', headers: bearer(TOKENS.a), payload: { action: 'acl', params: { token: 'x' } } });
       expect(created.statusCode, created.body).toBe(201);
       const id = created.json<{ job_id: string }>().job_id;
-      const patched = await api.app.inject({ method: 'PATCH', url: `/ai/jobs/${id}`, headers: bearer(TOKENS.a), payload: { status: 'succeeded', result: { ok: true } } });
+      const patched = await api.app.inject({
+        method: 'PATCH',
+        url: `/ai/jobs/${id}`,
+        headers: bearer(TOKENS.a),
+        payload: { status: 'succeeded', result: { ok: true } },
+      });
       expect(patched.statusCode, patched.body).toBe(200);
       const one = await api.app.inject({ method: 'GET', url: `/ai/jobs/${id}`, headers: bearer(TOKENS.a) });
       expect(one.statusCode, one.body).toBe(200);
@@ -324,7 +357,8 @@ describe('least-privilege ACL users (standalone)', () => {
     const variants = ['no-info', 'no-migration-keys', 'no-copy', 'api-no-channel', 'api-no-scan'];
     await createUsers(u2, p2, [node]);
     const pw = randomBytes(8).toString('hex');
-    const asUser = (name: string, args: string[]): Promise<CliResult> => runCli(['--redis-url', `redis://${name}:${pw}@${node.host}:${node.port}`, '--prefix', p2, '--json', ...args]);
+    const asUser = (name: string, args: string[]): Promise<CliResult> =>
+      runCli(['--redis-url', `redis://${name}:${pw}@${node.host}:${node.port}`, '--prefix', p2, '--json', ...args]);
     try {
       // A key family (the migration keys: status reads the history).
       await variantUser(u2.lines.operator, 'no-migration-keys', pw, [node], (rules) => rules.filter((x) => x !== `~${p2}:migration:jobs:*`));
@@ -360,7 +394,12 @@ describe('least-privilege ACL users (standalone)', () => {
       await variantUser(u2.lines.api, 'api-no-channel', pw, [node], (rules) => rules.filter((x) => !x.startsWith('&')));
       const logs = captureStream();
       const code = await apiMain({
-        env: { REDIS_URL: `redis://api-no-channel:${pw}@${node.host}:${node.port}`, ORCH_PREFIX: p2, ORCH_API_TOKENS: JSON.stringify(tokenEntries()), LOG_LEVEL: 'info' },
+        env: {
+          REDIS_URL: `redis://api-no-channel:${pw}@${node.host}:${node.port}`,
+          ORCH_PREFIX: p2,
+          ORCH_API_TOKENS: JSON.stringify(tokenEntries()),
+          LOG_LEVEL: 'info',
+        },
         logStream: logs,
       });
       expect(code).toBe(ExitCode.Usage);
@@ -370,7 +409,12 @@ describe('least-privilege ACL users (standalone)', () => {
       // until the flip, and this prefix is in dual-write): the request gets 503 and the log names the rule.
       await variantUser(u2.lines.api, 'api-no-scan', pw, [node], (rules) => rules.filter((x) => x !== '+scan'));
       const apiLogs = captureStream();
-      const cfg = loadApiConfig({ REDIS_URL: `redis://api-no-scan:${pw}@${node.host}:${node.port}`, ORCH_PREFIX: p2, ORCH_API_TOKENS: JSON.stringify(tokenEntries('ws1', 'ws2')), LOG_LEVEL: 'info' });
+      const cfg = loadApiConfig({
+        REDIS_URL: `redis://api-no-scan:${pw}@${node.host}:${node.port}`,
+        ORCH_PREFIX: p2,
+        ORCH_API_TOKENS: JSON.stringify(tokenEntries('ws1', 'ws2')),
+        LOG_LEVEL: 'info',
+      });
       const svc = await createApiService(cfg, { logStream: apiLogs });
       try {
         const list = await svc.app.inject({ method: 'GET', url: '/ai/jobs', headers: bearer(TOKENS.a) });
@@ -415,7 +459,13 @@ describe('least-privilege ACL users (Redis Cluster)', () => {
     for (let i = 0; i < 150; i++) await queues[i % 2]!.enqueue({ workspaceId: `ws${i % 3}`, action: 'seed', params: { i } });
     const writers = new LiveWriters(queues, { workspaces: 3, pauseMs: 20 });
     writers.start();
-    const config = loadApiConfig({ REDIS_URL: users.url('api', seed), ORCH_REDIS_CLUSTER: 'on', ORCH_PREFIX: prefix, ORCH_API_TOKENS: JSON.stringify(tokenEntries('ws0', 'ws1')), LOG_LEVEL: 'silent' });
+    const config = loadApiConfig({
+      REDIS_URL: users.url('api', seed),
+      ORCH_REDIS_CLUSTER: 'on',
+      ORCH_PREFIX: prefix,
+      ORCH_API_TOKENS: JSON.stringify(tokenEntries('ws0', 'ws1')),
+      LOG_LEVEL: 'silent',
+    });
     const api = await createApiService(config, { logStream: captureStream() });
     const op = async (args: string[], expected = 0): Promise<CliResult> => {
       const r = await runCli(['--redis-url', users.url('operator', seed), '--cluster', '--prefix', prefix, '--json', ...args]);

@@ -113,7 +113,9 @@ export async function lostWrites(client: RedisClient, keys: Keyspace, ledger: Ma
   const entries = [...ledger.entries()].filter(([, e]) => e.at >= since);
   for (let i = 0; i < entries.length; i += 200) {
     const chunk = entries.slice(i, i + 200);
-    const revs = await Promise.all(chunk.map(([id, e]) => (client as Redis).hget(primary === Layout.Legacy ? keys.legacyJob(id) : keys.v2Job(e.workspaceId, id), 'rev')));
+    const revs = await Promise.all(
+      chunk.map(([id, e]) => (client as Redis).hget(primary === Layout.Legacy ? keys.legacyJob(id) : keys.v2Job(e.workspaceId, id), 'rev')),
+    );
     chunk.forEach(([id, e], j) => {
       if (revs[j] === null || Number(revs[j]) < e.rev) lost.push(id);
     });

@@ -56,14 +56,19 @@ afterAll(async () => {
 function sentinelClient(profile: 'cli' | 'service' = 'service', name = 'sentinel-test'): Promise<RedisClient> {
   return connectRedis({
     url: 'redis://localhost',
-    sentinel: { sentinels: setup.sentinelList.split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })), masterName: setup.masterName },
+    sentinel: {
+      sentinels: setup.sentinelList.split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
+      masterName: setup.masterName,
+    },
     profile,
     connectionName: name,
   });
 }
 
 function cli(prefix: string, args: string[]): Promise<CliResult> {
-  return runCli(['--sentinel', setup.sentinelList, '--sentinel-master', setup.masterName, '--prefix', prefix, '--lock-ttl', '5000', '--json', ...args], { timeoutMs: 120_000 });
+  return runCli(['--sentinel', setup.sentinelList, '--sentinel-master', setup.masterName, '--prefix', prefix, '--lock-ttl', '5000', '--json', ...args], {
+    timeoutMs: 120_000,
+  });
 }
 
 /** Reruns a command that a failover interrupted until it completes (exit 4: the lease of the run the failover cut off). */
@@ -90,7 +95,11 @@ async function runIdOf(port: number): Promise<string> {
 }
 
 /** One checkpoint entry of a Sentinel-managed master (the node identity is sentinel:<name>). */
-async function checkpointEntry(admin: RedisClient, keys: Keyspace, op: string): Promise<{ run_id: string; cursor: string; counters: Record<string, number> } | null> {
+async function checkpointEntry(
+  admin: RedisClient,
+  keys: Keyspace,
+  op: string,
+): Promise<{ run_id: string; cursor: string; counters: Record<string, number> } | null> {
   const raw = await admin.hget(keys.checkpoint(op), `sentinel:${setup.masterName}`);
   return raw ? (JSON.parse(raw) as { run_id: string; cursor: string; counters: Record<string, number> }) : null;
 }
@@ -112,7 +121,9 @@ describe('Redis Sentinel', () => {
     const prefix = uniquePrefix('sentok');
     const viaFlags = await cli(prefix, ['status']);
     expect(viaFlags.code, viaFlags.stderr).toBe(0);
-    const viaEnv = await runCli(['--prefix', prefix, '--json', 'status'], { env: { ORCH_SENTINELS: setup.sentinelList, ORCH_SENTINEL_MASTER: setup.masterName } });
+    const viaEnv = await runCli(['--prefix', prefix, '--json', 'status'], {
+      env: { ORCH_SENTINELS: setup.sentinelList, ORCH_SENTINEL_MASTER: setup.masterName },
+    });
     expect(viaEnv.code, viaEnv.stderr).toBe(0);
 
     const unknown = await runCli(['--sentinel', setup.sentinelList, '--sentinel-master', 'no-such-master', '--json', 'status']);
@@ -183,7 +194,9 @@ describe('Redis Sentinel', () => {
       // The old service's jobs, through the queue core, through the sentinels.
       const seeder = await RedisJobQueue.create(writerClient, { keys, register: false });
       for (let i = 0; i < SEED; i += 250) {
-        await Promise.all(Array.from({ length: Math.min(250, SEED - i) }, (_, j) => seeder.enqueue({ workspaceId: `ws${(i + j) % 5}`, action: 'seed', params: { i: i + j } })));
+        await Promise.all(
+          Array.from({ length: Math.min(250, SEED - i) }, (_, j) => seeder.enqueue({ workspaceId: `ws${(i + j) % 5}`, action: 'seed', params: { i: i + j } })),
+        );
       }
       await seeder.close();
       const seeded = new Map<string, Record<string, string>>();
@@ -219,7 +232,10 @@ describe('Redis Sentinel', () => {
       await step(['enable-dual-write', '--reason', 'sentinel test', '--settle-ms', '200']);
 
       /** Runs `args`, issues a failover once its checkpoint shows progress, and returns both outcomes. */
-      const failoverDuring = async (op: string, args: string[]): Promise<{ run: CliResult; report: FailoverReport; cutoff: number; oldRunId: string; runMs: number }> => {
+      const failoverDuring = async (
+        op: string,
+        args: string[],
+      ): Promise<{ run: CliResult; report: FailoverReport; cutoff: number; oldRunId: string; runMs: number }> => {
         const before = await setup.master();
         const oldRunId = await runIdOf(before.port);
         const started = Date.now();
@@ -263,7 +279,8 @@ describe('Redis Sentinel', () => {
       figures.failover1ReplicaBackMs = sync1 - bf.report.switchedAt;
       // Verify may read from the replica (the demoted master, now in sync), and says how far behind it was.
       const fromReplica = await step(['verify', '--rounds', '3', '--round-delay', '300ms', '--read-from-replica']);
-      const readFrom = (fromReplica.json as { readFrom: { role: string; address: string; lagBytesAtStart: number; lagBytesAtEnd: number; linkStatus: string } }).readFrom;
+      const readFrom = (fromReplica.json as { readFrom: { role: string; address: string; lagBytesAtStart: number; lagBytesAtEnd: number; linkStatus: string } })
+        .readFrom;
       expect(readFrom).toMatchObject({ role: 'replica', linkStatus: 'up' });
       expect(readFrom.address).toBe(`127.0.0.1:${bf.report.from.port}`);
       expect(typeof readFrom.lagBytesAtStart).toBe('number');
@@ -326,7 +343,12 @@ describe('Redis Sentinel', () => {
         return !(kind === 'JobNotFoundError' && f.jobId !== null && lostInWindows.includes(f.jobId));
       });
       expect(unexpected.map((f) => `${new Date(f.at).toISOString()} ${f.jobId ?? 'create'}: ${String(f.error)}`)).toEqual([]);
-      figures.writes = { acknowledged: writers.writes, failed: writers.failures.length, acknowledgedInFailoverWindows: windowed.size, lostInFailoverWindows: lostInWindows.length };
+      figures.writes = {
+        acknowledged: writers.writes,
+        failed: writers.failures.length,
+        acknowledgedInFailoverWindows: windowed.size,
+        lostInFailoverWindows: lostInWindows.length,
+      };
 
       // The audit trail survived: every transition from before the failovers is still there.
       const history = await new StateStore(admin, keys).history(200);

@@ -93,11 +93,33 @@ describe('TLS with a private CA', () => {
     expectTlsRefusal(wrong, /names another host/, '--tls-servername');
     expect(errorOf(wrong).suggestion).toContain('redis.internal');
 
-    const fixed = await runCli(['--redis-url', otherName.tlsUrl, '--tls-ca-file', pki.caFile, '--tls-servername', 'redis.internal', '--prefix', prefix, '--json', 'status']);
+    const fixed = await runCli([
+      '--redis-url',
+      otherName.tlsUrl,
+      '--tls-ca-file',
+      pki.caFile,
+      '--tls-servername',
+      'redis.internal',
+      '--prefix',
+      prefix,
+      '--json',
+      'status',
+    ]);
     expect(fixed.code, fixed.stderr).toBe(0);
 
     // The server name is checked too: one the certificate does not hold is refused the same way.
-    const bad = await runCli(['--redis-url', oneWay.tlsUrl, '--tls-ca-file', pki.caFile, '--tls-servername', 'redis.internal', '--prefix', prefix, '--json', 'status']);
+    const bad = await runCli([
+      '--redis-url',
+      oneWay.tlsUrl,
+      '--tls-ca-file',
+      pki.caFile,
+      '--tls-servername',
+      'redis.internal',
+      '--prefix',
+      prefix,
+      '--json',
+      'status',
+    ]);
     expectTlsRefusal(bad, /names another host/, '--tls-servername');
   });
 
@@ -114,7 +136,18 @@ describe('TLS with a private CA', () => {
   it('checks the TLS settings before connecting: mismatched key, half a client pair, a plain URL, a bad server name', async (ctx) => {
     requireTool('openssl', ctx);
     const url = mutual.tlsUrl;
-    const mismatch = await runCli(['--redis-url', url, '--tls-ca-file', pki.caFile, '--tls-cert-file', pki.client.certFile, '--tls-key-file', pki.server.keyFile, '--json', 'status']);
+    const mismatch = await runCli([
+      '--redis-url',
+      url,
+      '--tls-ca-file',
+      pki.caFile,
+      '--tls-cert-file',
+      pki.client.certFile,
+      '--tls-key-file',
+      pki.server.keyFile,
+      '--json',
+      'status',
+    ]);
     expect(mismatch.code).toBe(ExitCode.Usage);
     expect(errorOf(mismatch).message).toMatch(/--tls-key-file .* is not the private key of the certificate in --tls-cert-file/);
     // Key material never reaches the output.
@@ -147,7 +180,16 @@ describe('mutual TLS (tls-auth-clients yes)', () => {
     requireTool('openssl', ctx);
     expectTlsRefusal(await runCli(['--redis-url', mutual.tlsUrl, '--tls-ca-file', pki.caFile, '--json', 'status']), /client certificate/, '--tls-cert-file');
     const stranger = await runCli([
-      '--redis-url', mutual.tlsUrl, '--tls-ca-file', pki.caFile, '--tls-cert-file', pki.clientUntrusted.certFile, '--tls-key-file', pki.clientUntrusted.keyFile, '--json', 'status',
+      '--redis-url',
+      mutual.tlsUrl,
+      '--tls-ca-file',
+      pki.caFile,
+      '--tls-cert-file',
+      pki.clientUntrusted.certFile,
+      '--tls-key-file',
+      pki.clientUntrusted.keyFile,
+      '--json',
+      'status',
     ]);
     expectTlsRefusal(stranger, /refused our client certificate/, '--tls-cert-file');
   });
@@ -164,7 +206,9 @@ describe('mutual TLS (tls-auth-clients yes)', () => {
     const admin = connectStandalone(mutual.url);
     try {
       const q = await RedisJobQueue.create(client, { keys });
-      const created = await Promise.all(Array.from({ length: 120 }, (_, i) => q.enqueue({ workspaceId: i % 2 ? 'ws-a' : 'ws-b', action: 'tls', params: { i } })));
+      const created = await Promise.all(
+        Array.from({ length: 120 }, (_, i) => q.enqueue({ workspaceId: i % 2 ? 'ws-a' : 'ws-b', action: 'tls', params: { i } })),
+      );
       await q.close();
       // The server saw TLS connections from the client certificate's subject.
       const clients = String(await admin.client('LIST'));
@@ -184,7 +228,13 @@ describe('mutual TLS (tls-auth-clients yes)', () => {
       }
 
       // The API, configured from the environment like bin/orch-api.
-      const config = loadApiConfig({ ...env, REDIS_URL: mutual.tlsUrl, ORCH_PREFIX: prefix, ORCH_API_TOKENS: JSON.stringify(tokenEntries('ws-a', 'ws-b')), LOG_LEVEL: 'silent' });
+      const config = loadApiConfig({
+        ...env,
+        REDIS_URL: mutual.tlsUrl,
+        ORCH_PREFIX: prefix,
+        ORCH_API_TOKENS: JSON.stringify(tokenEntries('ws-a', 'ws-b')),
+        LOG_LEVEL: 'silent',
+      });
       const service = await createApiService(config, { logStream: captureStream() });
       try {
         const list = await service.app.inject({ method: 'GET', url: '/ai/jobs?limit=200', headers: bearer(TOKENS.a) });

@@ -16,7 +16,8 @@ import { closeClient, connectStandalone, processControlUnavailable } from '../he
 import { startRedisServer, type RedisServerHandle } from '../helpers/redis-server.js';
 
 const SMALL = ['--jobs', '200', '--workspaces', '3', '--writers', '1'];
-const BANNER = /orch-migrate demo — target 127\.0\.0\.1:(\d+) db 0, key prefix "(demo[a-z0-9]+)"\n {2}throwaway redis-server on 127\.0\.0\.1:\d+ db 0 \(pid (\d+)\)/;
+const BANNER =
+  /orch-migrate demo — target 127\.0\.0\.1:(\d+) db 0, key prefix "(demo[a-z0-9]+)"\n {2}throwaway redis-server on 127\.0\.0\.1:\d+ db 0 \(pid (\d+)\)/;
 
 /** A demo running in the background, with its output so far. */
 interface RunningDemo {
@@ -108,9 +109,32 @@ describe('orch-migrate demo on its own throwaway server', () => {
     expect(r.json).toMatchObject({ ok: true, lost: 0, target: { host: '127.0.0.1', db: 0, throwaway: true } });
     const steps = r.json!.steps as Array<{ command: string; exitCode: number }>;
     // The canaries (the last two workspaces) flip and clean up ahead of the global phase.
-    expect(steps.map((s) => s.command.split(' ').slice(0, s.command.includes('--workspace') ? 3 : 1).join(' '))).toEqual([
-      'status', 'enable-dual-write', 'backfill', 'verify', 'flip-read --workspace ws-003,ws-004', 'verify', 'cleanup --workspace ws-003,ws-004', 'status',
-      'verify', 'flip-read', 'verify', 'cleanup', 'cleanup', 'status', 'rollback', 'rollback', 'verify', 'status',
+    expect(
+      steps.map((s) =>
+        s.command
+          .split(' ')
+          .slice(0, s.command.includes('--workspace') ? 3 : 1)
+          .join(' '),
+      ),
+    ).toEqual([
+      'status',
+      'enable-dual-write',
+      'backfill',
+      'verify',
+      'flip-read --workspace ws-003,ws-004',
+      'verify',
+      'cleanup --workspace ws-003,ws-004',
+      'status',
+      'verify',
+      'flip-read',
+      'verify',
+      'cleanup',
+      'cleanup',
+      'status',
+      'rollback',
+      'rollback',
+      'verify',
+      'status',
     ]);
     expect(steps.every((s) => s.exitCode === 0)).toBe(true);
     expect(r.json!.jobsChecked as number).toBeGreaterThanOrEqual(400);
@@ -166,7 +190,10 @@ describe('orch-migrate demo on a server it did not start', () => {
     const dirty = async (): Promise<number> => Number(/rdb_changes_since_last_save:(\d+)/.exec(await admin.info('persistence'))?.[1]);
     const dirtyBefore = await dirty();
 
-    for (const how of [{ env: { REDIS_URL: url }, args: [] as string[] }, { env: { REDIS_URL: undefined }, args: ['--redis-url', url] }]) {
+    for (const how of [
+      { env: { REDIS_URL: url }, args: [] as string[] },
+      { env: { REDIS_URL: undefined }, args: ['--redis-url', url] },
+    ]) {
       const r = await runCli([...how.args, 'demo', ...SMALL], { env: how.env });
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(new RegExp(`did not start the server at 127\\.0\\.0\\.1:${server.port} db 0 .*holds 3 key\\(s\\)`));

@@ -24,7 +24,7 @@ describe('fault: the CLI is killed with kill -9 mid-cleanup', () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   });
 
-  it('the rerun exits 4 while the dead run\'s lease lives, completes after it expires; nothing lost', async () => {
+  it("the rerun exits 4 while the dead run's lease lives, completes after it expires; nothing lost", async () => {
     const client = await coreClient('standalone');
     const keys = new Keyspace(uniquePrefix('fclikill'));
     const args = target(topologyUrl('standalone').url, keys.prefix);

@@ -50,7 +50,11 @@ describe.skipIf(skipReason !== undefined)('fault: one master of a private 3-mast
   /** Throttled backfill; `fault` hits `victim` once the checkpoint shows progress. Then: exit 5, node back, cluster ok. */
   async function interruptedBackfill(client: RedisClient, keys: Keyspace, victim: RedisServerHandle, fault: () => Promise<void>) {
     const args = target(cluster.url, keys.prefix, true);
-    const first = await runCliUntil([...args, '--json', '--lock-ttl', '1000', 'backfill', ...SLOW], { client, keys, op: 'backfill', min: 300, nodes: 3 }, fault);
+    const first = await runCliUntil(
+      [...args, '--json', '--lock-ttl', '1000', 'backfill', ...SLOW],
+      { client, keys, op: 'backfill', min: 300, nodes: 3 },
+      fault,
+    );
     // The message names the node that went away, not just the startup node.
     expectUnavailable(first, `127.0.0.1:${victim.port}`);
     return { args };
@@ -60,7 +64,15 @@ describe.skipIf(skipReason !== undefined)('fault: one master of a private 3-mast
   async function rerun(args: string[], victim: RedisServerHandle): Promise<void> {
     const second = await runCli([...args, '--json', 'backfill']);
     expect(second.code, second.stderr).toBe(0);
-    const j = second.json as { complete: boolean; resumed: boolean; unmigratable: number; scanned: number; copied: number; skipped: number; nodes: NodeReport[] };
+    const j = second.json as {
+      complete: boolean;
+      resumed: boolean;
+      unmigratable: number;
+      scanned: number;
+      copied: number;
+      skipped: number;
+      nodes: NodeReport[];
+    };
     expect(j).toMatchObject({ complete: true, resumed: true, unmigratable: 0 });
     expect(j.nodes).toHaveLength(3);
     const victimAddr = `127.0.0.1:${victim.port}`;

@@ -72,7 +72,12 @@ describe.skipIf(skipReason !== undefined)('fault: Redis dies or freezes under a 
     const args = target(server.url, keys.prefix);
     const ledger = await seedDualWrite(client, keys, N);
 
-    const first = await runCliUntil([...args, '--json', '--lock-ttl', '1000', 'backfill', ...SLOW], { client, keys, op: 'backfill', min: 300 }, () => server.kill('SIGKILL'), children);
+    const first = await runCliUntil(
+      [...args, '--json', '--lock-ttl', '1000', 'backfill', ...SLOW],
+      { client, keys, op: 'backfill', min: 300 },
+      () => server.kill('SIGKILL'),
+      children,
+    );
     expectUnavailable(first, address(server));
 
     await server.restart();
@@ -153,12 +158,17 @@ describe.skipIf(skipReason !== undefined)('fault: Redis dies or freezes under a 
     let pausedAt = 0;
     let frozenRun: Promise<CliResult> | undefined;
     try {
-      const first = await runCliUntil([...args, '--json', '--lock-ttl', '1000', 'backfill', ...SLOW], { client, keys, op: 'backfill', min: 300 }, () => {
-        server.pause();
-        pausedAt = Date.now();
-        // A run started against the frozen server (TCP connects, nothing answers) must fail as clearly.
-        frozenRun = runCli([...args, 'status'], { timeoutMs: 60_000 });
-      }, children);
+      const first = await runCliUntil(
+        [...args, '--json', '--lock-ttl', '1000', 'backfill', ...SLOW],
+        { client, keys, op: 'backfill', min: 300 },
+        () => {
+          server.pause();
+          pausedAt = Date.now();
+          // A run started against the frozen server (TCP connects, nothing answers) must fail as clearly.
+          frozenRun = runCli([...args, 'status'], { timeoutMs: 60_000 });
+        },
+        children,
+      );
       expectUnavailable(first, address(server));
       expect(first.stderr).toMatch(/timed out/i);
       // No hang: a few command timeouts (the batch in flight, the checkpoint save, the lock release), not forever.

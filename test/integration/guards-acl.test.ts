@@ -47,7 +47,9 @@ describe.skipIf(skip !== undefined)('guards fail closed', () => {
     expectExit(r, 6);
     expect(r.json).toMatchObject({ ok: false, exitCode: 6, error: { code: 'ERR_GUARD_UNREADABLE', guard: 'memory' } });
     const err = (r.json as { error: { message: string; suggestion: string } }).error;
-    expect(err.message).toMatch(/^The memory guard cannot read its signal \(cannot read INFO memory on 127\.0\.0\.1:[0-9]+: NOPERM .*\); a guard that cannot see fails closed, so the run did not start$/);
+    expect(err.message).toMatch(
+      /^The memory guard cannot read its signal \(cannot read INFO memory on 127\.0\.0\.1:[0-9]+: NOPERM .*\); a guard that cannot see fails closed, so the run did not start$/,
+    );
     expect(err.suggestion).toMatch(/ACL SETUSER <user> \+info/);
     expect(err.suggestion).toMatch(/--max-memory-pct off --critical-memory-pct off/);
     expect(r.stdout + r.stderr).not.toContain('pw-not-in-output');

@@ -69,7 +69,9 @@ describe('control from a second process', () => {
         next: { command: 'orch-migrate control resume' },
       });
       const human = await runCli([...args, 'status']);
-      expect(human.stdout).toMatch(/^run +backfill by .* pid [0-9]+@.*: backfill [0-9,]+\/~?[0-9,]+ \([0-9]+%\), [0-9,]+ keys\/s \(ceiling 1,500\), ETA -- \(paused\)$/m);
+      expect(human.stdout).toMatch(
+        /^run +backfill by .* pid [0-9]+@.*: backfill [0-9,]+\/~?[0-9,]+ \([0-9]+%\), [0-9,]+ keys\/s \(ceiling 1,500\), ETA -- \(paused\)$/m,
+      );
       expect(human.stdout).toMatch(/^control +paused by .* — "INC-88 api p99"/m);
 
       // Up: a rate set live replaces --rate.
@@ -174,7 +176,9 @@ describe.skipIf(processControlUnavailable() !== undefined)('--rate is a true cei
     // (concurrency + 1 batches of a tenth of a second), plus 10% for a loaded machine.
     const ceiling = (rate * activeSecs + 5 * (rate / 10)) * 1.1;
     const keysDone = b.scanned - a.scanned;
-    console.log(`a 5 s stall inside ${((b.at - a.at) / 1000).toFixed(1)} s: ${keysDone} keys in ${activeSecs.toFixed(1)} s of answers (ceiling ${rate}/s → at most ${Math.round(ceiling)}; a catch-up burst would add up to ${rate * 5})`);
+    console.log(
+      `a 5 s stall inside ${((b.at - a.at) / 1000).toFixed(1)} s: ${keysDone} keys in ${activeSecs.toFixed(1)} s of answers (ceiling ${rate}/s → at most ${Math.round(ceiling)}; a catch-up burst would add up to ${rate * 5})`,
+    );
     expect(keysDone).toBeLessThanOrEqual(ceiling);
     const r = await run.done;
     expectExit(r, 0);

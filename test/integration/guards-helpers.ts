@@ -31,7 +31,13 @@ export async function heartbeat(client: RedisClient, keys: Keyspace): Promise<Ru
 }
 
 /** Waits until the heartbeat satisfies `pred`; returns it. */
-export async function waitForRun(client: RedisClient, keys: Keyspace, what: string, pred: (r: RunInFlight) => boolean, timeoutMs = 60_000): Promise<RunInFlight> {
+export async function waitForRun(
+  client: RedisClient,
+  keys: Keyspace,
+  what: string,
+  pred: (r: RunInFlight) => boolean,
+  timeoutMs = 60_000,
+): Promise<RunInFlight> {
   let seen: RunInFlight | null = null;
   await waitFor(
     what,
@@ -86,7 +92,10 @@ export async function startCli(args: string[]): Promise<Background> {
 }
 
 /** A master and a replica that follows it (online). */
-export async function startWithReplica(servers: RedisServerHandle[], extraArgs: string[] = []): Promise<{ master: RedisServerHandle; replica: RedisServerHandle }> {
+export async function startWithReplica(
+  servers: RedisServerHandle[],
+  extraArgs: string[] = [],
+): Promise<{ master: RedisServerHandle; replica: RedisServerHandle }> {
   const master = await startRedisServer({ extraArgs });
   servers.push(master);
   const replica = await startRedisServer({ extraArgs: ['--replicaof', master.host, String(master.port)] });

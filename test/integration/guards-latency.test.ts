@@ -80,13 +80,25 @@ describe.skipIf(skip !== undefined)('latency guard', () => {
     clients.push(client);
     const keys = new Keyspace(uniquePrefix('glatc'));
     await seedDualWrite(client, keys, 6000);
-    const run = await startCli([...target(server.url, keys.prefix), '--json', 'backfill', '--rate', '1000', '--max-latency-ms', '50', '--critical-latency-ms', '120']);
+    const run = await startCli([
+      ...target(server.url, keys.prefix),
+      '--json',
+      'backfill',
+      '--rate',
+      '1000',
+      '--max-latency-ms',
+      '50',
+      '--critical-latency-ms',
+      '120',
+    ]);
     await waitForRun(client, keys, 'progress', (x) => x.done >= 500);
     const load = busyLoad(server.url, 300);
     const r = await run.done.finally(() => load.stop());
     expectExit(r, 6);
     expect(r.json).toMatchObject({ exitCode: 6, error: { code: 'ERR_GUARD', guard: 'latency' } });
-    expect((r.json as { error: { message: string } }).error.message).toMatch(/^Stopped by the latency guard: probe p99 [0-9.]+ ms .* ≥ critical 120 ms; checkpoint kept$/);
+    expect((r.json as { error: { message: string } }).error.message).toMatch(
+      /^Stopped by the latency guard: probe p99 [0-9.]+ ms .* ≥ critical 120 ms; checkpoint kept$/,
+    );
     const scanned = sumCounter(await loadCheckpoint(client, keys, 'backfill'), 'scanned');
     expect(scanned).toBeGreaterThan(0);
     expect(scanned).toBeLessThan(6000);

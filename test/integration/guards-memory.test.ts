@@ -64,11 +64,24 @@ describe.skipIf(skip !== undefined)('memory guard', () => {
     expect(slowed?.state).toBe('throttled');
     expect(slowed?.holding).toEqual(['memory']);
     expect(slowed?.reason).toMatch(/^slowed to [0-9]+ keys\/s: used_memory [0-9.]+% of maxmemory .* > [0-9.]+%/);
-    const err = (r.json as { error: { code: string; message: string; suggestion: string; guard: string; reading: string; throttle: { byGuard: Record<string, { throttledMs: number }> } } }).error;
+    const err = (
+      r.json as {
+        error: {
+          code: string;
+          message: string;
+          suggestion: string;
+          guard: string;
+          reading: string;
+          throttle: { byGuard: Record<string, { throttledMs: number }> };
+        };
+      }
+    ).error;
     expect(r.json).toMatchObject({ ok: false, exitCode: 6 });
     expect(err.code).toBe('ERR_GUARD');
     expect(err.guard).toBe('memory');
-    expect(err.message).toMatch(new RegExp(`^Stopped by the memory guard: used_memory [0-9.]+% of maxmemory .* on 127\\.0\\.0\\.1:${server.port} ≥ critical 90%; checkpoint kept$`));
+    expect(err.message).toMatch(
+      new RegExp(`^Stopped by the memory guard: used_memory [0-9.]+% of maxmemory .* on 127\\.0\\.0\\.1:${server.port} ≥ critical 90%; checkpoint kept$`),
+    );
     expect(err.suggestion).toMatch(/raise maxmemory .* rerun: it resumes from the checkpoint/);
     expect(err.throttle.byGuard.memory!.throttledMs).toBeGreaterThan(0);
     expect(r.stderr).toMatch(/^error: Stopped by the memory guard/m);
@@ -79,7 +92,13 @@ describe.skipIf(skip !== undefined)('memory guard', () => {
     expect(scanned).toBeLessThan(N);
     // The history has the stop, with the guard and what it read.
     const entry = (await historyOf(client, keys, 'backfill'))[0]!;
-    expect(entry.data).toMatchObject({ exitCode: 6, error: 'ERR_GUARD', guard: 'memory', reading: expect.stringMatching(/≥ critical 90%/), throttle: { byGuard: { memory: { throttledMs: expect.any(Number) } } } });
+    expect(entry.data).toMatchObject({
+      exitCode: 6,
+      error: 'ERR_GUARD',
+      guard: 'memory',
+      reading: expect.stringMatching(/≥ critical 90%/),
+      throttle: { byGuard: { memory: { throttledMs: expect.any(Number) } } },
+    });
     expect(await client.exists(keys.lock)).toBe(0);
 
     await client.config('SET', 'maxmemory', '0');

@@ -56,7 +56,12 @@ describe('guards on every long run', () => {
       const rb = await heldThenResumed(client, keys, args, ['rollback', '--execute', '--reason', 'guards test'], 'reverse-backfill');
       expectExit(rb, 0);
       // rollback's own --json carries the reverse backfill's throttle too.
-      expect(rb.json).toMatchObject({ from: 'new-only', to: 'read-new', legacyComplete: true, reverseBackfill: { copied: 2000, throttle: { byGuard: { control: { pauses: 1 } } } } });
+      expect(rb.json).toMatchObject({
+        from: 'new-only',
+        to: 'read-new',
+        legacyComplete: true,
+        reverseBackfill: { copied: 2000, throttle: { byGuard: { control: { pauses: 1 } } } },
+      });
       await expectLedger(client, keys, ledger, { legacy: 'present', v2: 'present' });
     } finally {
       await cleanupClient(client, keys.prefix);
@@ -72,7 +77,10 @@ describe('status --watch', () => {
     const args = target(url, keys.prefix);
     try {
       await seedDualWrite(client, keys, 200);
-      const child = spawn(process.execPath, [CLI, ...args, 'status', '--watch', '300ms'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+      const child = spawn(process.execPath, [CLI, ...args, 'status', '--watch', '300ms'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NO_COLOR: '1' },
+      });
       children.push(child);
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -104,7 +112,10 @@ describe('status --watch', () => {
       await waitForRun(client, keys, 'progress', (r) => r.done > 0);
       // util-linux script(1) gives the CLI a pseudo-terminal: stdout.isTTY is true.
       const cmd = [process.execPath, CLI, ...args, 'status', '--watch', '300ms'].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-      const child = spawn('script', ['-qfec', `stty cols 200 rows 60; exec ${cmd}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', TERM: 'xterm' } });
+      const child = spawn('script', ['-qfec', `stty cols 200 rows 60; exec ${cmd}`, '/dev/null'], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: { ...process.env, NO_COLOR: '1', TERM: 'xterm' },
+      });
       children.push(child);
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -65,7 +65,14 @@ describe.skipIf(skip !== undefined)('preflight on servers configured to fail eac
       ['cluster', 'ok'],
     ]);
     for (const c of r.pf.checks) expect(c).toMatchObject({ ok: true, detail: expect.any(String) });
-    expect(r.pf.projection).toMatchObject({ jobs: 2000, perJobBytes: expect.any(Number), v2Bytes: expect.any(Number), indexBytes: expect.any(Number), usedBytes: expect.any(Number), maxmemoryBytes: 512 * 1024 * 1024 });
+    expect(r.pf.projection).toMatchObject({
+      jobs: 2000,
+      perJobBytes: expect.any(Number),
+      v2Bytes: expect.any(Number),
+      indexBytes: expect.any(Number),
+      usedBytes: expect.any(Number),
+      maxmemoryBytes: 512 * 1024 * 1024,
+    });
     expect(r.pf.projection!.perJobBytes).toBeGreaterThan(200);
     const human = await runCli([...target(s.url, keys.prefix), 'preflight']);
     expect(human.stdout).toMatch(/^preflight: ok in /);
@@ -127,7 +134,17 @@ describe.skipIf(skip !== undefined)('preflight on servers configured to fail eac
     expectExit(onlyOne, 3);
     expect(onlyOne.stderr).toMatch(/error: Refused: preflight memory: /);
     expect((await client.hget(keys.state, 'phase')) ?? 'legacy').toBe('legacy');
-    const both = await runCli([...args, '--json', 'enable-dual-write', '--settle-ms', '100', '--reason', 'drill: memory is watched by hand', '--force', 'eviction,memory']);
+    const both = await runCli([
+      ...args,
+      '--json',
+      'enable-dual-write',
+      '--settle-ms',
+      '100',
+      '--reason',
+      'drill: memory is watched by hand',
+      '--force',
+      'eviction,memory',
+    ]);
     expectExit(both, 0);
     expect(both.json).toMatchObject({ from: 'legacy', to: 'dual-write', preflight: { ok: false, forced: ['eviction', 'memory'] } });
     expect(both.stderr).toMatch(/warning: preflight: forced eviction, memory/);
@@ -149,7 +166,9 @@ describe.skipIf(skip !== undefined)('preflight on servers configured to fail eac
     // A bad gate name is a usage error that lists them all.
     const bad = await runCli([...args, 'backfill', '--force', 'memroy', '--reason', 'x']);
     expectExit(bad, 2);
-    expect(bad.stderr).toMatch(/Unknown gate "memroy" in --force \(gates: verify, soak, legacy-complete, writers, workspaces, version, eviction, memory, replicas, cluster\)/);
+    expect(bad.stderr).toMatch(
+      /Unknown gate "memroy" in --force \(gates: verify, soak, legacy-complete, writers, workspaces, version, eviction, memory, replicas, cluster\)/,
+    );
   });
 
   it('a replica attached: in sync passes; stalled (SIGSTOP) refuses naming it; a small output buffer limit warns with a --rate that fits', async () => {
@@ -168,7 +187,9 @@ describe.skipIf(skip !== undefined)('preflight on servers configured to fail eac
     const small = await preflight(master.url, keys.prefix);
     expectExit(small, 0);
     expect(checkOf(small.pf, 'replicas').level).toBe('warn');
-    expect(checkOf(small.pf, 'replicas').detail).toMatch(/a replica that stalls is dropped after [0-9.]+s by client-output-buffer-limit replica \(1\.0 MB hard, 512\.0 KB\/10s soft\) and resyncs in full, before the replica-lag guard would pause the run/);
+    expect(checkOf(small.pf, 'replicas').detail).toMatch(
+      /a replica that stalls is dropped after [0-9.]+s by client-output-buffer-limit replica \(1\.0 MB hard, 512\.0 KB\/10s soft\) and resyncs in full, before the replica-lag guard would pause the run/,
+    );
     const fitting = Number(/--rate ([0-9]+)/.exec(checkOf(small.pf, 'replicas').fix ?? '')?.[1]);
     expect(fitting).toBeGreaterThan(0);
     expect(checkOf((await preflight(master.url, keys.prefix, ['--rate', String(fitting)])).pf, 'replicas').level).toBe('ok');
@@ -180,7 +201,9 @@ describe.skipIf(skip !== undefined)('preflight on servers configured to fail eac
       const stalled = await preflight(master.url, keys.prefix, ['--max-replica-lag', '2s']);
       expectExit(stalled, 3);
       expect(checkOf(stalled.pf, 'replicas')).toMatchObject({ level: 'refuse' });
-      expect(checkOf(stalled.pf, 'replicas').detail).toMatch(new RegExp(`replica 127\\.0\\.0\\.1:${replica.port} .*last ACK [0-9]+s ago.*over --max-replica-lag 2s`));
+      expect(checkOf(stalled.pf, 'replicas').detail).toMatch(
+        new RegExp(`replica 127\\.0\\.0\\.1:${replica.port} .*last ACK [0-9]+s ago.*over --max-replica-lag 2s`),
+      );
     } finally {
       replica.resume();
     }
@@ -270,7 +293,11 @@ async function seedOtherShape(client: RedisClient, keys: Keyspace, n: number): P
 describe.skipIf(skip !== undefined)('the memory projection against a measured backfill', () => {
   const shapes: Array<{ name: string; seed: (c: RedisClient, k: Keyspace) => Promise<unknown>; n: number }> = [
     { name: '20,000 bench-like jobs in 20 large workspaces (skiplist indexes), every 10th with a TTL', seed: (c, k) => seedLegacy(c, k, 20_000), n: 20_000 },
-    { name: '15,000 jobs in 3,000 small workspaces (listpack indexes), 36-char ids, hashtable-encoded records, a third with a TTL', seed: (c, k) => seedOtherShape(c, k, 15_000), n: 15_000 },
+    {
+      name: '15,000 jobs in 3,000 small workspaces (listpack indexes), 36-char ids, hashtable-encoded records, a third with a TTL',
+      seed: (c, k) => seedOtherShape(c, k, 15_000),
+      n: 15_000,
+    },
   ];
   it.for(shapes)('$name: the projected growth is within ±10 percent of the used_memory growth', async ({ seed, n }) => {
     const { s, client } = await server();

@@ -40,7 +40,17 @@ describe.skipIf(skip !== undefined)('replica-lag guard', () => {
     const ledger = await seedDualWrite(client, keys, N);
     await waitForReplicaInSync(client);
     const metrics = path.join(dir, 'orch-migrate.prom');
-    const run = await startCli([...target(master.url, keys.prefix), '--json', 'backfill', '--rate', '1500', '--max-replica-lag', '2s', '--metrics-file', metrics]);
+    const run = await startCli([
+      ...target(master.url, keys.prefix),
+      '--json',
+      'backfill',
+      '--rate',
+      '1500',
+      '--max-replica-lag',
+      '2s',
+      '--metrics-file',
+      metrics,
+    ]);
     try {
       await waitForRun(client, keys, 'the backfill to make progress', (r) => r.done >= 1500);
       replica.pause();
@@ -48,7 +58,9 @@ describe.skipIf(skip !== undefined)('replica-lag guard', () => {
       const paused = await waitForRun(client, keys, 'the backfill to pause', (r) => r.state === 'paused', 30_000);
       console.log(`replica SIGSTOPped → backfill paused in ${Date.now() - stoppedAt} ms (Redis counts the lag in whole seconds since the last ACK)`);
       expect(paused.holding).toEqual(['replica-lag']);
-      expect(paused.reason).toMatch(new RegExp(`^paused: replica 127\\.0\\.0\\.1:${replica.port} of 127\\.0\\.0\\.1:${master.port}: last ACK [0-9]+s ago, .* > 2s; resumes by itself`));
+      expect(paused.reason).toMatch(
+        new RegExp(`^paused: replica 127\\.0\\.0\\.1:${replica.port} of 127\\.0\\.0\\.1:${master.port}: last ACK [0-9]+s ago, .* > 2s; resumes by itself`),
+      );
       // Paused means no progress: the batches in flight finish, then nothing.
       await new Promise((r) => setTimeout(r, 1500));
       const a = (await heartbeat(client, keys))!;
@@ -65,7 +77,11 @@ describe.skipIf(skip !== undefined)('replica-lag guard', () => {
     await waitForRun(client, keys, 'the backfill to resume', (r) => r.state !== 'paused', 60_000).catch(() => undefined);
     const r = await run.done;
     expectExit(r, 0);
-    const j = r.json as { copied: number; complete: boolean; throttle: { pausedMs: number; pauses: number; byGuard: Record<string, { pausedMs: number; pauses: number }> } };
+    const j = r.json as {
+      copied: number;
+      complete: boolean;
+      throttle: { pausedMs: number; pauses: number; byGuard: Record<string, { pausedMs: number; pauses: number }> };
+    };
     expect(j).toMatchObject({ copied: N, complete: true });
     expect(j.throttle.pauses).toBeGreaterThanOrEqual(1);
     expect(j.throttle.byGuard['replica-lag']!.pausedMs).toBeGreaterThan(2000);
@@ -75,7 +91,8 @@ describe.skipIf(skip !== undefined)('replica-lag guard', () => {
     expect(entry.data).toMatchObject({ exitCode: 0, throttle: { byGuard: { 'replica-lag': { pauses: expect.any(Number) } } } });
     // So does the metrics file, in the Prometheus text format.
     const { samples } = parsePrometheus(readFileSync(metrics, 'utf8'));
-    const value = (name: string, guard?: string): number | undefined => samples.find((x) => x.name === name && x.labels.op === 'backfill' && (guard === undefined || x.labels.guard === guard))?.value;
+    const value = (name: string, guard?: string): number | undefined =>
+      samples.find((x) => x.name === name && x.labels.op === 'backfill' && (guard === undefined || x.labels.guard === guard))?.value;
     expect(value('orch_migrate_run_keys_done_total')).toBe(N);
     expect(value('orch_migrate_run_throttle_seconds_total', 'replica-lag')).toBeGreaterThan(2);
     expect(value('orch_migrate_run_pauses_total')).toBeGreaterThanOrEqual(1);

@@ -66,7 +66,10 @@ describe('install: from a checkout, packed, installed globally', () => {
 
   it('an unbuilt checkout says how to build, in one line, with exit 2 (no stack trace)', () => {
     expect(existsSync(path.join(checkout, 'dist'))).toBe(false);
-    for (const [bin, args] of [['orch-migrate', ['status']], ['orch-api', []]] as const) {
+    for (const [bin, args] of [
+      ['orch-migrate', ['status']],
+      ['orch-api', []],
+    ] as const) {
       const r = run(process.execPath, [path.join(checkout, 'bin', bin), ...args]);
       expect(r.status, show(r)).toBe(2);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -91,10 +94,7 @@ describe('install: from a checkout, packed, installed globally', () => {
     const files = list.stdout.split('\n').filter(Boolean);
     // Every script file and every include it pulls in (src/core/lua, src/core/lua/includes).
     const luaDir = path.join(REPO, 'src/core/lua');
-    const lua = [
-      ...readdirSync(luaDir).filter((f) => f.endsWith('.lua')),
-      ...readdirSync(path.join(luaDir, 'includes')).map((f) => `includes/${f}`),
-    ];
+    const lua = [...readdirSync(luaDir).filter((f) => f.endsWith('.lua')), ...readdirSync(path.join(luaDir, 'includes')).map((f) => `includes/${f}`)];
     expect(lua.length).toBeGreaterThan(10);
     for (const f of [
       'package/package.json',
@@ -141,7 +141,11 @@ describe('install: from a checkout, packed, installed globally', () => {
     const keyPrefix = uniquePrefix('install');
     const client = connectStandalone();
     try {
-      const step = run('orch-migrate', ['--redis-url', sharedStandaloneUrl(), '--prefix', keyPrefix, '--json', 'enable-dual-write', '--reason', 'install test', '--settle-ms', '100'], { cwd: tmp, env });
+      const step = run(
+        'orch-migrate',
+        ['--redis-url', sharedStandaloneUrl(), '--prefix', keyPrefix, '--json', 'enable-dual-write', '--reason', 'install test', '--settle-ms', '100'],
+        { cwd: tmp, env },
+      );
       expect(step.status, show(step)).toBe(0);
       expect(JSON.parse(step.stdout)).toMatchObject({ from: 'legacy', to: 'dual-write', epoch: 1 });
       expect(await client.hget(`${keyPrefix}:migration:jobs`, 'phase')).toBe('dual-write');

@@ -103,7 +103,20 @@ describe.each(TOPOLOGIES)('cleanup safety on %s', (topology) => {
     expect((await new StateStore(client, keys).read()).phase).toBe('read-new');
 
     const report = path.join(tmp, 'kept.ndjson');
-    const run = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'test: verify skipped', '--report', report]);
+    const run = await runCli([
+      ...args,
+      '--json',
+      'cleanup',
+      '--execute',
+      '--min-soak',
+      '0s',
+      '--force',
+      'soak,verify',
+      '--reason',
+      'test: verify skipped',
+      '--report',
+      report,
+    ]);
     expect(run.code, run.stderr).toBe(1); // completed, but kept keys are problems to look at
     expect(run.json).toMatchObject({
       dryRun: false,
@@ -137,7 +150,10 @@ describe.each(TOPOLOGIES)('cleanup safety on %s', (topology) => {
       else expect(ref).toMatch(new RegExp(`^ws[0-4]:${before}$`));
     });
     // The report lists every kept key with its reason.
-    const lines = readFileSync(report, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { key: string; reason: string });
+    const lines = readFileSync(report, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { key: string; reason: string });
     expect(lines.map((l) => l.key).sort()).toEqual(Object.values(planted).sort());
 
     const st = await new StateStore(client, keys).read();
@@ -174,9 +190,12 @@ describe('cleanup resumes after an interruption', () => {
     expect((await runCli([...args, 'backfill'])).code).toBe(0);
     expect((await runCli([...args, 'flip-read', '--force', 'verify', '--reason', 'test'])).code).toBe(0);
     let child: ChildProcess | undefined;
-    const slow = runCli([...args, 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'test', '--rate', '100', '--batch-size', '10'], {
-      onSpawn: (c) => (child = c),
-    });
+    const slow = runCli(
+      [...args, 'cleanup', '--execute', '--min-soak', '0s', '--force', 'soak,verify', '--reason', 'test', '--rate', '100', '--batch-size', '10'],
+      {
+        onSpawn: (c) => (child = c),
+      },
+    );
     // Let it delete some keys, then interrupt.
     for (let i = 0; i < 100 && (await scanAll(client, keys.legacyPattern)).length > 220; i++) await new Promise((r) => setTimeout(r, 100));
     child!.kill('SIGINT');

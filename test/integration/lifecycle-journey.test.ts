@@ -263,7 +263,13 @@ describe('the whole journey with live writers (standalone)', () => {
     const preview = await step('rollback (preview)', ['rollback']);
     expect(preview.json).toMatchObject({ from: 'new-only', to: 'read-new', dryRun: true, action: 'transition+reverse-backfill' });
     const rb = await step('rollback --execute', ['rollback', '--execute', '--reason', 'journey: roll back after cleanup']);
-    expect(rb.json).toMatchObject({ from: 'new-only', to: 'read-new', dryRun: false, legacyComplete: true, reverseBackfill: { complete: true, unmigratable: 0 } });
+    expect(rb.json).toMatchObject({
+      from: 'new-only',
+      to: 'read-new',
+      dryRun: false,
+      legacyComplete: true,
+      reverseBackfill: { complete: true, unmigratable: 0 },
+    });
     await check([Layout.V2, Layout.Legacy]);
 
     const v3 = await step('verify (after rollback)', ['verify']);
@@ -275,6 +281,8 @@ describe('the whole journey with live writers (standalone)', () => {
     const status = await step('status', ['status']);
     expect((status.json!.next as { command: string }).command).toMatch(/^orch-migrate (cleanup|verify)/);
     expect(journey.writes).toBeGreaterThan(500);
-    console.log(`journey: ${journey.ledger.size} jobs, ${journey.writes} acknowledged writes, ${journey.dequeued} dequeued; step ms ${JSON.stringify(timings)}`);
+    console.log(
+      `journey: ${journey.ledger.size} jobs, ${journey.writes} acknowledged writes, ${journey.dequeued} dequeued; step ms ${JSON.stringify(timings)}`,
+    );
   });
 });

@@ -45,7 +45,9 @@ describe('lease lock (library): fencing', () => {
     expect(second.fence).toBeGreaterThan(first.fence);
     const s = await store.read();
 
-    await expect(store.transition({ from: s.phase, to: Phase.ReadNew, expectedEpoch: s.epoch, fence: first.fence, reason: 'stale' })).rejects.toBeInstanceOf(FencedError);
+    await expect(store.transition({ from: s.phase, to: Phase.ReadNew, expectedEpoch: s.epoch, fence: first.fence, reason: 'stale' })).rejects.toBeInstanceOf(
+      FencedError,
+    );
     await expect(store.setFields(first.fence, { last_cleanup: '{}' })).rejects.toBeInstanceOf(FencedError);
     expect((await store.read()).phase).toBe(Phase.DualWrite);
 

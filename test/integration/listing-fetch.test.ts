@@ -14,7 +14,16 @@ async function writeJobs(client: RedisClient, keys: Keyspace, padBytes: number):
     const id = `job-${String(i).padStart(3, '0')}`;
     ids.push(id);
     const iso = new Date(Date.UTC(2025, 0, 1) + i).toISOString();
-    await client.hset(keys.v2Job(WS, id), { job_id: id, workspace_id: WS, action: 'a', params: JSON.stringify({ pad: 'x'.repeat(padBytes) }), status: 'queued', created_at: iso, updated_at: iso, rev: '1' });
+    await client.hset(keys.v2Job(WS, id), {
+      job_id: id,
+      workspace_id: WS,
+      action: 'a',
+      params: JSON.stringify({ pad: 'x'.repeat(padBytes) }),
+      status: 'queued',
+      created_at: iso,
+      updated_at: iso,
+      rev: '1',
+    });
     await client.zadd(keys.index(WS), Date.UTC(2025, 0, 1) + i, id);
   }
   return ids;
@@ -33,7 +42,7 @@ async function pageAll(lister: JobLister, maxBytes: number): Promise<{ ids: stri
   return { ids, sizes };
 }
 
-describe.each(TOPOLOGIES)('v2 pages sized from the workspace\'s last page (%s)', (topology) => {
+describe.each(TOPOLOGIES)("v2 pages sized from the workspace's last page (%s)", (topology) => {
   it('pages every job exactly once, and stays within the byte budget when the records grow after a page of small ones', async () => {
     const client = await coreClient(topology);
     const prefix = uniquePrefix('fetch');

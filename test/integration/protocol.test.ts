@@ -35,9 +35,27 @@ describe.each(TOPOLOGIES)('write protocol primitives on %s', (topology) => {
 
   it('applies to a missing target, skips an older or identical snapshot, and replaces a lower rev wholesale', async () => {
     const key = keys.v2Job('ws', 'a1');
-    expect(await applyIfNewer(client, key, snap(2, [['status', 'running'], ['extra', 'x']]))).toBe('applied');
+    expect(
+      await applyIfNewer(
+        client,
+        key,
+        snap(2, [
+          ['status', 'running'],
+          ['extra', 'x'],
+        ]),
+      ),
+    ).toBe('applied');
     expect(await applyIfNewer(client, key, snap(1, [['status', 'queued']]))).toBe('skipped');
-    expect(await applyIfNewer(client, key, snap(2, [['status', 'running'], ['extra', 'x']]))).toBe('skipped');
+    expect(
+      await applyIfNewer(
+        client,
+        key,
+        snap(2, [
+          ['status', 'running'],
+          ['extra', 'x'],
+        ]),
+      ),
+    ).toBe('skipped');
     expect(await applyIfNewer(client, key, snap(3, [['status', 'done']]))).toBe('applied');
     // Replaced, not merged: the field the newer snapshot lacks is gone.
     expect(await client.hgetall(key)).toEqual({ status: 'done', rev: '3' });
@@ -58,10 +76,14 @@ describe.each(TOPOLOGIES)('write protocol primitives on %s', (topology) => {
   it('carries bytes that are not UTF-8 (names and values), unicode, and the exact expiry', async () => {
     const key = keys.legacyJob('bin1');
     const at = Date.now() + 3_600_000;
-    const s = snap(7, [
-      [Buffer.from([0xff, 0xfe, 0x00, 0x41]), Buffer.from([0x80, 0x81, 0x00, 0xc3, 0x28])],
-      ['unicode', 'héllo ☃ 𝄞'],
-    ], at);
+    const s = snap(
+      7,
+      [
+        [Buffer.from([0xff, 0xfe, 0x00, 0x41]), Buffer.from([0x80, 0x81, 0x00, 0xc3, 0x28])],
+        ['unicode', 'héllo ☃ 𝄞'],
+      ],
+      at,
+    );
     expect(await applyIfNewer(client, key, s)).toBe('applied');
     const back = await readSnapshot(client, key);
     expect(asMap(back)).toEqual(asMap(s));
@@ -95,8 +117,24 @@ describe.each(TOPOLOGIES)('write protocol primitives on %s', (topology) => {
 
   it("never lets one workspace's snapshot replace another workspace's legacy record of the same id", async () => {
     const key = keys.legacyJob('shared-id');
-    await applyIfNewer(client, key, snap(1, [['workspace_id', 'ws-a'], ['status', 'a']]));
-    expect(await applyIfNewer(client, key, snap(9, [['workspace_id', 'ws-b'], ['status', 'b']]))).toBe('owner-conflict');
+    await applyIfNewer(
+      client,
+      key,
+      snap(1, [
+        ['workspace_id', 'ws-a'],
+        ['status', 'a'],
+      ]),
+    );
+    expect(
+      await applyIfNewer(
+        client,
+        key,
+        snap(9, [
+          ['workspace_id', 'ws-b'],
+          ['status', 'b'],
+        ]),
+      ),
+    ).toBe('owner-conflict');
     expect(await client.hget(key, 'workspace_id')).toBe('ws-a');
   });
 
@@ -105,7 +143,9 @@ describe.each(TOPOLOGIES)('write protocol primitives on %s', (topology) => {
     const created = await writePrimary(client, key, { mode: 'create', fields: { status: 'queued', job_id: 'wp1' }, ttlMs: 60_000, jobId: 'wp1' });
     expect(created.rev).toBe(1);
     expect(created.pexpireAt).toBeGreaterThan(Date.now());
-    const updates = await Promise.all(Array.from({ length: 20 }, (_, i) => writePrimary(client, key, { mode: 'update', fields: { status: `s${i}` }, jobId: 'wp1' })));
+    const updates = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => writePrimary(client, key, { mode: 'update', fields: { status: `s${i}` }, jobId: 'wp1' })),
+    );
     expect(updates.map((u) => u.rev).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 2));
     const last = await readSnapshot(client, key);
     expect(last!.rev).toBe(21);

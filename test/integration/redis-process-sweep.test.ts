@@ -37,7 +37,11 @@ function session(tmp: string, name: string, ownerPid: number, tag: string, pids:
 
 async function taggedRedis(tag: string): Promise<{ child: ChildProcess; port: number }> {
   const port = await findFreePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--proc-title-template', `{title} ${PROC_TITLE_TAG}${tag}`], { stdio: 'ignore' });
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--proc-title-template', `{title} ${PROC_TITLE_TAG}${tag}`],
+    { stdio: 'ignore' },
+  );
   children.push(child);
   // The title is set once the server initialises; wait for it (bounded).
   for (let i = 0; i < 100; i++) {

@@ -93,7 +93,10 @@ class RunbookRunner {
     for (const block of readRunbook(name).filter((b) => b.run)) {
       const r = await runBlock(block, { ...this.env, ...extraEnv }, cwd, substitute);
       runs.push(r);
-      expect(r.code, `${name}:${block.line} (expected exit ${block.expectExit})\n$ ${substitute(block.code)}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`).toBe(block.expectExit);
+      expect(
+        r.code,
+        `${name}:${block.line} (expected exit ${block.expectExit})\n$ ${substitute(block.code)}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`,
+      ).toBe(block.expectExit);
     }
     return runs;
   }
@@ -121,7 +124,8 @@ describe('runbook conventions', () => {
         expect(text, f).toMatch(/^## Symptom/m);
         expect(text, f).toMatch(/^## Steps/m);
       } else {
-        for (const h of ['## Preconditions', '## Commands', '## Expected output', '## How to tell it worked', '## How to back out']) expect(text, `${f}: ${h}`).toContain(h);
+        for (const h of ['## Preconditions', '## Commands', '## Expected output', '## How to tell it worked', '## How to back out'])
+          expect(text, `${f}: ${h}`).toContain(h);
       }
     }
   });
@@ -248,7 +252,13 @@ describe('runbooks run against a real Redis', () => {
   }
 
   async function toReadNew(r: RunbookRunner): Promise<void> {
-    for (const cmd of [['enable-dual-write', '--settle-ms', '100'], ['backfill'], ['verify', '--round-delay', '50ms'], ['flip-read'], ['verify', '--round-delay', '50ms']]) {
+    for (const cmd of [
+      ['enable-dual-write', '--settle-ms', '100'],
+      ['backfill'],
+      ['verify', '--round-delay', '50ms'],
+      ['flip-read'],
+      ['verify', '--round-delay', '50ms'],
+    ]) {
       const res = await runCli([...r.args, ...cmd]);
       expect(res.code, `${cmd.join(' ')}\n${res.stderr}`).toBe(0);
     }
@@ -278,7 +288,12 @@ describe('runbooks run against a real Redis', () => {
     const other = owner === 'acme' ? 'globex' : 'acme';
     expect(await client.hget(r.keys.v2Job(owner, 'job_7f3a'), 'workspace_id')).toBe(owner);
     expect(await client.exists(r.keys.v2Job(other, 'job_7f3a'))).toBe(0);
-    expect(await client.hgetall(r.keys.v2Job(other, `job_7f3a-${other}`))).toMatchObject({ job_id: `job_7f3a-${other}`, workspace_id: other, status: 'succeeded', action: 'report' });
+    expect(await client.hgetall(r.keys.v2Job(other, `job_7f3a-${other}`))).toMatchObject({
+      job_id: `job_7f3a-${other}`,
+      workspace_id: other,
+      status: 'succeeded',
+      action: 'report',
+    });
     expect(await client.hget(r.keys.legacyJob(`job_7f3a-${other}`), 'workspace_id')).toBe(other);
     expect(await client.zscore(r.keys.index(other), `job_7f3a-${other}`)).not.toBeNull();
   });

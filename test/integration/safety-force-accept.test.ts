@@ -179,12 +179,15 @@ describe.each(TOPOLOGIES)('findings survive resumes on %s', (topology: Topology)
       for (const [i, k] of planted.entries()) await client.hset(k, { job_id: `lonely-${i}`, workspace_id: 'ws-1', status: 'queued', rev: '1' });
 
       const r1 = path.join(tmp, `kept-1-${topology}.ndjson`);
-      const first = await runCli([...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'report test', '--report', r1, '--rate', '400', '--batch-size', '40'], {
-        onSpawn: (c) => {
-          children.push(c);
-          void waitForCheckpoint(client, keys, 'cleanup', 900, masters).then(() => c.kill('SIGINT'));
+      const first = await runCli(
+        [...args, '--json', 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'report test', '--report', r1, '--rate', '400', '--batch-size', '40'],
+        {
+          onSpawn: (c) => {
+            children.push(c);
+            void waitForCheckpoint(client, keys, 'cleanup', 900, masters).then(() => c.kill('SIGINT'));
+          },
         },
-      });
+      );
       expect(first.code, first.stderr).toBe(130);
       // The interrupted run wrote what it had kept so far.
       const firstKeys = reportLines(r1).map((l) => l.key);

@@ -95,10 +95,21 @@ describe.each(TOPOLOGIES)('checkpoint lineage on %s', (topology) => {
       expect(v.json).toMatchObject({ ok: true, mismatches: 0 });
 
       // Byte for byte (expiry included): every v2 record is its legacy record.
-      const all = [...jobs.map((x) => ({ jobId: x.jobId, workspaceId: x.workspaceId })), ...Array.from({ length: 200 }, (_, i) => ({ jobId: `late-${i}`, workspaceId: `ws-${i % 7}` }))];
-      const legacy = await canonicalRecords(client, all.map((x) => keys.legacyJob(x.jobId)));
-      const v2 = await canonicalRecords(client, all.map((x) => keys.v2Job(x.workspaceId, x.jobId)));
-      const differing = all.filter((x) => legacy.get(keys.legacyJob(x.jobId)) !== v2.get(keys.v2Job(x.workspaceId, x.jobId)) || v2.get(keys.v2Job(x.workspaceId, x.jobId)) === null);
+      const all = [
+        ...jobs.map((x) => ({ jobId: x.jobId, workspaceId: x.workspaceId })),
+        ...Array.from({ length: 200 }, (_, i) => ({ jobId: `late-${i}`, workspaceId: `ws-${i % 7}` })),
+      ];
+      const legacy = await canonicalRecords(
+        client,
+        all.map((x) => keys.legacyJob(x.jobId)),
+      );
+      const v2 = await canonicalRecords(
+        client,
+        all.map((x) => keys.v2Job(x.workspaceId, x.jobId)),
+      );
+      const differing = all.filter(
+        (x) => legacy.get(keys.legacyJob(x.jobId)) !== v2.get(keys.v2Job(x.workspaceId, x.jobId)) || v2.get(keys.v2Job(x.workspaceId, x.jobId)) === null,
+      );
       expect(differing.map((x) => x.jobId).slice(0, 10)).toEqual([]);
       expect(await client.hget(keys.v2Job(tieJob.workspaceId, tie!), 'status')).toBe('failed');
     } finally {

@@ -64,13 +64,16 @@ describe.each(TOPOLOGIES)('lost lease on %s', (topology: Topology) => {
       await cliToReadNew(args);
 
       let child: ChildProcess | undefined;
-      const run = runCli([...args, '--json', '--lock-ttl', '3000', 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'lost lease test', ...SLOW_CLEANUP], {
-        timeoutMs: 120_000,
-        onSpawn: (c) => {
-          child = c;
-          children.push(c);
+      const run = runCli(
+        [...args, '--json', '--lock-ttl', '3000', 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'lost lease test', ...SLOW_CLEANUP],
+        {
+          timeoutMs: 120_000,
+          onSpawn: (c) => {
+            child = c;
+            children.push(c);
+          },
         },
-      });
+      );
       await waitForCheckpoint(client, keys, 'cleanup', 300, masters);
       child!.kill('SIGSTOP');
       // Deleting really was under way.

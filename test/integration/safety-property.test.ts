@@ -55,7 +55,10 @@ const operatorAction: fc.Arbitrary<OperatorAction> = fc.oneof(
   { arbitrary: fc.constant({ t: 'forward' as const }), weight: 2 },
   fc.constant({ t: 'back' as const }),
 );
-const step: fc.Arbitrary<Step> = fc.record({ writes: fc.array(writerAction, { minLength: 0, maxLength: 4 }), operator: fc.option(operatorAction, { nil: null }) });
+const step: fc.Arbitrary<Step> = fc.record({
+  writes: fc.array(writerAction, { minLength: 0, maxLength: 4 }),
+  operator: fc.option(operatorAction, { nil: null }),
+});
 
 const QUIET = { rounds: 2, roundDelayMs: 10 };
 

@@ -257,7 +257,9 @@ describe.each(TOPOLOGIES)('a transition never half-happens on %s (item 6)', (top
       await cli([...args, 'enable-dual-write', '--reason', 'cas test']);
       // A second operator acting on what it read before the last move: refused.
       const store = new StateStore(client, keys);
-      await expect(store.transition({ from: Phase.Legacy, to: Phase.DualWrite, expectedEpoch: 2, fence: null, reason: 'stale operator' })).rejects.toBeInstanceOf(EpochConflictError);
+      await expect(
+        store.transition({ from: Phase.Legacy, to: Phase.DualWrite, expectedEpoch: 2, fence: null, reason: 'stale operator' }),
+      ).rejects.toBeInstanceOf(EpochConflictError);
       expect(await readState(client, keys)).toMatchObject({ phase: 'dual-write', epoch: 3 });
 
       const entries = (await store.history(100)).reverse();

@@ -69,7 +69,8 @@ describe('a writer held across flip-read and cleanup --execute (single node, TCP
       const record = (job: { jobId: string; workspaceId: string; rev: number; status: string; result: unknown }): void => {
         acks++;
         const prev = acked.get(job.jobId);
-        if (!prev || job.rev > prev.rev) acked.set(job.jobId, { workspaceId: job.workspaceId, rev: job.rev, status: job.status, result: JSON.stringify(job.result) });
+        if (!prev || job.rev > prev.rev)
+          acked.set(job.jobId, { workspaceId: job.workspaceId, rev: job.rev, status: job.status, result: JSON.stringify(job.result) });
       };
       const known = seeded.map((j) => ({ jobId: j.jobId, workspaceId: j.workspaceId }));
       const writeOnce = async (): Promise<void> => {
@@ -173,7 +174,11 @@ describe.each(TOPOLOGIES)('writer registration and acknowledgement on %s', (topo
       // A dead entry: its last heartbeat is three leases old. It is pruned only after ten leases
       // (100 s), so a CLI slow to start on a loaded machine still sees it, as dead.
       const now = Number((await client.time())[0]) * 1000;
-      await client.hset(keys.writers, 'dead-writer', JSON.stringify({ epoch: 0, at: now - 30_000, lease_ms: 10_000, host: 'gone', pid: 1, name: 'dead-writer' }));
+      await client.hset(
+        keys.writers,
+        'dead-writer',
+        JSON.stringify({ epoch: 0, at: now - 30_000, lease_ms: 10_000, host: 'gone', pid: 1, name: 'dead-writer' }),
+      );
       // A stuck one: heartbeating (fresh `at`, long lease) but acting on epoch 1 forever.
       await heartbeat(client, keys, 'stuck-writer-id', 1, 120_000, 'stuck-writer');
       const st = await cli([...args, '--json', 'status']);

@@ -75,7 +75,9 @@ describe('shard leases (library)', () => {
       await store.setFields(s1.fenceToken, { last_backfill: '{"by":"s1"}' });
       // A shard's fence moves no phase: transitions are global.
       const s = await store.read();
-      await expect(store.transition({ from: s.phase, to: Phase.ReadNew, expectedEpoch: s.epoch, fence: s0.fenceToken, reason: 'x' })).rejects.toBeInstanceOf(FencedError);
+      await expect(store.transition({ from: s.phase, to: Phase.ReadNew, expectedEpoch: s.epoch, fence: s0.fenceToken, reason: 'x' })).rejects.toBeInstanceOf(
+        FencedError,
+      );
       // The data scripts check each holder's own entry.
       await expect(s0.assertHeld()).resolves.toBeUndefined();
       await expect(s1.assertHeld()).resolves.toBeUndefined();
@@ -107,7 +109,13 @@ describe('shard leases (library)', () => {
       // The stale shard: its entry is past its deadline, so every check refuses it.
       await expect(paused.assertHeld()).rejects.toBeInstanceOf(FencedError);
       await expect(
-        callScript<number>(client, ScriptName.IndexDropDangling, [keys.index('ws-p'), keys.v2Job('ws-p', 'shard-paused'), keys.lock, 'shard-paused', paused.value]),
+        callScript<number>(client, ScriptName.IndexDropDangling, [
+          keys.index('ws-p'),
+          keys.v2Job('ws-p', 'shard-paused'),
+          keys.lock,
+          'shard-paused',
+          paused.value,
+        ]),
       ).rejects.toBeInstanceOf(FencedError);
       expect(await paused.renew()).toBe(false);
     } finally {
@@ -127,7 +135,7 @@ describe('shard leases (library)', () => {
     expect(await client.hgetall(legacyKey)).toEqual({ workspace_id: 'ws-p', rev: '1' });
   });
 
-  it('findings of a shard: a fresh pass of one shard clears only its own masters\' findings', async () => {
+  it("findings of a shard: a fresh pass of one shard clears only its own masters' findings", async () => {
     const one = new Keyspace(uniquePrefix('shardfind'));
     const all = new FindingsStore(client, one, 'backfill');
     const node = nodeAddress(masterNodes(client)[0]!);
@@ -171,7 +179,8 @@ describe.skipIf(skipReason !== undefined)('concurrent shards (CLI, private 3-mas
     ).map((n) => n.addr);
 
   /** Keys scanned on `node` according to the checkpoint. */
-  const scannedOn = async (keys: Keyspace, node: string): Promise<number> => (await loadCheckpoint(client, keys, 'backfill')).nodes.find((n) => n.node === node)?.counters.scanned ?? 0;
+  const scannedOn = async (keys: Keyspace, node: string): Promise<number> =>
+    (await loadCheckpoint(client, keys, 'backfill')).nodes.find((n) => n.node === node)?.counters.scanned ?? 0;
 
   /** Global flags (--lock-ttl) go before the subcommand, the command's own (--rate) after it. */
   const global = (extra: string[]): string[] => (extra[0] === '--lock-ttl' ? extra.slice(0, 2) : []);
@@ -198,7 +207,9 @@ describe.skipIf(skipReason !== undefined)('concurrent shards (CLI, private 3-mas
       const a = spawnShard(args, '0/2', ['--rate', '300']);
       const b = spawnShard(args, '1/2', ['--rate', '150']);
       // Provably at the same time: both leases live at once.
-      await until('both shard leases', async () => ((await LeaseLock.inspectAll(client, keys)).filter((h) => h.shard !== null).length === 2 ? true : undefined));
+      await until('both shard leases', async () =>
+        (await LeaseLock.inspectAll(client, keys)).filter((h) => h.shard !== null).length === 2 ? true : undefined,
+      );
       const [global, other, status] = await Promise.all([
         runCli([...args, '--json', 'backfill']),
         runCli([...args, '--json', 'backfill', '--shard', '0/3']),
@@ -276,7 +287,7 @@ describe.skipIf(skipReason !== undefined)('concurrent shards (CLI, private 3-mas
       // Resumed, not rescanned: this run scanned less than the node holds.
       const nodes = resumed.json!.nodes as Array<{ node: string; resumedFrom: string | null }>;
       expect(nodes).toEqual([expect.objectContaining({ node: victimNode, resumedFrom: expect.any(String) })]);
-      expect((resumed.json!.thisRun as { scanned: number }).scanned).toBeLessThan((resumed.json!.scanned as number));
+      expect((resumed.json!.thisRun as { scanned: number }).scanned).toBeLessThan(resumed.json!.scanned as number);
       expect(JSON.parse((await client.hget(keys.state, 'last_backfill'))!)).toMatchObject({ complete: true, scanned: ledger.length });
       await expectLedger(client, keys, ledger, { legacy: 'present', v2: 'present' });
       await expectVerifyClean(args);

@@ -71,7 +71,11 @@ describe.each(TOPOLOGIES)('verify by digest on %s', (topology) => {
         // Once: the legacy record backs the foreign key, so the pair reports it (the v2 pass leaves backed keys to the pair).
         'non-hash': 1,
       });
-      const fieldsOf = (kind: string): string[] => r.listed.filter((m) => m.kind === kind).flatMap((m) => m.fields ?? []).sort();
+      const fieldsOf = (kind: string): string[] =>
+        r.listed
+          .filter((m) => m.kind === kind)
+          .flatMap((m) => m.fields ?? [])
+          .sort();
       expect(fieldsOf('field-diff')).toEqual(['blob', 'params']);
       expect(fieldsOf('extra-field')).toEqual(['ab', 'extra']);
       expect(fieldsOf('missing-field')).toEqual(['a', 'status']);
@@ -91,7 +95,13 @@ describe.each(TOPOLOGIES)('verify by digest on %s', (topology) => {
     const a = `${prefix}:{p}:a`;
     const b = `${prefix}:{p}:b`;
     const bytes = fc.uint8Array({ minLength: 0, maxLength: 6 }).map((u) => Buffer.from(u));
-    const name = fc.oneof(fc.constantFrom('a', 'ab', 'b', 'bc', 'c'), fc.uint8Array({ minLength: 1, maxLength: 4 }).map((u) => Buffer.from(u)).map((x) => x.toString('latin1')));
+    const name = fc.oneof(
+      fc.constantFrom('a', 'ab', 'b', 'bc', 'c'),
+      fc
+        .uint8Array({ minLength: 1, maxLength: 4 })
+        .map((u) => Buffer.from(u))
+        .map((x) => x.toString('latin1')),
+    );
     const record = fc.dictionary(name, bytes, { minKeys: 1, maxKeys: 5 });
     // Pairs that are often equal, or close: the same map, one value changed, one field renamed or moved.
     const pair = record.chain((m) =>

@@ -148,7 +148,8 @@ describe('the single-node write path', () => {
       const heartbeatSha = createHash('sha1').update(luaSource('writer-heartbeat.lua')).digest('hex');
       for (const s of seen.filter((x) => x.args[1] !== WRITE_JOB_SHA)) {
         expect([s.args[0]!.toLowerCase(), s.args[1]]).toSatisfy(
-          ([cmd, arg]: [string, string]) => (cmd === 'hgetall' && (arg === keys.state || arg === keys.workspacePhases)) || (cmd === 'evalsha' && arg === heartbeatSha),
+          ([cmd, arg]: [string, string]) =>
+            (cmd === 'hgetall' && (arg === keys.state || arg === keys.workspacePhases)) || (cmd === 'evalsha' && arg === heartbeatSha),
         );
       }
 

@@ -91,7 +91,18 @@ describe('API configuration', () => {
 
   it('fails fast with ConfigError and never echoes secrets', () => {
     expectConfigError(() => loadApiConfig({}), /No API tokens/);
-    expectConfigError(() => loadApiConfig({ ORCH_API_TOKENS_FILE: '/nope' }, { readFile: () => { throw new Error('ENOENT'); } }), /Cannot read/);
+    expectConfigError(
+      () =>
+        loadApiConfig(
+          { ORCH_API_TOKENS_FILE: '/nope' },
+          {
+            readFile: () => {
+              throw new Error('ENOENT');
+            },
+          },
+        ),
+      /Cannot read/,
+    );
     expectConfigError(() => loadApiConfig({ ORCH_API_TOKENS: TOKENS_JSON, PORT: '70000' }), /PORT/);
     expectConfigError(() => loadApiConfig({ ORCH_API_TOKENS: TOKENS_JSON, PORT: '80abc' }), /PORT/);
     expectConfigError(() => loadApiConfig({ ORCH_API_TOKENS: TOKENS_JSON, METRICS_WORKSPACE_LABEL: 'maybe' }), /METRICS_WORKSPACE_LABEL/);
@@ -104,7 +115,26 @@ describe('API configuration', () => {
 
   it('documents every variable it reads', () => {
     const names = API_ENV_DOCS.map((d) => d.name);
-    for (const v of ['PORT', 'HOST', 'REDIS_URL', 'ORCH_REDIS_CLUSTER', 'ORCH_PREFIX', 'ORCH_API_TOKENS_FILE', 'ORCH_API_TOKENS', 'ORCH_API_CURSOR_SECRET', 'ORCH_SENSITIVE_KEYS', 'METRICS_WORKSPACE_LABEL', 'METRICS_WORKSPACE_ALLOWLIST', 'LOG_LEVEL', 'ORCH_LEGACY_SCAN_COUNT', 'ORCH_API_BODY_LIMIT_BYTES', 'ORCH_API_SHUTDOWN_TIMEOUT_MS', 'ORCH_API_MAX_PAGE_BYTES', 'ORCH_API_LIST_CONCURRENCY', 'ORCH_API_REQUEST_TIMEOUT_MS']) {
+    for (const v of [
+      'PORT',
+      'HOST',
+      'REDIS_URL',
+      'ORCH_REDIS_CLUSTER',
+      'ORCH_PREFIX',
+      'ORCH_API_TOKENS_FILE',
+      'ORCH_API_TOKENS',
+      'ORCH_API_CURSOR_SECRET',
+      'ORCH_SENSITIVE_KEYS',
+      'METRICS_WORKSPACE_LABEL',
+      'METRICS_WORKSPACE_ALLOWLIST',
+      'LOG_LEVEL',
+      'ORCH_LEGACY_SCAN_COUNT',
+      'ORCH_API_BODY_LIMIT_BYTES',
+      'ORCH_API_SHUTDOWN_TIMEOUT_MS',
+      'ORCH_API_MAX_PAGE_BYTES',
+      'ORCH_API_LIST_CONCURRENCY',
+      'ORCH_API_REQUEST_TIMEOUT_MS',
+    ]) {
       expect(names).toContain(v);
     }
   });

@@ -33,9 +33,19 @@ describe('hostile JSON', () => {
     expect(lines.filter((l) => l.level >= 50)).toEqual([]);
     expect(api.logs.text()).not.toContain('Maximum call stack');
     // Arrays count as nesting too; a body at the limit is accepted.
-    const arrays = await api.app.inject({ method: 'POST', url: '/ai/jobs', headers: { ...bearer(TOKENS.a), 'content-type': 'application/json' }, payload: `{"action":"a","params":{"x":${'['.repeat(5000)}${']'.repeat(5000)}}}` });
+    const arrays = await api.app.inject({
+      method: 'POST',
+      url: '/ai/jobs',
+      headers: { ...bearer(TOKENS.a), 'content-type': 'application/json' },
+      payload: `{"action":"a","params":{"x":${'['.repeat(5000)}${']'.repeat(5000)}}}`,
+    });
     expect(arrays.statusCode).toBe(400);
-    const ok = await api.app.inject({ method: 'POST', url: '/ai/jobs', headers: { ...bearer(TOKENS.a), 'content-type': 'application/json' }, payload: `{"action":"a","params":${nested(MAX_BODY_DEPTH - 1)}}` });
+    const ok = await api.app.inject({
+      method: 'POST',
+      url: '/ai/jobs',
+      headers: { ...bearer(TOKENS.a), 'content-type': 'application/json' },
+      payload: `{"action":"a","params":${nested(MAX_BODY_DEPTH - 1)}}`,
+    });
     expect(ok.statusCode, ok.body).toBe(201);
   });
 
@@ -56,7 +66,10 @@ describe('hostile JSON', () => {
     expect(one.body).not.toContain('deep-secret-1');
     const list = await api.app.inject({ method: 'GET', url: '/ai/jobs?limit=10', headers: bearer(TOKENS.a) });
     expect(list.statusCode).toBe(200);
-    const ids = list.json().jobs.map((j: { job_id: string }) => j.job_id).sort();
+    const ids = list
+      .json()
+      .jobs.map((j: { job_id: string }) => j.job_id)
+      .sort();
     expect(ids).toEqual(['deep-1', 'plain-1']);
     expect(list.json().jobs.find((j: { job_id: string }) => j.job_id === 'plain-1').result_raw).toBeUndefined();
     expect(list.body).not.toContain('deep-secret-1');
@@ -85,9 +98,22 @@ describe('timestamps', () => {
 describe('a taken job id', () => {
   it('answers the same 409, with the same body, whether the caller or another workspace holds it', async () => {
     api = await memoryApi({ phase: Phase.DualWrite });
-    expect((await api.app.inject({ method: 'POST', url: '/ai/jobs', headers: bearer(TOKENS.a), payload: { action: 'a', params: {}, job_id: 'taken-1' } })).statusCode).toBe(201);
-    const own = await api.app.inject({ method: 'POST', url: '/ai/jobs', headers: { ...bearer(TOKENS.a), 'x-request-id': 'same' }, payload: { action: 'a', params: {}, job_id: 'taken-1' } });
-    const other = await api.app.inject({ method: 'POST', url: '/ai/jobs', headers: { ...bearer(TOKENS.b), 'x-request-id': 'same' }, payload: { action: 'a', params: {}, job_id: 'taken-1' } });
+    expect(
+      (await api.app.inject({ method: 'POST', url: '/ai/jobs', headers: bearer(TOKENS.a), payload: { action: 'a', params: {}, job_id: 'taken-1' } }))
+        .statusCode,
+    ).toBe(201);
+    const own = await api.app.inject({
+      method: 'POST',
+      url: '/ai/jobs',
+      headers: { ...bearer(TOKENS.a), 'x-request-id': 'same' },
+      payload: { action: 'a', params: {}, job_id: 'taken-1' },
+    });
+    const other = await api.app.inject({
+      method: 'POST',
+      url: '/ai/jobs',
+      headers: { ...bearer(TOKENS.b), 'x-request-id': 'same' },
+      payload: { action: 'a', params: {}, job_id: 'taken-1' },
+    });
     expect(own.statusCode).toBe(409);
     expect(other.statusCode).toBe(409);
     expect(other.body).toBe(own.body);
@@ -140,7 +166,10 @@ describe('OpenAPI document', () => {
     expect(documented).toContain('get /ai/jobs/{job_id}');
     expect(documented).toContain('get /livez');
     const list = doc.paths['/ai/jobs'].get;
-    const names = list.parameters.filter((p: { in: string }) => p.in === 'query').map((p: { name: string }) => p.name).sort();
+    const names = list.parameters
+      .filter((p: { in: string }) => p.in === 'query')
+      .map((p: { name: string }) => p.name)
+      .sort();
     expect(names).toEqual(Object.keys(ListQuerySchema.shape).sort());
     const limit = list.parameters.find((p: { name: string }) => p.name === 'limit');
     expect(limit).toMatchObject({ in: 'query', required: false, schema: { type: 'string' } });

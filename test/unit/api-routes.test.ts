@@ -45,7 +45,15 @@ describe('routes over the memory queue', () => {
     expect(created.headers.location).toBe('/ai/jobs/job-1');
     const job = created.json();
     expect(Object.keys(job).sort()).toEqual(['action', 'created_at', 'error', 'job_id', 'params', 'result', 'status', 'updated_at', 'workspace_id']);
-    expect(job).toMatchObject({ job_id: 'job-1', workspace_id: 'ws-a', status: 'queued', action: 'send_email', params: { to: 'x@y.z' }, result: null, error: null });
+    expect(job).toMatchObject({
+      job_id: 'job-1',
+      workspace_id: 'ws-a',
+      status: 'queued',
+      action: 'send_email',
+      params: { to: 'x@y.z' },
+      result: null,
+      error: null,
+    });
 
     const got = await api.app.inject({ method: 'GET', url: '/ai/jobs/job-1', headers: bearer(TOKENS.aRead) });
     expect(got.statusCode).toBe(200);
@@ -101,7 +109,21 @@ describe('routes over the memory queue', () => {
   it('validates limit, cursor, query and bodies with 400', async () => {
     api = await memoryApi();
     const h = bearer(TOKENS.a);
-    for (const q of ['limit=0', 'limit=201', 'limit=abc', 'limit=1.5', 'limit=-1', 'limit=', 'limit=050', 'limit=1&limit=2', 'cursor=', 'cursor=%2A', 'cursor=abc', 'workspace_id=ws-b', 'cursor=' + 'A'.repeat(5000)]) {
+    for (const q of [
+      'limit=0',
+      'limit=201',
+      'limit=abc',
+      'limit=1.5',
+      'limit=-1',
+      'limit=',
+      'limit=050',
+      'limit=1&limit=2',
+      'cursor=',
+      'cursor=%2A',
+      'cursor=abc',
+      'workspace_id=ws-b',
+      'cursor=' + 'A'.repeat(5000),
+    ]) {
       const res = await api.app.inject({ method: 'GET', url: `/ai/jobs?${q}`, headers: h });
       expect(res.statusCode, q).toBe(400);
       expect(res.json().error).toMatch(/invalid_request|invalid_cursor/);
@@ -130,7 +152,13 @@ describe('routes over the memory queue', () => {
     const text = await api.app.inject({ method: 'POST', url: '/ai/jobs', headers: { ...h, 'content-type': 'text/plain' }, payload: 'x' });
     expect(text.statusCode).toBe(415);
     await create(api, TOKENS.a, { action: 'a', params: {}, job_id: 'p1' });
-    for (const payload of [{}, { status: 'done' }, { status: 'running', result: [1] }, { status: 'running', extra: 1 }, { status: 'failed', error: 'e'.repeat(5000) }]) {
+    for (const payload of [
+      {},
+      { status: 'done' },
+      { status: 'running', result: [1] },
+      { status: 'running', extra: 1 },
+      { status: 'failed', error: 'e'.repeat(5000) },
+    ]) {
       const res = await api.app.inject({ method: 'PATCH', url: '/ai/jobs/p1', headers: h, payload });
       expect(res.statusCode, JSON.stringify(payload)).toBe(400);
     }

@@ -31,7 +31,12 @@ describe('migratable records', () => {
 
   it('checks workspace and rev, and builds targets only from valid workspaces', () => {
     const src = parseSourceKey(keys, 'forward', 'ai:jobs:j1') as ParsedSource;
-    expect(checkSource(keys, 'forward', src, 'acme', base.created_at, '3')).toMatchObject({ target: 'ai:job:acme:j1', index: 'ai:job-index:acme', score, rev: 3 });
+    expect(checkSource(keys, 'forward', src, 'acme', base.created_at, '3')).toMatchObject({
+      target: 'ai:job:acme:j1',
+      index: 'ai:job-index:acme',
+      score,
+      rev: 3,
+    });
     expect(checkSource(keys, 'forward', src, 'acme', null, null)).toMatchObject({ rev: 0, score: 0 });
     expect(checkSource(keys, 'forward', src, null, null, '1')).toMatchObject({ reason: UnmigratableReason.MissingWorkspace });
     expect(checkSource(keys, 'forward', src, 'Bad*WS', null, '1')).toMatchObject({ reason: UnmigratableReason.InvalidWorkspace });
@@ -103,7 +108,10 @@ describe('record comparison', () => {
 describe('read-fields-batch reply decoding', () => {
   it('is unambiguous whatever the values hold', () => {
     const enc = (vals: Array<string | null>): Buffer =>
-      Buffer.concat([Buffer.from('h'), ...vals.map((v) => (v === null ? Buffer.from('-') : Buffer.concat([Buffer.from(`${Buffer.byteLength(v)}:`), Buffer.from(v)])))]);
+      Buffer.concat([
+        Buffer.from('h'),
+        ...vals.map((v) => (v === null ? Buffer.from('-') : Buffer.concat([Buffer.from(`${Buffer.byteLength(v)}:`), Buffer.from(v)]))),
+      ]);
     expect(decodeFieldsRow(enc(['acme', '2024-01-01T00:00:00Z', '3']), 3)).toEqual(['hash', 'acme', '2024-01-01T00:00:00Z', '3']);
     // A hostile workspace_id cannot shift the other fields.
     expect(decodeFieldsRow(enc(['ws:3:-x', null, '1']), 3)).toEqual(['hash', 'ws:3:-x', null, '1']);

@@ -38,7 +38,8 @@ describe('bench: parsers of what the kernel, Redis and the child wrapper report'
   });
 
   it('sums used_cpu_sys and used_cpu_user of INFO cpu in whole µs (CRLF lines)', () => {
-    const info = '# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:2.000001\r\nused_cpu_sys_children:9.000000\r\nused_cpu_user_children:9.000000\r\nused_cpu_sys_main_thread:1.000000\r\n';
+    const info =
+      '# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:2.000001\r\nused_cpu_sys_children:9.000000\r\nused_cpu_user_children:9.000000\r\nused_cpu_sys_main_thread:1.000000\r\n';
     expect(parseInfoCpuUs(info)).toBe(3_250_001);
     expect(() => parseInfoCpuUs('# CPU\r\nused_cpu_sys:1.0\r\n')).toThrow(/used_cpu_user/);
   });
@@ -123,7 +124,12 @@ describe('bench: enqueue rows of any shape', () => {
 
   it('reads a nested shape with other field names, preferring single-node rows over cluster ones', () => {
     const rows = findLatencyRows({
-      standalone: { rows: [{ name: 'seed single write', p50: 70, p99: 100 }, { name: 'dual-write', p50: 80 }] },
+      standalone: {
+        rows: [
+          { name: 'seed single write', p50: 70, p99: 100 },
+          { name: 'dual-write', p50: 80 },
+        ],
+      },
       cluster: [{ topology: 'cluster', name: 'dual-write', p50: 300 }],
       profile: { note: 'no figures here' },
     });
@@ -162,15 +168,49 @@ describe('bench: sizes from the environment', () => {
 });
 
 describe('bench: the Targets rows of a run', () => {
-  const run = (wallMs: number, redis: number, client: number) => ({ wallMs, keysPerSecond: 1, peakRssMb: 100, clientCpuUs: 0, usageSource: 'resource-usage' as const, redisCpuUs: 0, clientCpuUsPerKey: client, redisCpuUsPerKey: redis, exitCode: 0, json: { ok: true, mismatches: 0 } });
-  const result = (mode: 'standalone' | 'cluster', client: number) => ({ mode, masters: mode === 'cluster' ? 3 : 1, jobs: 1000, workspaces: 200, loadMs: 1, backfill: run(1000, 20, client), verify: run(900, 15, client), seedLoop: null, ratioToSeedLoop: null });
+  const run = (wallMs: number, redis: number, client: number) => ({
+    wallMs,
+    keysPerSecond: 1,
+    peakRssMb: 100,
+    clientCpuUs: 0,
+    usageSource: 'resource-usage' as const,
+    redisCpuUs: 0,
+    clientCpuUsPerKey: client,
+    redisCpuUsPerKey: redis,
+    exitCode: 0,
+    json: { ok: true, mismatches: 0 },
+  });
+  const result = (mode: 'standalone' | 'cluster', client: number) => ({
+    mode,
+    masters: mode === 'cluster' ? 3 : 1,
+    jobs: 1000,
+    workspaces: 200,
+    loadMs: 1,
+    backfill: run(1000, 20, client),
+    verify: run(900, 15, client),
+    seedLoop: null,
+    ratioToSeedLoop: null,
+  });
 
   it('evaluates what ran and says N/A (never PASS) for what did not, shards refused with exit 4 included', async () => {
     const { targets } = await import('../../bench/run.js');
     const t = targets({
       main: result('standalone', 50),
       cluster: result('cluster', 150),
-      shards: { jobs: 1000, masters: 3, available: false, note: 'the CLI refused one shard while the other ran (exit 4: lock held)', shards: [], wallMs: 1, keysPerSecond: 1, clientCpuUsPerKey: null, redisCpuUsPerKey: null, scanned: null, verify: null, clean: false },
+      shards: {
+        jobs: 1000,
+        masters: 3,
+        available: false,
+        note: 'the CLI refused one shard while the other ran (exit 4: lock held)',
+        shards: [],
+        wallMs: 1,
+        keysPerSecond: 1,
+        clientCpuUsPerKey: null,
+        redisCpuUsPerKey: null,
+        scanned: null,
+        verify: null,
+        clean: false,
+      },
       enqueue: undefined,
       api: null,
       cfg: benchConfig({}),

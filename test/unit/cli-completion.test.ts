@@ -39,7 +39,9 @@ describe('completion bash', () => {
 
   it('offers every subcommand of the program, the new ones (demo, completion) included', (ctx) => {
     requireTool('bash', ctx);
-    expect(subcommands).toEqual(expect.arrayContaining(['status', 'enable-dual-write', 'backfill', 'verify', 'flip-read', 'cleanup', 'rollback', 'demo', 'completion']));
+    expect(subcommands).toEqual(
+      expect.arrayContaining(['status', 'enable-dual-write', 'backfill', 'verify', 'flip-read', 'cleanup', 'rollback', 'demo', 'completion']),
+    );
     expect(complete(script, '').sort()).toEqual([...subcommands, 'help'].sort());
     expect(complete(script, 'ro')).toEqual(['rollback']);
   });
@@ -68,7 +70,9 @@ describe('completion bash', () => {
   it('follows the program: a flag added to a command is completed, with its choices', (ctx) => {
     requireTool('bash', ctx);
     const p = new Command('orch-migrate').option('--json');
-    p.command('probe').addOption(new Option('--mode <m>', 'how').choices(['fast', 'slow'])).option('--deep', 'deeper');
+    p.command('probe')
+      .addOption(new Option('--mode <m>', 'how').choices(['fast', 'slow']))
+      .option('--deep', 'deeper');
     const s = bashScript(p);
     check('bash', s);
     expect(complete(s, 'probe', '--')).toEqual(expect.arrayContaining(['--mode', '--deep', '--json']));

@@ -1,7 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ValidationError } from '../../src/core/errors.js';
-import { durationFlag, fmtDuration, forceFlag, fractionFlag, intFlag, orNull, parseFlags, rateFlag, shardFlag, switchFlag, withDefault } from '../../src/cli/options.js';
+import {
+  durationFlag,
+  fmtDuration,
+  forceFlag,
+  fractionFlag,
+  intFlag,
+  orNull,
+  parseFlags,
+  rateFlag,
+  shardFlag,
+  switchFlag,
+  withDefault,
+} from '../../src/cli/options.js';
 
 /** Parses one flag value through a one-field schema, as a command does. */
 function flag<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {

@@ -34,7 +34,22 @@ describe('Sentinel settings', () => {
   });
 
   it('refuses anything else, naming the option', () => {
-    for (const bad of ['', 'host', 'host:', ':26379', 'host:0', 'host:65536', 'host:26379,', 'a:1,,b:2', 'a b:1', 'a:1,A:1', '::1:26379', '[zz]:1', 'h*:1', `${'a:1,'.repeat(16)}b:2`]) {
+    for (const bad of [
+      '',
+      'host',
+      'host:',
+      ':26379',
+      'host:0',
+      'host:65536',
+      'host:26379,',
+      'a:1,,b:2',
+      'a b:1',
+      'a:1,A:1',
+      '::1:26379',
+      '[zz]:1',
+      'h*:1',
+      `${'a:1,'.repeat(16)}b:2`,
+    ]) {
       expect(() => parseSentinelList(bad), bad).toThrow(ConfigError);
     }
     expect(() => parseSentinelList('x')).toThrow(/--sentinel \(ORCH_SENTINELS\)/);
@@ -49,7 +64,12 @@ describe('Sentinel settings', () => {
   });
 
   it('reads the same variables as the CLI options, and prints the target without credentials', () => {
-    const s = connectionSettingsFromEnv({ ORCH_SENTINELS: 'a:1,b:2', ORCH_SENTINEL_MASTER: 'm', ORCH_SENTINEL_PASSWORD: 'S3cret', ORCH_TLS_CA_FILE: '/ca.pem' });
+    const s = connectionSettingsFromEnv({
+      ORCH_SENTINELS: 'a:1,b:2',
+      ORCH_SENTINEL_MASTER: 'm',
+      ORCH_SENTINEL_PASSWORD: 'S3cret',
+      ORCH_TLS_CA_FILE: '/ca.pem',
+    });
     expect(s.tls).toEqual({ caFile: '/ca.pem', certFile: null, keyFile: null, servername: null });
     expect(s.sentinel).toMatchObject({ masterName: 'm', password: 'S3cret' });
     const target = connectionTarget({ url: 'redis://u:S3cret@x:1', sentinel: s.sentinel });
@@ -85,7 +105,11 @@ describe('ACL refusals name the rule to add (exit 2)', () => {
   });
 
   it('a key, as its family pattern', () => {
-    const e = classifyRedisError(reply('NOPERM this user has no permissions to access one of the keys used as arguments', 'xrevrange', ['ai:migration:jobs:history', '+', '-']), 'h:1', ctx);
+    const e = classifyRedisError(
+      reply('NOPERM this user has no permissions to access one of the keys used as arguments', 'xrevrange', ['ai:migration:jobs:history', '+', '-']),
+      'h:1',
+      ctx,
+    );
     expect((e as AclPermissionError).rule).toBe('ACL SETUSER orch-migrate ~ai:migration:jobs:*');
     expect(aclKeyPattern('p1:jobs:j1')).toBe('~p1:jobs:*');
     expect(aclKeyPattern('p1:job:ws:j1')).toBe('~p1:job:*');
@@ -96,14 +120,24 @@ describe('ACL refusals name the rule to add (exit 2)', () => {
   });
 
   it('a channel', () => {
-    const e = classifyRedisError(reply('NOPERM this user has no permissions to access one of the channels used as arguments', 'subscribe', ['ai:migration:jobs:events']), 'h:1', { user: 'orch-api' });
+    const e = classifyRedisError(
+      reply('NOPERM this user has no permissions to access one of the channels used as arguments', 'subscribe', ['ai:migration:jobs:events']),
+      'h:1',
+      { user: 'orch-api' },
+    );
     expect((e as AclPermissionError).rule).toBe('ACL SETUSER orch-api &ai:migration:jobs:events');
   });
 
   it('inside one of our scripts, which Redis does not name: the script and its commands, or its declared keys', () => {
     const sha = shaOf('cleanup-unlink.lua');
     const cmd = classifyRedisError(
-      reply(`ERR The user executing the script can't run this command or subcommand script: ${sha}, on @user_script:22.`, 'evalsha', [sha, '1', 'ai:jobs:j1', '3', 'ws']),
+      reply(`ERR The user executing the script can't run this command or subcommand script: ${sha}, on @user_script:22.`, 'evalsha', [
+        sha,
+        '1',
+        'ai:jobs:j1',
+        '3',
+        'ws',
+      ]),
       'h:1',
       ctx,
     ) as AclPermissionError;
@@ -111,7 +145,12 @@ describe('ACL refusals name the rule to add (exit 2)', () => {
     expect(cmd.message).toContain('cleanup-unlink.lua');
     expect(cmd.rule).toBe('ACL SETUSER orch-migrate +hmget +time +type +unlink');
     const key = classifyRedisError(
-      reply(`ERR The user executing the script can't access at least one of the keys mentioned in the command arguments script: ${sha}`, 'evalsha', [sha, '1', 'ai:jobs:j1', '3']),
+      reply(`ERR The user executing the script can't access at least one of the keys mentioned in the command arguments script: ${sha}`, 'evalsha', [
+        sha,
+        '1',
+        'ai:jobs:j1',
+        '3',
+      ]),
       'h:1',
       ctx,
     ) as AclPermissionError;
@@ -121,7 +160,7 @@ describe('ACL refusals name the rule to add (exit 2)', () => {
   it('other replies keep their meaning', () => {
     const wrongtype = reply('WRONGTYPE Operation against a key holding the wrong kind of value', 'hgetall', ['k']);
     expect(classifyRedisError(wrongtype, 'h:1', ctx)).toBe(wrongtype);
-    expect(classifyRedisError(reply('READONLY You can\'t write against a read only replica.', 'set', ['k']), 'h:1')).toBeInstanceOf(RedisUnavailableError);
+    expect(classifyRedisError(reply("READONLY You can't write against a read only replica.", 'set', ['k']), 'h:1')).toBeInstanceOf(RedisUnavailableError);
     expect(classifyRedisError(reply('NOREPLICAS Not enough good replicas to write.', 'set', ['k']), 'h:1')).toBeInstanceOf(RedisUnavailableError);
   });
 });
@@ -153,7 +192,25 @@ describe('the ACL users', () => {
   it('never grant what no part runs', () => {
     for (const role of ACL_ROLES) {
       const granted = grantedCommands(role, { keys, cluster: true, db: 2 });
-      for (const never of ['keys', 'flushall', 'flushdb', 'config', 'debug', 'shutdown', 'acl', 'script', 'module', 'monitor', 'replicaof', 'slaveof', 'save', 'bgsave', 'migrate', 'function', 'client|kill']) {
+      for (const never of [
+        'keys',
+        'flushall',
+        'flushdb',
+        'config',
+        'debug',
+        'shutdown',
+        'acl',
+        'script',
+        'module',
+        'monitor',
+        'replicaof',
+        'slaveof',
+        'save',
+        'bgsave',
+        'migrate',
+        'function',
+        'client|kill',
+      ]) {
         expect(granted, `${role}: ${never}`).not.toContain(never);
       }
       expect(granted.some((c) => c.startsWith('@'))).toBe(false);

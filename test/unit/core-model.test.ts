@@ -11,7 +11,10 @@ import { parseRedisUrl, redactUrl, isConnectionError } from '../../src/core/redi
 
 /** Redis glob matching (the subset SCAN MATCH uses: *, ?, [..], escapes). */
 function globMatch(pattern: string, s: string): boolean {
-  const re = pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = pattern
+    .replace(/[.+^${}()|\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${re}$`, 's').test(s);
 }
 
@@ -167,7 +170,15 @@ describe('redis URLs', () => {
     expect(redactUrl('garbage s3cret')).not.toMatch(/s3cret/);
   });
   it('parses host, port, db and TLS', () => {
-    expect(parseRedisUrl('rediss://u:p@example:7000/3')).toMatchObject({ host: 'example', port: 7000, db: 3, tls: true, username: 'u', password: 'p', address: 'example:7000' });
+    expect(parseRedisUrl('rediss://u:p@example:7000/3')).toMatchObject({
+      host: 'example',
+      port: 7000,
+      db: 3,
+      tls: true,
+      username: 'u',
+      password: 'p',
+      address: 'example:7000',
+    });
     expect(() => parseRedisUrl('http://x')).toThrow(ConfigError);
     expect(() => parseRedisUrl('redis://h/xyz')).toThrow(/database/);
   });

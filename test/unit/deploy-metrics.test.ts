@@ -75,7 +75,9 @@ function checkRef(ref: MetricRef, known: Map<string, Known>): string[] {
   }
   if (!metric) return [`unknown metric ${ref.name}`];
   const allowed = new Set([...metric.labels, ...TARGET_LABELS, ...extra]);
-  return ref.labels.filter((l) => !allowed.has(l)).map((l) => `${ref.name} has no label "${l}" (it has: ${[...metric!.labels].join(', ') || 'none'}; per ${metric!.source})`);
+  return ref.labels
+    .filter((l) => !allowed.has(l))
+    .map((l) => `${ref.name} has no label "${l}" (it has: ${[...metric!.labels].join(', ') || 'none'}; per ${metric!.source})`);
 }
 
 interface Query {
@@ -105,7 +107,9 @@ function dashboardQueries(dash: Record<string, unknown>): Query[] {
 }
 
 /** Every expression of a rules file: rule expressions and `query` calls in annotations. */
-function ruleQueries(rules: { groups: Array<{ name: string; rules: Array<{ alert?: string; record?: string; expr: string; annotations?: Record<string, string> }> }> }): Query[] {
+function ruleQueries(rules: {
+  groups: Array<{ name: string; rules: Array<{ alert?: string; record?: string; expr: string; annotations?: Record<string, string> }> }>;
+}): Query[] {
   const out: Query[] = [];
   for (const g of rules.groups) {
     for (const r of g.rules) {
@@ -133,7 +137,9 @@ const rules = parseYaml(readFileSync(file('prometheus/orch-migrate.rules.yml'), 
 
 describe('PromQL metric extraction (test/helpers/promql-names.ts)', () => {
   it('finds metrics and matcher labels, and nothing else', () => {
-    expect(metricRefs('sum by (job, le) (rate(foo_seconds_bucket{route!~"/a|/b", job=~"$job"}[$__rate_interval])) / on (job) group_left(phase) bar == 1')).toEqual([
+    expect(
+      metricRefs('sum by (job, le) (rate(foo_seconds_bucket{route!~"/a|/b", job=~"$job"}[$__rate_interval])) / on (job) group_left(phase) bar == 1'),
+    ).toEqual([
       { name: 'foo_seconds_bucket', labels: ['route', 'job'] },
       { name: 'bar', labels: [] },
     ]);
@@ -189,7 +195,8 @@ describe('deploy/grafana/orch-migrate.json', () => {
   });
 
   it('every panel has a query, a unique id, a place on the grid and the datasource variable', () => {
-    const panels = (dashboard.panels as Array<{ id: number; type: string; title: string; gridPos?: unknown; datasource?: { uid?: string }; targets?: unknown[] }>) ?? [];
+    const panels =
+      (dashboard.panels as Array<{ id: number; type: string; title: string; gridPos?: unknown; datasource?: { uid?: string }; targets?: unknown[] }>) ?? [];
     expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
     for (const p of panels) {
       expect(p.gridPos, p.title).toBeDefined();

@@ -90,7 +90,9 @@ describe('GuardController', () => {
   });
 
   it('refuses to start when a guard cannot read its signal: exit 6, naming the guard and the fix', async () => {
-    const signals = new FakeSignals([reading(GuardName.Memory, 'unreadable', "cannot read INFO memory on 127.0.0.1:6379: NOPERM User u has no permissions to run the 'info' command")]);
+    const signals = new FakeSignals([
+      reading(GuardName.Memory, 'unreadable', "cannot read INFO memory on 127.0.0.1:6379: NOPERM User u has no permissions to run the 'info' command"),
+    ]);
     const { c } = setup(1000, signals);
     const err = await c.start().then(
       () => null,

@@ -47,7 +47,9 @@ describe('guard flag values', () => {
       }
     })();
     expect(err?.exitCode).toBe(ExitCode.Usage);
-    expect(err?.message).toMatch(/^--max-replica-lag: expected seconds behind \(e\.g\. 10s, 2m\) or bytes behind \(e\.g\. 64mb, 512kb\), or off, got "10 seconds"/);
+    expect(err?.message).toMatch(
+      /^--max-replica-lag: expected seconds behind \(e\.g\. 10s, 2m\) or bytes behind \(e\.g\. 64mb, 512kb\), or off, got "10 seconds"/,
+    );
     expect(() => parseFlags(schema, { metricsFile: '/nonexistent-dir-xyz/m.prom' })).toThrow(/--metrics-file: expected a file in an existing directory/);
   });
 });
@@ -69,7 +71,10 @@ describe('guardSettings', () => {
   });
 
   it('off turns a level off; flags set levels', () => {
-    const s = guardSettings('backfill', parseFlags(schema, { maxMemoryPct: 'off', criticalMemoryPct: '97', maxLatencyMs: '5', maxReplicaLag: '64mb', criticalReplicaLag: '1gb' }));
+    const s = guardSettings(
+      'backfill',
+      parseFlags(schema, { maxMemoryPct: 'off', criticalMemoryPct: '97', maxLatencyMs: '5', maxReplicaLag: '64mb', criticalReplicaLag: '1gb' }),
+    );
     expect(s).toEqual({
       memory: { throttlePct: null, criticalPct: 97 },
       latency: { throttleMs: 5, criticalMs: null },
@@ -80,8 +85,12 @@ describe('guardSettings', () => {
   it('a critical level below its throttle level is a usage error (exit 2)', () => {
     expect(() => guardSettings('backfill', { maxMemoryPct: 90, criticalMemoryPct: 80 })).toThrow(/--critical-memory-pct 80 is below --max-memory-pct 90/);
     expect(() => guardSettings('backfill', { maxLatencyMs: 20, criticalLatencyMs: 10 })).toThrow(/--critical-latency-ms 10 is below --max-latency-ms 20/);
-    expect(() => guardSettings('backfill', { maxReplicaLag: { value: 30, unit: 's' }, criticalReplicaLag: { value: 10, unit: 's' } })).toThrow(/--critical-replica-lag 10s is below --max-replica-lag 30s/);
+    expect(() => guardSettings('backfill', { maxReplicaLag: { value: 30, unit: 's' }, criticalReplicaLag: { value: 10, unit: 's' } })).toThrow(
+      /--critical-replica-lag 10s is below --max-replica-lag 30s/,
+    );
     // Different units cannot be compared: both apply.
-    expect(guardSettings('backfill', { maxReplicaLag: { value: 30, unit: 's' }, criticalReplicaLag: { value: 10, unit: 'bytes' } }).replicaLag.critical).toEqual({ value: 10, unit: 'bytes' });
+    expect(
+      guardSettings('backfill', { maxReplicaLag: { value: 30, unit: 's' }, criticalReplicaLag: { value: 10, unit: 'bytes' } }).replicaLag.critical,
+    ).toEqual({ value: 10, unit: 'bytes' });
   });
 });

@@ -87,7 +87,16 @@ describe('indexBytes', () => {
 
 describe('workspaceSizes', () => {
   it('an exhaustive sample gives the exact counts', () => {
-    expect(workspaceSizes(new Map([['a', 3], ['b', 1]]), 4, 4)).toEqual([
+    expect(
+      workspaceSizes(
+        new Map([
+          ['a', 3],
+          ['b', 1],
+        ]),
+        4,
+        4,
+      ),
+    ).toEqual([
       { size: 3, count: 1 },
       { size: 1, count: 1 },
     ]);

@@ -20,7 +20,12 @@ const names = (
 const dir = mkdtempSync(path.join(os.tmpdir(), 'orch-metrics-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const throttle = (pausedMs: number, pauses: number) => ({ pausedMs, throttledMs: 500, pauses, byGuard: { 'replica-lag': { pausedMs, throttledMs: 500, pauses } } });
+const throttle = (pausedMs: number, pauses: number) => ({
+  pausedMs,
+  throttledMs: 500,
+  pauses,
+  byGuard: { 'replica-lag': { pausedMs, throttledMs: 500, pauses } },
+});
 
 describe('run metrics', () => {
   it('registers exactly the cli metrics of deploy/metric-names.json, with their types and labels, none planned any more', async () => {
@@ -57,13 +62,23 @@ describe('run metrics', () => {
     expect(readFileSync(file, 'utf8')).toBe('x 1\n');
     let keys = 10;
     const warnings: string[] = [];
-    const f = new MetricsFile(file, new RunMetrics('verify'), () => ({ keysDone: keys, keysPerSecond: 5, throttle: throttle(0, 0) }), (w) => warnings.push(w));
+    const f = new MetricsFile(
+      file,
+      new RunMetrics('verify'),
+      () => ({ keysDone: keys, keysPerSecond: 5, throttle: throttle(0, 0) }),
+      (w) => warnings.push(w),
+    );
     f.start();
     keys = 42;
     await f.stop();
     expect(readFileSync(file, 'utf8')).toContain('orch_migrate_run_keys_done_total{op="verify"} 42');
     expect(readdirSync(dir)).toEqual(['orch-migrate.prom']);
-    const bad = new MetricsFile(path.join(dir, 'gone', 'm.prom'), new RunMetrics('verify'), () => ({ keysDone: 1, keysPerSecond: 1, throttle: throttle(0, 0) }), (w) => warnings.push(w));
+    const bad = new MetricsFile(
+      path.join(dir, 'gone', 'm.prom'),
+      new RunMetrics('verify'),
+      () => ({ keysDone: 1, keysPerSecond: 1, throttle: throttle(0, 0) }),
+      (w) => warnings.push(w),
+    );
     await bad.write();
     await bad.write();
     expect(warnings).toHaveLength(1);

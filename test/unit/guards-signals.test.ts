@@ -8,7 +8,9 @@ import { evaluateLatency, evaluateMemory, evaluateReplicas, fmtBytes } from '../
 import { memoryFromInfo, parseInfo, percentile, replicationFromInfo } from '../../src/ops/guards/signals.js';
 import { parseOutputBuffer } from '../../src/ops/preflight.js';
 
-const MEM = parseInfo('# Memory\r\nused_memory:900\r\nused_memory_human:900B\r\nmaxmemory:1000\r\nmaxmemory_policy:noeviction\r\ntotal_system_memory:100000\r\n');
+const MEM = parseInfo(
+  '# Memory\r\nused_memory:900\r\nused_memory_human:900B\r\nmaxmemory:1000\r\nmaxmemory_policy:noeviction\r\ntotal_system_memory:100000\r\n',
+);
 const REPL = parseInfo(
   '# Replication\nrole:master\nconnected_slaves:2\nslave0:ip=10.0.0.2,port=6379,state=online,offset=1000,lag=0\nslave1:ip=10.0.0.3,port=6379,state=online,offset=400,lag=12\nmaster_repl_offset:1100\n',
 );
@@ -28,7 +30,11 @@ describe('INFO parsing', () => {
   });
 
   it('client-output-buffer-limit, replica class under either name', () => {
-    expect(parseOutputBuffer('normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60')).toEqual({ hard: 268435456, soft: 67108864, softSeconds: 60 });
+    expect(parseOutputBuffer('normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60')).toEqual({
+      hard: 268435456,
+      soft: 67108864,
+      softSeconds: 60,
+    });
     expect(parseOutputBuffer('normal 0 0 0 replica 1 2 3')).toEqual({ hard: 1, soft: 2, softSeconds: 3 });
     expect(parseOutputBuffer('normal 0 0 0')).toBeInstanceOf(Error);
   });
@@ -68,7 +74,9 @@ describe('replica-lag guard', () => {
   it('a replica that is not online (a full sync) is over; no replica is ok', () => {
     const syncing = { ...REPL, slave0: 'ip=10.0.0.2,port=6379,state=wait_bgsave,offset=0,lag=0' };
     expect(evaluateReplicas('m:1', syncing, { throttle: { value: 100, unit: 's' }, critical: null }).text).toContain('is not online (state=wait_bgsave)');
-    expect(evaluateReplicas('m:1', parseInfo('role:master\nconnected_slaves:0\nmaster_repl_offset:5\n'), { throttle: { value: 1, unit: 's' }, critical: null })).toMatchObject({ level: 'ok', text: 'm:1 has no replica' });
+    expect(
+      evaluateReplicas('m:1', parseInfo('role:master\nconnected_slaves:0\nmaster_repl_offset:5\n'), { throttle: { value: 1, unit: 's' }, critical: null }),
+    ).toMatchObject({ level: 'ok', text: 'm:1 has no replica' });
   });
 });
 

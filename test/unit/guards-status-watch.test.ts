@@ -49,7 +49,12 @@ describe('status --watch on a terminal', () => {
   it('cuts lines to the width (dropping colours when it cuts) and the frame to the height', () => {
     expect(fitLine(`${ESC}[32mshort${ESC}[39m`, 10)).toBe(`${ESC}[32mshort${ESC}[39m`);
     expect(fitLine(`${ESC}[32m${'x'.repeat(20)}${ESC}[39m`, 10)).toBe(`${'x'.repeat(9)}…`);
-    const f = watchFrame(Array.from({ length: 50 }, (_, i) => `line ${i}`), 0, 80, 10);
+    const f = watchFrame(
+      Array.from({ length: 50 }, (_, i) => `line ${i}`),
+      0,
+      80,
+      10,
+    );
     expect(f.height).toBe(9);
     expect(f.text).toContain('… 42 more line(s)');
   });
@@ -59,13 +64,23 @@ describe('the run in flight', () => {
   it('status shows operation, holder, progress, rate with its ceiling, ETA, throttle state and why', () => {
     const out = new Output(false);
     const lines = runLines(run, 1_031_000, out);
-    expect(lines[0]).toEqual(['run', 'backfill by alice@vm pid 42@vm, started 31s ago: backfill 12,345/~20,000 (61%), 480 keys/s (ceiling 500), ETA -- (paused)']);
+    expect(lines[0]).toEqual([
+      'run',
+      'backfill by alice@vm pid 42@vm, started 31s ago: backfill 12,345/~20,000 (61%), 480 keys/s (ceiling 500), ETA -- (paused)',
+    ]);
     expect(lines[1]![0]).toBe('throttle');
     expect(lines[1]![1]).toMatch(/paused.* — paused: replica 10\.0\.0\.2:6379 .*> 1s; resumes by itself \(held back 5\.0s so far, 1 pause\(s\)\)$/);
   });
 
   it('in a pipe, one plain line per refresh', () => {
-    const st = { serverTime: Date.UTC(2026, 0, 1), phase: 'dual-write', epoch: 1, runs: [run], lock: null, control: { paused: false, rate: 500, by: 'bob', at: 1, reason: null } } as unknown as StatusResult;
+    const st = {
+      serverTime: Date.UTC(2026, 0, 1),
+      phase: 'dual-write',
+      epoch: 1,
+      runs: [run],
+      lock: null,
+      control: { paused: false, rate: 500, by: 'bob', at: 1, reason: null },
+    } as unknown as StatusResult;
     expect(watchLine(st)).toBe(
       '2026-01-01T00:00:00.000Z phase dual-write epoch 1; backfill 12,345/~20,000 (61%) 480 keys/s ETA -- paused (paused: replica 10.0.0.2:6379 of 10.0.0.1:6379: last ACK 3s ago, 1.0 MB behind > 1s; resumes by itself); control: rate 500 keys/s by bob',
     );

@@ -19,8 +19,32 @@ function state(fields: Record<string, string | object>): MigrationState {
   return decodeState('ai:migration:jobs', raw);
 }
 
-const cleanVerify = (epoch: number, at: number) => ({ ok: true, epoch, startedAt: at - 1000, finishedAt: at, scope: 'full', scanned: 10, mismatches: 0, byKind: {}, rounds: 2, durationMs: 1000 });
-const backfillAt = (epoch: number, at: number) => ({ direction: 'forward', epoch, startedAt: at - 1000, finishedAt: at, complete: true, scanned: 10, copied: 10, skipped: 0, unmigratable: 0, durationMs: 1000, keysPerSecond: 10, resumed: false });
+const cleanVerify = (epoch: number, at: number) => ({
+  ok: true,
+  epoch,
+  startedAt: at - 1000,
+  finishedAt: at,
+  scope: 'full',
+  scanned: 10,
+  mismatches: 0,
+  byKind: {},
+  rounds: 2,
+  durationMs: 1000,
+});
+const backfillAt = (epoch: number, at: number) => ({
+  direction: 'forward',
+  epoch,
+  startedAt: at - 1000,
+  finishedAt: at,
+  complete: true,
+  scanned: 10,
+  copied: 10,
+  skipped: 0,
+  unmigratable: 0,
+  durationMs: 1000,
+  keysPerSecond: 10,
+  resumed: false,
+});
 
 function closedGate(command: string, s: MigrationState, extra: object = {}) {
   return gatesFor(command, { state: s, now: NOW, ...extra }).find((g) => !g.open) ?? null;
@@ -30,7 +54,9 @@ describe('flip-read gates', () => {
   it('refuses outside dual-write with a non-forceable phase gate naming the command that gets there', () => {
     const g = closedGate('flip-read', state({}));
     expect(g).toMatchObject({ name: 'phase', forceable: false, opensWith: 'orch-migrate enable-dual-write' });
-    expect(() => enforceGates(gatesFor('flip-read', { state: state({}), now: NOW }), { force: ['verify', 'soak', 'legacy-complete', 'writers'], reason: 'x' })).toThrow(GateError);
+    expect(() =>
+      enforceGates(gatesFor('flip-read', { state: state({}), now: NOW }), { force: ['verify', 'soak', 'legacy-complete', 'writers'], reason: 'x' }),
+    ).toThrow(GateError);
   });
 
   it('needs a verify, in this epoch, full, clean, after the last backfill, and fresh', () => {
@@ -38,10 +64,12 @@ describe('flip-read gates', () => {
     expect(closedGate('flip-read', state(base))?.reason).toBe('no verify has run');
     expect(closedGate('flip-read', state({ ...base, last_verify: cleanVerify(2, NOW - 1000) }))?.reason).toMatch(/epoch 2/);
     expect(closedGate('flip-read', state({ ...base, last_verify: { ...cleanVerify(3, NOW - 1000), scope: 'partial' } }))?.reason).toMatch(/partial/);
-    expect(closedGate('flip-read', state({ ...base, last_verify: { ...cleanVerify(3, NOW - 1000), ok: false, mismatches: 4 } }))?.reason).toMatch(/4 persistent/);
-    expect(
-      closedGate('flip-read', state({ ...base, last_verify: cleanVerify(3, NOW - 60_000), last_backfill: backfillAt(3, NOW - 1000) }))?.reason,
-    ).toMatch(/backfill finished after/);
+    expect(closedGate('flip-read', state({ ...base, last_verify: { ...cleanVerify(3, NOW - 1000), ok: false, mismatches: 4 } }))?.reason).toMatch(
+      /4 persistent/,
+    );
+    expect(closedGate('flip-read', state({ ...base, last_verify: cleanVerify(3, NOW - 60_000), last_backfill: backfillAt(3, NOW - 1000) }))?.reason).toMatch(
+      /backfill finished after/,
+    );
     expect(closedGate('flip-read', state({ ...base, last_verify: cleanVerify(3, NOW - 2 * H) }))?.reason).toMatch(/old \(max 60m\)/);
     expect(closedGate('flip-read', state({ ...base, last_verify: cleanVerify(3, NOW - 2 * H) }), { maxVerifyAgeMs: 3 * H })).toBeNull();
     expect(closedGate('flip-read', state({ ...base, last_verify: cleanVerify(3, NOW - 1000), last_backfill: backfillAt(3, NOW - 5000) }))).toBeNull();
@@ -120,20 +148,31 @@ describe('status next command', () => {
     expect(nextStep(bf, gatesOf(bf), null, { ...backfillAt(1, NOW - 5000), direction: 'forward' } as never, NOW).command).toBe('orch-migrate verify');
     const verified = state({ phase: 'dual-write', epoch: '1', last_backfill: backfillAt(1, NOW - 5000), last_verify: cleanVerify(1, NOW - 1000) });
     expect(nextStep(verified, gatesOf(verified), null, backfillAt(1, NOW - 5000) as never, NOW).command).toMatch(/^orch-migrate flip-read/);
-    expect(next(state({ phase: 'read-new', epoch: '2', changed_at: String(NOW - 2 * H), last_verify: cleanVerify(2, NOW - 1000) }))).toBe('orch-migrate cleanup');
+    expect(next(state({ phase: 'read-new', epoch: '2', changed_at: String(NOW - 2 * H), last_verify: cleanVerify(2, NOW - 1000) }))).toBe(
+      'orch-migrate cleanup',
+    );
     expect(next(state({ phase: 'new-only', epoch: '3', legacy_complete: '0' }))).toBe('orch-migrate cleanup --execute');
-    expect(next(state({ phase: 'new-only', epoch: '3', legacy_complete: '0', last_cleanup: { epoch: 3, complete: true, dryRun: false, deleted: 5, kept: 0 } }))).toBe('none');
+    expect(
+      next(state({ phase: 'new-only', epoch: '3', legacy_complete: '0', last_cleanup: { epoch: 3, complete: true, dryRun: false, deleted: 5, kept: 0 } })),
+    ).toBe('none');
   });
 
   it('says how to resume an interrupted backfill, cleanup or reverse backfill', () => {
     const cp = (op: string) => [{ op, nodes: 3, nodesDone: 1, scanned: 10, copied: 10, updatedAt: NOW }];
     expect(next(state({ phase: 'dual-write', epoch: '1', last_backfill: backfillAt(1, NOW) }), cp('backfill'))).toBe('orch-migrate backfill');
-    expect(next(state({ phase: 'new-only', epoch: '3', last_cleanup: { epoch: 3, complete: true, dryRun: false } }), cp('cleanup'))).toBe('orch-migrate cleanup --execute');
+    expect(next(state({ phase: 'new-only', epoch: '3', last_cleanup: { epoch: 3, complete: true, dryRun: false } }), cp('cleanup'))).toBe(
+      'orch-migrate cleanup --execute',
+    );
     expect(next(state({ phase: 'read-new', epoch: '4', legacy_complete: '0' }))).toBe('orch-migrate rollback --execute');
   });
 
   it('points at the mismatch runbook when the verify found problems', () => {
-    const s = state({ phase: 'dual-write', epoch: '1', last_backfill: backfillAt(1, NOW - 9000), last_verify: { ...cleanVerify(1, NOW - 1000), ok: false, mismatches: 3 } });
+    const s = state({
+      phase: 'dual-write',
+      epoch: '1',
+      last_backfill: backfillAt(1, NOW - 9000),
+      last_verify: { ...cleanVerify(1, NOW - 1000), ok: false, mismatches: 3 },
+    });
     const n = nextStep(s, gatesOf(s), null, backfillAt(1, NOW - 9000) as never, NOW);
     expect(n.command).toMatch(/verify --report/);
     expect(n.why).toMatch(/incident-verify-mismatches/);
@@ -144,7 +183,17 @@ describe('cleanup key invariant', () => {
   const keys = new Keyspace('ai');
   it('accepts only legacy job keys', () => {
     expect(assertLegacyKey(keys, 'ai:jobs:job_1')).toBe('job_1');
-    for (const bad of ['ai:job:ws:job_1', 'ai:job-index:ws', 'ai:queue', 'ai:migration:jobs', 'ai:jobs:', 'ai:jobs:bad key', 'ai:jobs:a:b', 'other:jobs:x', 'ai:jobsx']) {
+    for (const bad of [
+      'ai:job:ws:job_1',
+      'ai:job-index:ws',
+      'ai:queue',
+      'ai:migration:jobs',
+      'ai:jobs:',
+      'ai:jobs:bad key',
+      'ai:jobs:a:b',
+      'other:jobs:x',
+      'ai:jobsx',
+    ]) {
       expect(() => assertLegacyKey(keys, bad), bad).toThrow(/not a legacy job key/);
     }
   });

@@ -67,7 +67,9 @@ describe('the flag extractors', () => {
       '  --also-not-a-flag',
     ].join('\n');
     expect(helpFlags(help)).toEqual(['--help', '--rate', '--version']);
-    const table = ['| flag | default | meaning |', '|---|---|---|', '| `--a <n>`, `--b` | `--not` | see `--not-either` |', '| `-V`, `--version` | | |'].join('\n');
+    const table = ['| flag | default | meaning |', '|---|---|---|', '| `--a <n>`, `--b` | `--not` | see `--not-either` |', '| `-V`, `--version` | | |'].join(
+      '\n',
+    );
     expect(tableFlags(table)).toEqual(['--a', '--b', '--version']);
   });
 });

@@ -87,11 +87,29 @@ function spell(words: string[], style: (typeof STYLES)[number]): string {
 }
 
 const sensitiveKey = fc
-  .record({ family: fc.constantFrom(...FAMILIES), prefix: fc.constantFrom(...PREFIXES), suffix: fc.constantFrom(...SUFFIXES), style: fc.constantFrom(...STYLES) })
+  .record({
+    family: fc.constantFrom(...FAMILIES),
+    prefix: fc.constantFrom(...PREFIXES),
+    suffix: fc.constantFrom(...SUFFIXES),
+    style: fc.constantFrom(...STYLES),
+  })
   .filter(({ family, prefix, suffix, style }) => style !== 'flat' || family.flat || (prefix === '' && suffix === ''))
   // `stripe_key_value` is still a key word, but `stripekeyvalue` is no longer recognisable: no suffix glued to a …key name.
-  .filter(({ family, suffix, style }) => !(style === 'flat' && suffix !== '' && family.words[family.words.length - 1] === 'key' && !['api', 'private', 'secret', 'access', 'signing', 'encryption', 'master'].includes(family.words[family.words.length - 2] ?? '')))
-  .map(({ family, prefix, suffix, style }) => spell([prefix, ...family.words, suffix].filter((w) => w !== ''), style));
+  .filter(
+    ({ family, suffix, style }) =>
+      !(
+        style === 'flat' &&
+        suffix !== '' &&
+        family.words[family.words.length - 1] === 'key' &&
+        !['api', 'private', 'secret', 'access', 'signing', 'encryption', 'master'].includes(family.words[family.words.length - 2] ?? '')
+      ),
+  )
+  .map(({ family, prefix, suffix, style }) =>
+    spell(
+      [prefix, ...family.words, suffix].filter((w) => w !== ''),
+      style,
+    ),
+  );
 
 const secretValue = fc.stringMatching(/^[A-Za-z0-9]{12,24}$/).map((s) => `Zq7${s}`);
 
@@ -152,7 +170,8 @@ const caseArb: fc.Arbitrary<Case> = fc
   });
 
 function expectClean(text: string, c: Case, where: string): void {
-  for (const s of c.secrets) expect(text.includes(s), `${where}: secret ${s} survived (key ${JSON.stringify(c.key)}, value ${JSON.stringify(c.text)})`).toBe(false);
+  for (const s of c.secrets)
+    expect(text.includes(s), `${where}: secret ${s} survived (key ${JSON.stringify(c.key)}, value ${JSON.stringify(c.text)})`).toBe(false);
 }
 
 describe('redaction property (fast-check)', () => {
@@ -212,7 +231,12 @@ describe('redaction property (fast-check)', () => {
           const id = `prop-${n++}`;
           const from = api.logs.lines.length;
           const bodies: string[] = [];
-          const created = await api.app.inject({ method: 'POST', url: '/ai/jobs', headers: bearer(TOKENS.a), payload: { action: 'sync', params: c.doc, job_id: id } });
+          const created = await api.app.inject({
+            method: 'POST',
+            url: '/ai/jobs',
+            headers: bearer(TOKENS.a),
+            payload: { action: 'sync', params: c.doc, job_id: id },
+          });
           expect(created.statusCode, created.body).toBe(201);
           bodies.push(created.body);
           const patched = await api.app.inject({
@@ -231,7 +255,11 @@ describe('redaction property (fast-check)', () => {
           expect(mine).toBeDefined();
           bodies.push(JSON.stringify(mine));
           // A secret in the query string: refused (unknown parameter), and logged with its value masked.
-          const q = await api.app.inject({ method: 'GET', url: `/ai/jobs?${encodeURIComponent(c.key)}=${c.secrets[0]}&note=${encodeURIComponent(c.text)}`, headers: bearer(TOKENS.a) });
+          const q = await api.app.inject({
+            method: 'GET',
+            url: `/ai/jobs?${encodeURIComponent(c.key)}=${c.secrets[0]}&note=${encodeURIComponent(c.text)}`,
+            headers: bearer(TOKENS.a),
+          });
           expect(q.statusCode).toBe(400);
           bodies.push(q.body);
           const all = bodies.join('\n');

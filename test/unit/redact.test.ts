@@ -107,7 +107,12 @@ describe('central redaction: keys', () => {
   it('is extensible by configuration (normalised, matched as a fragment)', () => {
     expect(sensitiveKeysFromEnv({ ORCH_SENSITIVE_KEYS: ' SSN, card_number ,' })).toEqual(['ssn', 'card_number']);
     const r = createRedactor(['ssn', 'card_number']);
-    expect(r({ SSN: '1', customer_ssn: '2', 'Card-Number': '3', other: '4' })).toEqual({ SSN: REDACTED, customer_ssn: REDACTED, 'Card-Number': REDACTED, other: '4' });
+    expect(r({ SSN: '1', customer_ssn: '2', 'Card-Number': '3', other: '4' })).toEqual({
+      SSN: REDACTED,
+      customer_ssn: REDACTED,
+      'Card-Number': REDACTED,
+      other: '4',
+    });
     expect(redact({ SSN: '1' })).toEqual({ SSN: '1' });
   });
 });

@@ -73,13 +73,19 @@ describe('classification of Redis failures', () => {
       expect(isAuthError(reply(msg))).toBe(true);
     }
     // A cluster reports its last node's error.
-    const clusterErr = Object.assign(new Error('Failed to refresh slots cache.'), { name: 'ClusterAllFailedError', lastNodeError: reply('NOAUTH Authentication required.') });
+    const clusterErr = Object.assign(new Error('Failed to refresh slots cache.'), {
+      name: 'ClusterAllFailedError',
+      lastNodeError: reply('NOAUTH Authentication required.'),
+    });
     expect(classifyRedisError(clusterErr, 'h:1')).toBeInstanceOf(RedisAuthError);
   });
 
   it('OOM → RedisOutOfMemoryError, exit 6 (ExitCode.Guard), naming maxmemory and the kept checkpoint; also inside a script error', () => {
     expect(ExitCode.Guard).toBe(6);
-    for (const msg of ["OOM command not allowed when used memory > 'maxmemory'.", "OOM command not allowed when used memory > 'maxmemory'. script: 3f2a, on @user_script:1."]) {
+    for (const msg of [
+      "OOM command not allowed when used memory > 'maxmemory'.",
+      "OOM command not allowed when used memory > 'maxmemory'. script: 3f2a, on @user_script:1.",
+    ]) {
       const e = asUnavailable(reply(msg), 'h:6379');
       expect(e).toBeInstanceOf(RedisOutOfMemoryError);
       expect((e as RedisOutOfMemoryError).exitCode).toBe(6);

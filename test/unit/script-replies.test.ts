@@ -59,7 +59,16 @@ function replyError(message: string): Error {
 
 describe('src/core/script-replies.ts', () => {
   it('the header reader finds the codes of a Returns section, and only those', () => {
-    const src = ['--[[', '  KEYS[1]  a key', '  ARGV[2]  1 = yes', '  Returns  1 done, 0 not done (see ARGV[2])', '          -3 refused: other', '  Errors   FENCED lock', ']]', 'return 7'].join('\n');
+    const src = [
+      '--[[',
+      '  KEYS[1]  a key',
+      '  ARGV[2]  1 = yes',
+      '  Returns  1 done, 0 not done (see ARGV[2])',
+      '          -3 refused: other',
+      '  Errors   FENCED lock',
+      ']]',
+      'return 7',
+    ].join('\n');
     expect(documentedCodes(src)).toEqual([-3, 0, 1]);
   });
 
@@ -109,7 +118,9 @@ describe('a Redis error is never evidence', () => {
   });
 
   it('queue references: a record that changed type meanwhile is unresolved (it has no owner)', async () => {
-    const r = await convertQueueRefs(client(replyError('WRONGTYPE Operation against a key holding the wrong kind of value')), new Keyspace('ai'), { dryRun: true });
+    const r = await convertQueueRefs(client(replyError('WRONGTYPE Operation against a key holding the wrong kind of value')), new Keyspace('ai'), {
+      dryRun: true,
+    });
     expect(r).toMatchObject({ bare: 1, converted: 0, unresolved: 1, unresolvedSamples: ['job_1'] });
   });
 });

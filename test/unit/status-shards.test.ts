@@ -36,7 +36,7 @@ const run = {
 const shard: ShardStatus = { shard: '1/2', holder, nodes: ['10.0.0.2:7000'], nodesDone: 0, scanned: 600, copied: 590, run };
 
 describe('status: one line per live shard', () => {
-  it('names the shard, its holder and lease, its masters\' progress and its heartbeat', () => {
+  it("names the shard, its holder and lease, its masters' progress and its heartbeat", () => {
     const line = shardLine(shard, 1_000_500, new Output(false));
     expect(line).toMatch(/^1\/2 held by orch-migrate-backfill-1-x2v \(root@pod-1\) pid 7 running `backfill --shard 1\/2`/);
     expect(line).toContain('lease 24s');

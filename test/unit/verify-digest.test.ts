@@ -10,7 +10,10 @@ import { decodeFacts, type RecordFacts } from '../../src/ops/verify/record-facts
 
 const bytes = fc.uint8Array({ minLength: 0, maxLength: 8 }).map((u) => Buffer.from(u));
 /** Names that concatenate into each other ('a'+'bc' = 'ab'+'c'), or any bytes (latin1, as verify keys them). */
-const name = fc.oneof(fc.constantFrom('a', 'ab', 'b', 'bc', 'c', ''), fc.uint8Array({ minLength: 1, maxLength: 4 }).map((u) => Buffer.from(u).toString('latin1')));
+const name = fc.oneof(
+  fc.constantFrom('a', 'ab', 'b', 'bc', 'c', ''),
+  fc.uint8Array({ minLength: 1, maxLength: 4 }).map((u) => Buffer.from(u).toString('latin1')),
+);
 const record = fc.array(fc.tuple(name, bytes), { minLength: 0, maxLength: 6 }).map((entries) => new Map(entries));
 
 function byteEqual(a: Map<string, Buffer>, b: Map<string, Buffer>): boolean {
@@ -23,7 +26,9 @@ describe('the content digest', () => {
       fc.oneof(
         fc.constant([m, new Map(m)] as const),
         record.map((o) => [m, o] as const),
-        m.size === 0 ? record.map((o) => [m, o] as const) : fc.tuple(fc.constantFrom(...m.keys()), bytes).map(([k, v]) => [m, new Map([...m, [k, v]])] as const),
+        m.size === 0
+          ? record.map((o) => [m, o] as const)
+          : fc.tuple(fc.constantFrom(...m.keys()), bytes).map(([k, v]) => [m, new Map([...m, [k, v]])] as const),
         // The same fields in another order: still equal.
         fc.constant([m, new Map([...m].reverse())] as const),
       ),

@@ -21,9 +21,12 @@ const AcceptFlagsSchema = z.object({
 function render(r: AcceptResult, out: Output): void {
   const c = out.color;
   const verb = r.revoke ? 'revoked' : 'accepted';
-  out.print(`${c.green(verb)} ${fmtInt(r.changed.length)} key(s)${r.unchanged.length > 0 ? `, ${fmtInt(r.unchanged.length)} already ${verb}` : ''}; ${fmtInt(r.total)} accepted in all`);
+  out.print(
+    `${c.green(verb)} ${fmtInt(r.changed.length)} key(s)${r.unchanged.length > 0 ? `, ${fmtInt(r.unchanged.length)} already ${verb}` : ''}; ${fmtInt(r.total)} accepted in all`,
+  );
   for (const k of r.changed.slice(0, LISTED_ON_TERMINAL)) out.print(`  ${safe(k)}`);
-  if (!r.revoke && r.changed.length > 0) out.print(`next: ${c.cyan('orch-migrate verify')}  ${c.dim('# accepted keys are reported as accepted, not as mismatches')}`);
+  if (!r.revoke && r.changed.length > 0)
+    out.print(`next: ${c.cyan('orch-migrate verify')}  ${c.dim('# accepted keys are reported as accepted, not as mismatches')}`);
 }
 
 function renderList(entries: AcceptedEntry[], out: Output): void {
@@ -42,7 +45,10 @@ function keysFrom(args: string[], file: string | null): string[] {
     try {
       text = readFileSync(file, 'utf8');
     } catch (cause) {
-      throw new ConfigError(`Cannot read --from-file ${JSON.stringify(file.slice(0, 200))}`, { cause, suggestion: 'Pass a readable file with one legacy key per line.' });
+      throw new ConfigError(`Cannot read --from-file ${JSON.stringify(file.slice(0, 200))}`, {
+        cause,
+        suggestion: 'Pass a readable file with one legacy key per line.',
+      });
     }
     for (const line of text.split('\n')) {
       const k = line.trim();

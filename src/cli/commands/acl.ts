@@ -16,10 +16,7 @@ import { Output } from '../output.js';
 import { reportError } from '../runner.js';
 
 const userFlag = (role: AclRole) =>
-  withDefault(
-    z.string().regex(ACL_USER_NAME, 'expected a user name of 1-64 letters, digits, ".", "_" or "-"'),
-    DEFAULT_ACL_USERS[role],
-  );
+  withDefault(z.string().regex(ACL_USER_NAME, 'expected a user name of 1-64 letters, digits, ".", "_" or "-"'), DEFAULT_ACL_USERS[role]);
 
 /** Options of `acl`. */
 const AclFlagsSchema = z.object({
@@ -71,17 +68,28 @@ Examples:
           passwords,
         });
         // Explanations go to stderr, so stdout pipes straight into redis-cli.
-        out.line(`# least-privilege users for key prefix "${keys.prefix}"${globals.cluster ? ' (Redis Cluster)' : ''}; Redis 7.0+; apply on every node (ACL rules do not replicate)`);
+        out.line(
+          `# least-privilege users for key prefix "${keys.prefix}"${globals.cluster ? ' (Redis Cluster)' : ''}; Redis 7.0+; apply on every node (ACL rules do not replicate)`,
+        );
         for (const u of users) {
           out.line(`#  ${u.user}: ${u.description}`);
-          if (!u.passwordSet) out.line(`#    no password: it cannot log in until one is set (ACL SETUSER ${u.user} ">…"), or set ${ACL_PASSWORD_ENV[u.role]} and rerun`);
+          if (!u.passwordSet)
+            out.line(`#    no password: it cannot log in until one is set (ACL SETUSER ${u.user} ">…"), or set ${ACL_PASSWORD_ENV[u.role]} and rerun`);
         }
         out.line('# every rule is explained in docs/connectivity.md');
         for (const u of users) out.print(o.aclfile ? u.aclfileLine : u.line);
         out.result({
           prefix: keys.prefix,
           cluster: globals.cluster,
-          users: users.map((u) => ({ role: u.role, user: u.user, description: u.description, passwordSet: u.passwordSet, line: u.line, aclfileLine: u.aclfileLine, rules: u.rules })),
+          users: users.map((u) => ({
+            role: u.role,
+            user: u.user,
+            description: u.description,
+            passwordSet: u.passwordSet,
+            line: u.line,
+            aclfileLine: u.aclfileLine,
+            rules: u.rules,
+          })),
         });
         setExit(ExitCode.Ok);
       } catch (err) {

@@ -36,7 +36,8 @@ function render(r: BackfillRun, out: Output): void {
       `${r.unmigratable > 0 ? c.red(`${fmtInt(r.unmigratable)} unmigratable`) : '0 unmigratable'}${r.accepted > 0 ? `, ${fmtInt(r.accepted)} accepted` : ''} in ${(r.durationMs / 1000).toFixed(1)}s (${fmtInt(r.keysPerSecond)} keys/s)`,
   );
   if (r.resumed) out.print(`resumed from the checkpoint: this run scanned ${fmtInt(r.thisRun.scanned)} and copied ${fmtInt(r.thisRun.copied)}`);
-  for (const n of r.nodes.filter((x) => x.rescanned)) out.print(c.yellow(`node ${n.node} restarted or failed over since the checkpoint (new run_id): rescanned from 0`));
+  for (const n of r.nodes.filter((x) => x.rescanned))
+    out.print(c.yellow(`node ${n.node} restarted or failed over since the checkpoint (new run_id): rescanned from 0`));
   if (r.shard) out.print(`shard ${r.shard}: ${r.nodes.length} master(s): ${r.nodes.map((n) => n.node).join(', ') || 'none'}`);
   if (r.unmigratable > 0) {
     out.print(c.red(`unmigratable records (never touched; fix them at the source, or accept known junk: runbooks/incident-unmigratable.md):`));

@@ -26,9 +26,12 @@ export function renderCanary(r: CanaryMoveResult & { chosen?: boolean }, out: Ou
   if (moving.length === 0) return;
   if (r.dryRun) {
     out.print(`${c.yellow('dry run:')} would move workspace(s) ${moving.join(', ')} ${r.from} → ${r.to}; nothing changed.`);
-    for (const [ws, gates] of Object.entries(r.gates)) for (const g of gates) out.print(`  ${ws} gate ${g.name.padEnd(16)} ${g.open ? c.green('open') : c.yellow('forced')} — ${safe(g.reason)}`);
+    for (const [ws, gates] of Object.entries(r.gates))
+      for (const g of gates) out.print(`  ${ws} gate ${g.name.padEnd(16)} ${g.open ? c.green('open') : c.yellow('forced')} — ${safe(g.reason)}`);
   } else {
-    out.print(`${c.green('moved')} workspace(s) ${moving.join(', ')} ${r.from} → ${r.to}, epoch ${r.epoch}. Writers follow within the settle window; every other workspace is untouched.`);
+    out.print(
+      `${c.green('moved')} workspace(s) ${moving.join(', ')} ${r.from} → ${r.to}, epoch ${r.epoch}. Writers follow within the settle window; every other workspace is untouched.`,
+    );
   }
   if (r.forced.length > 0) out.print(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
 }

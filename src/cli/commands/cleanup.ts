@@ -5,7 +5,20 @@ import { ExitCode } from '../../core/errors.js';
 import { cleanup, type CleanupResult } from '../../ops/cleanup.js';
 import { DEFAULT_MAX_VERIFY_AGE_MS, DEFAULT_MIN_SOAK_MS } from '../../ops/gates.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
-import { dflt, durationFlag, fmtDuration, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault, workspaceListFlag } from '../options.js';
+import {
+  dflt,
+  durationFlag,
+  fmtDuration,
+  FORCE_HELP,
+  forceFlag,
+  intFlag,
+  orNull,
+  rateFlag,
+  switchFlag,
+  textFlag,
+  withDefault,
+  workspaceListFlag,
+} from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
 import { runCommand } from '../runner.js';
 import { addGuardOptions, guardFlagFields, runGuarded } from '../guard-flags.js';
@@ -33,7 +46,8 @@ function render(r: CleanupResult, out: Output): void {
   const c = out.color;
   const which = r.workspaces ? `workspace(s) ${r.workspaces.map(safe).join(', ')} ` : '';
   if (r.workspaces) out.print(`canary cleanup of ${which.trimEnd()}: only their legacy keys are looked at; every other workspace is untouched`);
-  if (r.transitioned) out.print(`${c.green('moved')} ${which}read-new → new-only, epoch ${r.epoch}; waited ${(r.settleWaitMs / 1000).toFixed(1)}s for the writers to follow`);
+  if (r.transitioned)
+    out.print(`${c.green('moved')} ${which}read-new → new-only, epoch ${r.epoch}; waited ${(r.settleWaitMs / 1000).toFixed(1)}s for the writers to follow`);
   const q = r.queue;
   if (q.bare > 0 || q.unresolved > 0) {
     out.print(
@@ -45,20 +59,32 @@ function render(r: CleanupResult, out: Output): void {
     .map(([k, n]) => `${k} ${fmtInt(n)}`)
     .join(', ');
   if (r.dryRun) {
-    out.print(`${c.yellow('dry run:')} ${fmtInt(r.scanned)} legacy key(s) scanned: ${fmtInt(r.wouldDelete)} would be deleted, ${fmtInt(r.kept)} would be kept${reasons ? ` (${reasons})` : ''}. Nothing changed.`);
+    out.print(
+      `${c.yellow('dry run:')} ${fmtInt(r.scanned)} legacy key(s) scanned: ${fmtInt(r.wouldDelete)} would be deleted, ${fmtInt(r.kept)} would be kept${reasons ? ` (${reasons})` : ''}. Nothing changed.`,
+    );
   } else {
     const head = r.complete ? c.green('cleanup complete:') : c.yellow('cleanup incomplete:');
-    out.print(`${head} ${fmtInt(r.scanned)} legacy key(s) scanned, ${fmtInt(r.deleted)} deleted, ${fmtInt(r.kept)} kept${reasons ? ` (${reasons})` : ''}${r.resumed ? ' (resumed; totals include earlier runs)' : ''} in ${(r.durationMs / 1000).toFixed(1)}s`);
+    out.print(
+      `${head} ${fmtInt(r.scanned)} legacy key(s) scanned, ${fmtInt(r.deleted)} deleted, ${fmtInt(r.kept)} kept${reasons ? ` (${reasons})` : ''}${r.resumed ? ' (resumed; totals include earlier runs)' : ''} in ${(r.durationMs / 1000).toFixed(1)}s`,
+    );
   }
   if (r.kept > 0) {
-    out.print(c.yellow(`kept (never deleted${r.accepted > 0 ? `; ${fmtInt(r.accepted)} of them accepted as unmigratable` : ''}; see runbooks/incident-unmigratable.md, --report <file> lists them all):`));
+    out.print(
+      c.yellow(
+        `kept (never deleted${r.accepted > 0 ? `; ${fmtInt(r.accepted)} of them accepted as unmigratable` : ''}; see runbooks/incident-unmigratable.md, --report <file> lists them all):`,
+      ),
+    );
     for (const k of r.keptSamples.slice(0, SAMPLES_ON_TERMINAL)) out.print(`  ${safe(k.key)}  ${k.reason}${k.detail ? ` ${safe(k.detail)}` : ''}`);
   }
   if (r.forced.length > 0) out.print(`${c.yellow('forced gates:')} ${r.forced.join(', ')} (recorded in the history)`);
   renderThrottle(r.throttle, out);
   if (r.dryRun) {
-    if (r.blockedBy) out.print(`${c.red('--execute would be refused now:')} ${safe(r.blockedBy.reason)}${r.blockedBy.opensWith ? ` (${r.blockedBy.opensWith})` : ''}`);
-    else out.print(`next: ${c.cyan('orch-migrate cleanup --execute')}  ${c.dim(`# moves ${r.phase === 'read-new' ? 'read-new → new-only, waits out the settle window, then ' : ''}deletes`)}`);
+    if (r.blockedBy)
+      out.print(`${c.red('--execute would be refused now:')} ${safe(r.blockedBy.reason)}${r.blockedBy.opensWith ? ` (${r.blockedBy.opensWith})` : ''}`);
+    else
+      out.print(
+        `next: ${c.cyan('orch-migrate cleanup --execute')}  ${c.dim(`# moves ${r.phase === 'read-new' ? 'read-new → new-only, waits out the settle window, then ' : ''}deletes`)}`,
+      );
   } else if (!r.complete) {
     out.print(`next: ${c.cyan('orch-migrate cleanup --execute')}  ${c.dim('# resumes from the checkpoint')}`);
   }
@@ -101,7 +127,10 @@ export function registerCleanup(program: Command, setExit: (code: number) => voi
     .command('cleanup')
     .description('read-new → new-only, then delete the legacy keys that v2 holds at the same or a higher rev. A dry run unless --execute')
     .option('--execute', 'act: move to new-only (from read-new), convert the pending list, delete (takes the lock)')
-    .option('--min-soak <duration>', `minimum time in read-new before cleanup, e.g. 30m, 1h, 2d; shorter than the default needs --reason ${dflt(fmtDuration(DEFAULT_MIN_SOAK_MS))}`)
+    .option(
+      '--min-soak <duration>',
+      `minimum time in read-new before cleanup, e.g. 30m, 1h, 2d; shorter than the default needs --reason ${dflt(fmtDuration(DEFAULT_MIN_SOAK_MS))}`,
+    )
     .option('--max-verify-age <duration>', `how old the clean verify may be ${dflt(fmtDuration(DEFAULT_MAX_VERIFY_AGE_MS))}`)
     .option('--rate <keys/s>', 'throttle the scan and its UNLINK batches to this many keys per second (default: no limit)')
     .option('--batch-size <n>', `SCAN COUNT: keys per batch ${dflt(DEFAULT_BATCH_SIZE)}`)
@@ -110,7 +139,10 @@ export function registerCleanup(program: Command, setExit: (code: number) => voi
     .option('--report <file>', 'write every kept key as NDJSON {key, reason, detail}; after a resume it lists what earlier runs kept too')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
     .option('--force [gates]', FORCE_HELP)
-    .option('--workspace <ids>', 'canary: only these workspaces (comma-separated) in read-new ahead of the global phase: their own soak and verify gates; deletes exactly their legacy keys');
+    .option(
+      '--workspace <ids>',
+      'canary: only these workspaces (comma-separated) in read-new ahead of the global phase: their own soak and verify gates; deletes exactly their legacy keys',
+    );
   addGuardOptions(cmd, 'cleanup')
     .addHelpText(
       'after',

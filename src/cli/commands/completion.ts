@@ -190,7 +190,10 @@ export function zshScript(program: Command): string {
     ...commands.flatMap((c) => [
       `        ${c.name})`,
       '          _arguments $root_flags \\',
-      ...indent(zshFlagSpecs(c.flags).map((s) => `${s} \\`), 12),
+      ...indent(
+        zshFlagSpecs(c.flags).map((s) => `${s} \\`),
+        12,
+      ),
       `            ${c.positional.length > 0 ? `'1:value:(${c.positional.join(' ')})'` : "'*:file:_files'"} ;;`,
     ]),
     '      esac ;;',

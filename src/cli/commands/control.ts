@@ -62,7 +62,8 @@ function render(r: ControlResult, out: Output): void {
   out.print(`${c.green('control')} ${what}`);
   out.print(`control now: ${safe(describeControl(r.control))}`);
   if (r.runs.length === 0) out.print(c.yellow('no run in flight: this applies to the next run that starts (it says so when it starts)'));
-  for (const run of r.runs) out.print(`  run ${safe(run.op)} ${safe(run.actor)} pid ${run.pid}@${safe(run.host)}: ${run.state}${run.reason ? ` — ${safe(run.reason)}` : ''}`);
+  for (const run of r.runs)
+    out.print(`  run ${safe(run.op)} ${safe(run.actor)} pid ${run.pid}@${safe(run.host)}: ${run.state}${run.reason ? ` — ${safe(run.reason)}` : ''}`);
 }
 
 /** Registers `control`. */
@@ -99,8 +100,19 @@ Examples:
             return { action: opts.action, control, runs: await readRuns(ctx.client, ctx.keys, await ctx.state.serverTime()) };
           },
           render,
-          toJson: (r) => ({ action: r.action.action, ...(r.action.action === 'rate' ? { rate: r.action.rate } : {}), control: r.control, runs: r.runs.map((x) => ({ id: x.id, op: x.op, state: x.state })) }),
-          historySummary: (r) => ({ action: r.action.action, ...(r.action.action === 'rate' ? { rate: r.action.rate } : {}), paused: r.control?.paused ?? false, reason: r.control?.reason ?? null, runs: r.runs.length }),
+          toJson: (r) => ({
+            action: r.action.action,
+            ...(r.action.action === 'rate' ? { rate: r.action.rate } : {}),
+            control: r.control,
+            runs: r.runs.map((x) => ({ id: x.id, op: x.op, state: x.state })),
+          }),
+          historySummary: (r) => ({
+            action: r.action.action,
+            ...(r.action.action === 'rate' ? { rate: r.action.rate } : {}),
+            paused: r.control?.paused ?? false,
+            reason: r.control?.reason ?? null,
+            runs: r.runs.length,
+          }),
         }),
       );
     });

@@ -51,7 +51,10 @@ Examples:
           execute: async (io): Promise<EdwRun> => {
             const { ctx, opts, globals } = io;
             // From legacy the migration starts: dual writes begin doubling the job store, so preflight first.
-            const pre = (await ctx.state.read()).phase === Phase.Legacy ? await preflightGate(io, { command: 'enable-dual-write', force: opts.force, reason: opts.reason }) : null;
+            const pre =
+              (await ctx.state.read()).phase === Phase.Legacy
+                ? await preflightGate(io, { command: 'enable-dual-write', force: opts.force, reason: opts.reason })
+                : null;
             const r = await enableDualWrite(ctx, {
               ...(opts.reason === null ? {} : { reason: opts.reason }),
               ...(opts.settleMs === null ? {} : { settleMs: opts.settleMs }),

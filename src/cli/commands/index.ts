@@ -17,4 +17,14 @@ import { registerControl } from './control.js';
 export type RegisterCommand = (program: Command, setExit: (code: number) => void) => void;
 
 /** Subcommands registered after the foundation ones. */
-export const extraCommands: RegisterCommand[] = [registerBackfill, registerFlipRead, registerCleanup, registerRollback, registerVerify, registerAccept, registerAcl, registerPreflight, registerControl];
+export const extraCommands: RegisterCommand[] = [
+  registerBackfill,
+  registerFlipRead,
+  registerCleanup,
+  registerRollback,
+  registerVerify,
+  registerAccept,
+  registerAcl,
+  registerPreflight,
+  registerControl,
+];

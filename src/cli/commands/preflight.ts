@@ -9,7 +9,15 @@ import { z } from 'zod';
 import { ExitCode } from '../../core/errors.js';
 import { enforceGates } from '../../ops/gates.js';
 import { fmtBytes, fmtLag, type LagLevel } from '../../ops/guards/guards.js';
-import { DEFAULT_MAX_MEMORY_PCT, DEFAULT_MAX_REPLICA_LAG, preflight, preflightGates, raiseDenied, type PreflightCheck, type PreflightResult } from '../../ops/preflight.js';
+import {
+  DEFAULT_MAX_MEMORY_PCT,
+  DEFAULT_MAX_REPLICA_LAG,
+  preflight,
+  preflightGates,
+  raiseDenied,
+  type PreflightCheck,
+  type PreflightResult,
+} from '../../ops/preflight.js';
 import type { Redis } from 'ioredis';
 import { Keyspace } from '../../core/keys.js';
 import { closeRedis, connectRedis, redactUrl, type RedisClient } from '../../core/redis.js';
@@ -35,7 +43,12 @@ const LEVEL_WIDTH = 7;
 export function renderChecks(checks: PreflightCheck[], out: Output, print: (s: string) => void = (s) => out.print(s)): void {
   const c = out.color;
   for (const ch of checks) {
-    const level = ch.level === 'ok' ? c.green(ch.level.padEnd(LEVEL_WIDTH)) : ch.level === 'warn' ? c.yellow(ch.level.padEnd(LEVEL_WIDTH)) : c.red(ch.level.padEnd(LEVEL_WIDTH));
+    const level =
+      ch.level === 'ok'
+        ? c.green(ch.level.padEnd(LEVEL_WIDTH))
+        : ch.level === 'warn'
+          ? c.yellow(ch.level.padEnd(LEVEL_WIDTH))
+          : c.red(ch.level.padEnd(LEVEL_WIDTH));
     print(`  ${ch.name.padEnd(9)} ${level} ${safe(ch.detail)}`);
     if (ch.fix && ch.level !== 'ok') print(`  ${''.padEnd(9)} ${''.padEnd(LEVEL_WIDTH)} ${c.dim(`fix: ${safe(ch.fix)}`)}`);
   }
@@ -56,7 +69,10 @@ function render(r: PreflightResult, out: Output): void {
         `used ${fmtBytes(p.usedBytes)} → ${fmtBytes(p.projectedUsedBytes)}${p.maxmemoryBytes > 0 ? ` of maxmemory ${fmtBytes(p.maxmemoryBytes)}` : ''} (${fmtInt(p.samples)} record(s) sampled, ±${p.sampleErrorPct}%)`,
     );
   }
-  if (refused.length > 0) out.print(`refused checks are gates: enable-dual-write and backfill refuse too, unless overridden one by one with --force ${refused.join(',')} --reason "…"`);
+  if (refused.length > 0)
+    out.print(
+      `refused checks are gates: enable-dual-write and backfill refuse too, unless overridden one by one with --force ${refused.join(',')} --reason "…"`,
+    );
 }
 
 type PreflightFlags = ReturnType<typeof PreflightFlagsSchema.parse>;
@@ -87,7 +103,14 @@ async function preflightDegradedCluster(cmd: Command): Promise<number | null> {
     const globals = globalOptions(cmd);
     if (!globals.cluster) return null;
     const opts = parseFlags(PreflightFlagsSchema, cmd.opts());
-    const connect = (url: string): Promise<RedisClient> => connectRedis({ url, commandTimeoutMs: Math.min(globals.timeout, 5000), connectTimeoutMs: 2000, maxReconnects: 0, connectionName: 'orch-migrate:preflight' });
+    const connect = (url: string): Promise<RedisClient> =>
+      connectRedis({
+        url,
+        commandTimeoutMs: Math.min(globals.timeout, 5000),
+        connectTimeoutMs: 2000,
+        maxReconnects: 0,
+        connectionName: 'orch-migrate:preflight',
+      });
     const startup = await connect(globals.redisUrl);
     clients.push(startup);
     if (/^cluster_state:ok\s*$/m.test(String(await startup.cluster('INFO')))) return null;
@@ -205,9 +228,18 @@ export async function preflightGate(io: Pick<CommandIO<unknown>, 'ctx' | 'out' |
   for (const w of warnings) out.warn(`preflight ${w.name}: ${safe(w.detail)}${w.fix ? ` (fix: ${safe(w.fix)})` : ''}`);
   const forced = enforceGates(preflightGates(r), { force: o.force, reason: o.reason ?? '' });
   if (forced.length > 0) {
-    out.warn(`preflight: forced ${forced.join(', ')} (recorded in the history): ${r.checks.filter((c) => forced.includes(c.name)).map((c) => safe(c.detail)).join('; ')}`);
-    await ctx.state.appendHistory('force', ctx.actor, { command: o.command, gates: forced, reason: o.reason ?? '', preflight: r.checks.filter((c) => forced.includes(c.name)) });
+    out.warn(
+      `preflight: forced ${forced.join(', ')} (recorded in the history): ${r.checks
+        .filter((c) => forced.includes(c.name))
+        .map((c) => safe(c.detail))
+        .join('; ')}`,
+    );
+    await ctx.state.appendHistory('force', ctx.actor, {
+      command: o.command,
+      gates: forced,
+      reason: o.reason ?? '',
+      preflight: r.checks.filter((c) => forced.includes(c.name)),
+    });
   }
   return { ok: r.ok, forced, warnings: warnings.map((w) => w.name), checks: r.checks };
 }
-

@@ -43,7 +43,8 @@ function renderWorkspaces(r: WorkspaceRollbackResult, out: Output): void {
     r.plan.forEach((step, i) => out.print(`  ${i + 1}. ${step}`));
     return;
   }
-  if (r.action !== RollbackAction.ResumeReverseBackfill) out.print(`${c.green('moved')} workspace(s) ${r.workspaces.join(', ')} ${r.from} → ${r.to}, epoch ${r.epoch}; every other workspace is untouched`);
+  if (r.action !== RollbackAction.ResumeReverseBackfill)
+    out.print(`${c.green('moved')} workspace(s) ${r.workspaces.join(', ')} ${r.from} → ${r.to}, epoch ${r.epoch}; every other workspace is untouched`);
   for (const b of r.reverseBackfills) {
     out.print(
       `${b.complete ? c.green('reverse backfill complete') : c.yellow('reverse backfill incomplete')} for ${b.workspace ?? '?'}: ${fmtInt(b.scanned)} v2 record(s), ${fmtInt(b.copied)} copied to legacy, ${b.unmigratable > 0 ? c.red(`${fmtInt(b.unmigratable)} unmigratable`) : '0 unmigratable'}`,
@@ -66,7 +67,14 @@ function workspacesJson(r: WorkspaceRollbackResult): Record<string, unknown> {
     forced: r.forced,
     legacyComplete: r.legacyComplete,
     next: r.next,
-    reverseBackfills: r.reverseBackfills.map((b) => ({ workspace: b.workspace, complete: b.complete, scanned: b.scanned, copied: b.copied, unmigratable: b.unmigratable, unmigratableRecords: b.unmigratableRecords })),
+    reverseBackfills: r.reverseBackfills.map((b) => ({
+      workspace: b.workspace,
+      complete: b.complete,
+      scanned: b.scanned,
+      copied: b.copied,
+      unmigratable: b.unmigratable,
+      unmigratableRecords: b.unmigratableRecords,
+    })),
   };
 }
 import { runCommand } from '../runner.js';
@@ -74,12 +82,15 @@ import { runCommand } from '../runner.js';
 function render(r: RollbackResult, out: Output): void {
   const c = out.color;
   if (r.dryRun) {
-    out.print(`${c.yellow('preview:')} rollback from ${r.from} would ${r.action === RollbackAction.ResumeReverseBackfill ? 'resume the reverse backfill (no phase move)' : `move ${r.from} → ${r.to}`}; nothing changed. Add --execute to act.`);
+    out.print(
+      `${c.yellow('preview:')} rollback from ${r.from} would ${r.action === RollbackAction.ResumeReverseBackfill ? 'resume the reverse backfill (no phase move)' : `move ${r.from} → ${r.to}`}; nothing changed. Add --execute to act.`,
+    );
     r.plan.forEach((step, i) => out.print(`  ${i + 1}. ${step}`));
     for (const g of r.gates.filter((x) => !x.open)) out.print(`  gate ${g.name}: ${c.yellow('closed')} — ${safe(g.reason)}`);
     return;
   }
-  if (r.action !== RollbackAction.ResumeReverseBackfill) out.print(`${c.green('moved')} ${r.from} → ${r.to}, epoch ${r.epoch}. Writers follow within the ${r.settleMs} ms settle window.`);
+  if (r.action !== RollbackAction.ResumeReverseBackfill)
+    out.print(`${c.green('moved')} ${r.from} → ${r.to}, epoch ${r.epoch}. Writers follow within the ${r.settleMs} ms settle window.`);
   const b = r.reverseBackfill;
   if (b) {
     out.print(
@@ -136,7 +147,10 @@ export function registerRollback(program: Command, setExit: (code: number) => vo
     .option('--execute', 'act (takes the lock); without it, show the plan and change nothing')
     .option('--reason <text>', 'why (recorded in the state record and the history); required with --force')
     .option('--force [gates]', FORCE_HELP)
-    .option('--workspace <ids>', 'canary: one step back for these workspaces only (comma-separated); after their cleanup it reverse-backfills exactly their records')
+    .option(
+      '--workspace <ids>',
+      'canary: one step back for these workspaces only (comma-separated); after their cleanup it reverse-backfills exactly their records',
+    )
     .option('--phase-only', 'from new-only: move the phase but skip the reverse backfill (a later rollback --execute runs it)')
     .option('--rate <keys/s>', 'throttle the reverse backfill (default: no limit)')
     .option('--batch-size <n>', `reverse backfill SCAN COUNT ${dflt(DEFAULT_BATCH_SIZE)}`)
@@ -183,7 +197,8 @@ Examples:
                 });
               // Only a reverse backfill is a long run: a preview or an instant move never waits for the guards
               // (a rollback must not be held back by a guard that cannot read its signal).
-              if (!opts.execute || !(await needsReverseCopy(io.ctx, parseWorkspaceList(opts.workspace ?? [])))) return run({ ctx: io.ctx, guards: null, onProgress: io.progress.update });
+              if (!opts.execute || !(await needsReverseCopy(io.ctx, parseWorkspaceList(opts.workspace ?? []))))
+                return run({ ctx: io.ctx, guards: null, onProgress: io.progress.update });
               return runGuarded(io, { op: 'reverse-backfill', command: 'rollback', rate: opts.rate }, run);
             },
             render: renderWorkspaces,

@@ -19,16 +19,22 @@ const DEFAULT_WATCH_MS = 1000;
 const MIN_WATCH_MS = 200;
 
 /** `--watch [interval]`: commander gives undefined, true (bare) or the interval. */
-const watchFlag = z.union([z.boolean(), z.string()]).optional().transform((v, ctx) => {
-  if (v === undefined || v === false) return null;
-  if (v === true) return DEFAULT_WATCH_MS;
-  const ms = parseDuration(v);
-  if (ms === null || ms < MIN_WATCH_MS) {
-    ctx.addIssue({ code: 'custom', message: `expected a refresh interval of at least ${MIN_WATCH_MS}ms, such as 1s or 500ms, got ${JSON.stringify(v.slice(0, 40))}` });
-    return z.NEVER;
-  }
-  return ms;
-});
+const watchFlag = z
+  .union([z.boolean(), z.string()])
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v === false) return null;
+    if (v === true) return DEFAULT_WATCH_MS;
+    const ms = parseDuration(v);
+    if (ms === null || ms < MIN_WATCH_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a refresh interval of at least ${MIN_WATCH_MS}ms, such as 1s or 500ms, got ${JSON.stringify(v.slice(0, 40))}`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
 /** Options of `status`. */
 const StatusFlagsSchema = z.object({
@@ -55,7 +61,10 @@ export function runLines(r: RunInFlight, now: number, out: Output): Array<[strin
   const rate = `${fmtInt(r.keysPerSecond)} keys/s${r.ceiling !== null ? ` (ceiling ${fmtInt(r.ceiling)})` : ''}`;
   const eta = r.state === 'paused' ? 'ETA -- (paused)' : r.etaMs === null ? 'ETA --' : `ETA ${humanDuration(r.etaMs)}`;
   const lines: Array<[string, string]> = [
-    ['run', `${safe(r.op)} by ${safe(r.actor)} pid ${r.pid}@${safe(r.host)}, started ${fmtAgo(now - r.startedAt)}: ${safe(r.stage)} ${runProgress(r)}, ${rate}, ${eta}`],
+    [
+      'run',
+      `${safe(r.op)} by ${safe(r.actor)} pid ${r.pid}@${safe(r.host)}, started ${fmtAgo(now - r.startedAt)}: ${safe(r.stage)} ${runProgress(r)}, ${rate}, ${eta}`,
+    ],
   ];
   const t = r.throttle;
   const held = t.pausedMs + t.throttledMs > 0 ? ` (held back ${((t.pausedMs + t.throttledMs) / 1000).toFixed(1)}s so far, ${t.pauses} pause(s))` : '';
@@ -69,11 +78,25 @@ function statusLines(r: StatusResult, out: Output): Array<[string, string]> {
   const c = out.color;
   const lines: Array<[string, string]> = [];
   lines.push(['phase', `${r.diagram}   ${c.dim(`epoch ${r.epoch}`)}`]);
-  lines.push(['changed', r.changedAt === null ? 'never (no state record: phase legacy, epoch 0)' : `${fmtAgo(r.sinceChangeMs)} by ${safe(r.changedBy ?? '?')}${r.reason ? ` — "${safe(r.reason)}"` : ''}`]);
-  lines.push(['layouts', `legacy ${r.legacyComplete ? 'complete' : c.yellow('incomplete')}, v2 ${r.v2Complete ? 'complete' : 'not proven complete'}; settle window ${r.settleMs} ms`]);
-  lines.push(['keys', `legacy ${r.counts.estimated ? '≈' : ''}${fmtInt(r.counts.legacy)}, v2 ${r.counts.estimated ? '≈' : ''}${fmtInt(r.counts.v2)}${r.counts.estimated ? c.dim(' (estimated; --exact to count)') : ''}`]);
+  lines.push([
+    'changed',
+    r.changedAt === null
+      ? 'never (no state record: phase legacy, epoch 0)'
+      : `${fmtAgo(r.sinceChangeMs)} by ${safe(r.changedBy ?? '?')}${r.reason ? ` — "${safe(r.reason)}"` : ''}`,
+  ]);
+  lines.push([
+    'layouts',
+    `legacy ${r.legacyComplete ? 'complete' : c.yellow('incomplete')}, v2 ${r.v2Complete ? 'complete' : 'not proven complete'}; settle window ${r.settleMs} ms`,
+  ]);
+  lines.push([
+    'keys',
+    `legacy ${r.counts.estimated ? '≈' : ''}${fmtInt(r.counts.legacy)}, v2 ${r.counts.estimated ? '≈' : ''}${fmtInt(r.counts.v2)}${r.counts.estimated ? c.dim(' (estimated; --exact to count)') : ''}`,
+  ]);
   for (const cp of r.checkpoints) {
-    lines.push([cp.op, `checkpoint: ${cp.nodesDone}/${cp.nodes} node(s) done, ${fmtInt(cp.scanned)} scanned, updated ${fmtAgo(cp.updatedAt === null ? null : r.serverTime - cp.updatedAt)}`]);
+    lines.push([
+      cp.op,
+      `checkpoint: ${cp.nodesDone}/${cp.nodes} node(s) done, ${fmtInt(cp.scanned)} scanned, updated ${fmtAgo(cp.updatedAt === null ? null : r.serverTime - cp.updatedAt)}`,
+    ]);
   }
   const b = r.lastBackfill;
   const cpBackfill = r.checkpoints.find((cp) => cp.op === 'backfill');
@@ -86,22 +109,48 @@ function statusLines(r: StatusResult, out: Output): Array<[string, string]> {
         : 'never run',
   ]);
   const v = r.lastVerify;
-  lines.push(['verify', v ? `${v.ok ? c.green('clean') : c.red(`${fmtInt(v.mismatches)} persistent mismatch(es)`)}, ${v.scope}, ${fmtInt(v.scanned)} keys, ${v.rounds} round(s), ${fmtAgo(r.serverTime - v.finishedAt)} (epoch ${v.epoch})` : 'never run']);
+  lines.push([
+    'verify',
+    v
+      ? `${v.ok ? c.green('clean') : c.red(`${fmtInt(v.mismatches)} persistent mismatch(es)`)}, ${v.scope}, ${fmtInt(v.scanned)} keys, ${v.rounds} round(s), ${fmtAgo(r.serverTime - v.finishedAt)} (epoch ${v.epoch})`
+      : 'never run',
+  ]);
   const cl = r.lastCleanup;
   if (cl) {
-    const reasons = Object.entries(cl.keptByReason).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmtInt(n)}`).join(', ');
-    lines.push(['cleanup', `last run ${cl.complete ? 'complete' : c.yellow('incomplete')}, ${fmtInt(cl.deleted)} deleted, ${fmtInt(cl.kept)} kept${reasons ? ` (${reasons})` : ''}, ${fmtAgo(r.serverTime - cl.finishedAt)} (epoch ${cl.epoch})`]);
+    const reasons = Object.entries(cl.keptByReason)
+      .filter(([, n]) => n > 0)
+      .map(([k, n]) => `${k} ${fmtInt(n)}`)
+      .join(', ');
+    lines.push([
+      'cleanup',
+      `last run ${cl.complete ? 'complete' : c.yellow('incomplete')}, ${fmtInt(cl.deleted)} deleted, ${fmtInt(cl.kept)} kept${reasons ? ` (${reasons})` : ''}, ${fmtAgo(r.serverTime - cl.finishedAt)} (epoch ${cl.epoch})`,
+    ]);
   }
   const live = r.writers.filter((w) => w.live);
   const lagging = live.filter((w) => w.epoch < r.epoch);
-  lines.push(['writers', live.length === 0 ? 'none registered (writers that do not register are covered by the settle window only)' : `${live.length} live, ${lagging.length === 0 ? c.green(`all at epoch ${r.epoch}`) : c.yellow(`${lagging.length} not yet at epoch ${r.epoch}`)}`]);
-  for (const w of live.slice(0, 10)) lines.push(['writer', `${safe(w.name || 'writer')} pid ${w.pid}@${safe(w.host)} epoch ${w.epoch}${w.epoch < r.epoch ? c.yellow(' (lagging)') : ''}, heartbeat ${fmtAgo(w.ageMs)}`]);
+  lines.push([
+    'writers',
+    live.length === 0
+      ? 'none registered (writers that do not register are covered by the settle window only)'
+      : `${live.length} live, ${lagging.length === 0 ? c.green(`all at epoch ${r.epoch}`) : c.yellow(`${lagging.length} not yet at epoch ${r.epoch}`)}`,
+  ]);
+  for (const w of live.slice(0, 10))
+    lines.push([
+      'writer',
+      `${safe(w.name || 'writer')} pid ${w.pid}@${safe(w.host)} epoch ${w.epoch}${w.epoch < r.epoch ? c.yellow(' (lagging)') : ''}, heartbeat ${fmtAgo(w.ageMs)}`,
+    ]);
   const counts = Object.entries(r.canaries.byPhase);
   if (counts.length > 0) {
-    lines.push(['canaries', `${counts.map(([p, n]) => `${fmtInt(n)} in ${p}`).join(', ')} (ahead of the global ${r.phase}); every other workspace follows the global phase`]);
+    lines.push([
+      'canaries',
+      `${counts.map(([p, n]) => `${fmtInt(n)} in ${p}`).join(', ')} (ahead of the global ${r.phase}); every other workspace follows the global phase`,
+    ]);
     for (const cn of r.canaries.listed) {
       const closed = cn.gates.find((g) => !g.open);
-      lines.push(['canary', `${safe(cn.workspace)} ${cn.phase}${cn.legacyComplete || cn.phase === 'new-only' ? '' : c.yellow(' (legacy incomplete: rollback --workspace resumes the copy back)')}; ${cn.next} --workspace ${closed ? `${c.red('closed')} — ${safe(closed.reason)}` : c.green('open')}`]);
+      lines.push([
+        'canary',
+        `${safe(cn.workspace)} ${cn.phase}${cn.legacyComplete || cn.phase === 'new-only' ? '' : c.yellow(' (legacy incomplete: rollback --workspace resumes the copy back)')}; ${cn.next} --workspace ${closed ? `${c.red('closed')} — ${safe(closed.reason)}` : c.green('open')}`,
+      ]);
     }
   }
   if (r.accepted > 0) lines.push(['accepted', `${fmtInt(r.accepted)} legacy key(s) accepted as unmigratable (orch-migrate accept --list)`]);
@@ -114,7 +163,11 @@ function statusLines(r: StatusResult, out: Output): Array<[string, string]> {
   }
   if (r.runs.length === 0) lines.push(['run', r.lock ? 'no heartbeat: the lock holder runs no guarded operation (or it just started)' : 'none in flight']);
   for (const run of r.runs) lines.push(...runLines(run, r.serverTime, out));
-  if (r.control) lines.push(['control', `${r.control.paused ? c.red(safe(describeControl(r.control))) : c.yellow(safe(describeControl(r.control)))}${r.control.at ? `, ${fmtAgo(r.serverTime - r.control.at)}` : ''}`]);
+  if (r.control)
+    lines.push([
+      'control',
+      `${r.control.paused ? c.red(safe(describeControl(r.control))) : c.yellow(safe(describeControl(r.control)))}${r.control.at ? `, ${fmtAgo(r.serverTime - r.control.at)}` : ''}`,
+    ]);
   for (const [cmd, g] of Object.entries(r.gates)) {
     const first = g.gates.find((x) => !x.open);
     lines.push([`gate`, `${cmd.padEnd(18)} ${g.open ? c.green('open') : `${c.red('closed')} — ${first?.reason ?? ''}`}`]);
@@ -153,7 +206,11 @@ export function fitLine(line: string, columns: number): string {
 export function watchFrame(lines: string[], previous: number, columns: number, rows: number): { text: string; height: number } {
   const room = Math.max(1, rows - 1);
   let shown = lines.map((l) => fitLine(l, columns));
-  if (shown.length > room) shown = [...shown.slice(0, room - 1), fitLine(`… ${shown.length - room + 1} more line(s): make the terminal taller, or run status without --watch`, columns)];
+  if (shown.length > room)
+    shown = [
+      ...shown.slice(0, room - 1),
+      fitLine(`… ${shown.length - room + 1} more line(s): make the terminal taller, or run status without --watch`, columns),
+    ];
   const back = previous > 0 ? `\x1b[${previous}A` : '';
   return { text: `${back}\r\x1b[J${shown.join('\n')}\n`, height: shown.length };
 }
@@ -264,7 +321,10 @@ export function registerStatus(program: Command, setExit: (code: number) => void
     .option('--history <n>', `history entries to show, 1-100 (default: ${DEFAULT_HISTORY})`)
     .option('--max-verify-age <duration>', 'freshness the flip-read gate requires of a verify (default: 1h)')
     .option('--min-soak <duration>', 'soak the cleanup gate requires in read-new (default: 1h)')
-    .option('--watch [interval]', `refresh until interrupted: redrawn in place on a terminal, one line per refresh otherwise ${dflt(fmtDuration(DEFAULT_WATCH_MS))}`)
+    .option(
+      '--watch [interval]',
+      `refresh until interrupted: redrawn in place on a terminal, one line per refresh otherwise ${dflt(fmtDuration(DEFAULT_WATCH_MS))}`,
+    )
     .addHelpText(
       'after',
       `

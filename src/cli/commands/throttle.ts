@@ -13,5 +13,9 @@ export function renderThrottle(t: ThrottleSummary | null | undefined, out: Outpu
   const by = Object.entries(t.byGuard)
     .map(([g, s]) => `${g} ${((s.pausedMs + s.throttledMs) / 1000).toFixed(1)}s${s.pauses > 0 ? ` (${s.pauses} pause${s.pauses > 1 ? 's' : ''})` : ''}`)
     .join(', ');
-  out.print(out.color.yellow(`held back ${((t.pausedMs + t.throttledMs) / 1000).toFixed(1)}s: paused ${(t.pausedMs / 1000).toFixed(1)}s, slowed ${(t.throttledMs / 1000).toFixed(1)}s — ${by}`));
+  out.print(
+    out.color.yellow(
+      `held back ${((t.pausedMs + t.throttledMs) / 1000).toFixed(1)}s: paused ${(t.pausedMs / 1000).toFixed(1)}s, slowed ${(t.throttledMs / 1000).toFixed(1)}s — ${by}`,
+    ),
+  );
 }

@@ -482,14 +482,21 @@ export class RedisProcess {
     const { tag } = currentSession();
     const argv = [
       ...(this.configFile ? [this.configFile] : []),
-      '--port', String(this.port),
-      '--bind', LOOPBACK,
-      '--dir', this.dir,
-      '--daemonize', 'no',
-      '--logfile', '',
-      '--save', '',
+      '--port',
+      String(this.port),
+      '--bind',
+      LOOPBACK,
+      '--dir',
+      this.dir,
+      '--daemonize',
+      'no',
+      '--logfile',
+      '',
+      '--save',
+      '',
       // The tag in the process title is what lets a later sweep prove a pid is ours.
-      '--proc-title-template', `{title} {listen-addr} {server-mode} ${PROC_TITLE_TAG}${tag}`,
+      '--proc-title-template',
+      `{title} {listen-addr} {server-mode} ${PROC_TITLE_TAG}${tag}`,
       ...this.args,
     ];
     const logStart = this.logBuf.length;
@@ -507,7 +514,10 @@ export class RedisProcess {
     const deadline = Date.now() + this.startTimeoutMs;
     let lastErr: unknown;
     let failure: Error | undefined;
-    spawnError.then((e) => (failure ??= new Error(`could not spawn ${bin}: ${e.message}`)), () => undefined);
+    spawnError.then(
+      (e) => (failure ??= new Error(`could not spawn ${bin}: ${e.message}`)),
+      () => undefined,
+    );
     while (Date.now() < deadline && !failure) {
       if (!isRunning(child)) {
         await sleep(20); // let stdout flush the reason
@@ -531,9 +541,10 @@ export class RedisProcess {
       }
       await sleep(50);
     }
-    failure ??= lastErr instanceof PortInUseError
-      ? lastErr
-      : new Error(`redis-server on port ${this.port} did not answer within ${this.startTimeoutMs}ms (last error: ${String(lastErr)})`);
+    failure ??=
+      lastErr instanceof PortInUseError
+        ? lastErr
+        : new Error(`redis-server on port ${this.port} did not answer within ${this.startTimeoutMs}ms (last error: ${String(lastErr)})`);
     await this.terminate();
     if (failure instanceof PortInUseError) throw failure;
     throw new Error(`${failure.message}\n--- redis-server log (dir ${this.dir}) ---\n${this.logBuf.slice(logStart).slice(-4000)}`);

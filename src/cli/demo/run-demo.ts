@@ -216,7 +216,10 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
   for (const l of leftovers) {
     const where = l.port === null ? '' : ` on 127.0.0.1:${l.port}`;
     if (l.action === 'stopped') out.line(`stopped redis-server pid ${l.pid}${where}, left running by an earlier demo (pid ${l.ownerPid}, gone)`);
-    else out.warn(`left pid ${l.pid} alone: an earlier demo recorded it, but ${l.action === 'not-ours' ? 'it now runs another program' : 'its command line cannot be read'}`);
+    else
+      out.warn(
+        `left pid ${l.pid} alone: an earlier demo recorded it, but ${l.action === 'not-ours' ? 'it now runs another program' : 'its command line cannot be read'}`,
+      );
   }
 
   let server: ThrowawayRedis | null = null;
@@ -250,12 +253,15 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
           : before.total === 0
             ? 'it holds no keys right now'
             : `it holds ${fmtInt(before.total)} key(s) (${before.perDb.join(', ')})`;
-      throw new ConfigError(`The demo did not start the server at ${target.host}:${target.port} db ${target.db} (from --redis-url or REDIS_URL), and ${holds}; refusing to write there`, {
-        code: 'ERR_DEMO_TARGET',
-        suggestion:
-          'The demo loads jobs and runs live writers on its server. Unset REDIS_URL (and drop --redis-url) to let it start a throwaway redis-server, ' +
-          'or add --yes to run it on this server under a fresh key prefix; it deletes only that prefix\'s keys at the end.',
-      });
+      throw new ConfigError(
+        `The demo did not start the server at ${target.host}:${target.port} db ${target.db} (from --redis-url or REDIS_URL), and ${holds}; refusing to write there`,
+        {
+          code: 'ERR_DEMO_TARGET',
+          suggestion:
+            'The demo loads jobs and runs live writers on its server. Unset REDIS_URL (and drop --redis-url) to let it start a throwaway redis-server, ' +
+            "or add --yes to run it on this server under a fresh key prefix; it deletes only that prefix's keys at the end.",
+        },
+      );
     }
     const result: DemoResult = {
       server: describeTarget(target),
@@ -291,15 +297,35 @@ export async function runDemo(opts: DemoOptions, out: Output): Promise<DemoResul
       { title: 'Phase 1: writers mirror every write into v2', args: ['enable-dual-write', '--reason', 'demo: start', '--settle-ms', '500'], expected: [0] },
       { title: 'Copy the history (resumable, throttle-able, byte-exact)', args: ['backfill'], expected: [0] },
       { title: 'Prove both layouts agree, field by field, in both directions', args: ['verify', '--rounds', '2', '--round-delay', '300ms'], expected: [0] },
-      { title: 'Canary: two workspaces read from v2 first, each gated on a verify that covered it', args: ['flip-read', '--workspace', canaries, '--reason', 'demo: canary'], expected: [0] },
-      { title: 'Verify again: the canaries are checked against their own primary (v2 now)', args: ['verify', '--rounds', '2', '--round-delay', '300ms'], expected: [0] },
-      { title: 'The canaries clean up ahead of everyone (exactly their legacy keys)', args: ['cleanup', '--workspace', canaries, '--execute', '--min-soak', '0s', '--reason', 'demo: canary cleanup'], expected: [0] },
+      {
+        title: 'Canary: two workspaces read from v2 first, each gated on a verify that covered it',
+        args: ['flip-read', '--workspace', canaries, '--reason', 'demo: canary'],
+        expected: [0],
+      },
+      {
+        title: 'Verify again: the canaries are checked against their own primary (v2 now)',
+        args: ['verify', '--rounds', '2', '--round-delay', '300ms'],
+        expected: [0],
+      },
+      {
+        title: 'The canaries clean up ahead of everyone (exactly their legacy keys)',
+        args: ['cleanup', '--workspace', canaries, '--execute', '--min-soak', '0s', '--reason', 'demo: canary cleanup'],
+        expected: [0],
+      },
       { title: 'Status shows the canaries ahead of the global phase', args: ['status'], expected: [0] },
-      { title: 'Every move changes the epoch: verify once more before the global flip', args: ['verify', '--rounds', '2', '--round-delay', '300ms'], expected: [0] },
+      {
+        title: 'Every move changes the epoch: verify once more before the global flip',
+        args: ['verify', '--rounds', '2', '--round-delay', '300ms'],
+        expected: [0],
+      },
       { title: 'Phase 2: reads move to v2 for everyone (gated on that clean verify)', args: ['flip-read', '--reason', 'demo: verify clean'], expected: [0] },
       { title: 'Soak, and verify again in the new epoch', args: ['verify', '--rounds', '2', '--round-delay', '300ms'], expected: [0] },
       { title: 'Cleanup is a dry run by default', args: ['cleanup', '--min-soak', '0s'], expected: [0] },
-      { title: 'Phase 3: delete legacy keys proven in v2', args: ['cleanup', '--execute', '--min-soak', '0s', '--reason', 'demo: no soak on a throwaway server'], expected: [0] },
+      {
+        title: 'Phase 3: delete legacy keys proven in v2',
+        args: ['cleanup', '--execute', '--min-soak', '0s', '--reason', 'demo: no soak on a throwaway server'],
+        expected: [0],
+      },
       { title: 'Status after cleanup', args: ['status'], expected: [0] },
       { title: 'Rollback previews by default', args: ['rollback'], expected: [0] },
       { title: 'Roll back past cleanup: legacy is rebuilt from v2', args: ['rollback', '--execute', '--reason', 'demo: rollback drill'], expected: [0] },

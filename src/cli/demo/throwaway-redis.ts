@@ -46,7 +46,8 @@ export async function spawnRedisServer(extraArgs: string[] = []): Promise<Throwa
 /** Starts the demo's server, or throws a ConfigError (exit 2) naming what to install. */
 export async function startThrowawayRedis(): Promise<ThrowawayRedis> {
   const bin = redisServerBin();
-  if (!binaryRuns(bin)) throw new ConfigError(`\`${bin}\` is not installed (or does not run), so the demo cannot start a throwaway Redis`, { suggestion: INSTALL_HELP });
+  if (!binaryRuns(bin))
+    throw new ConfigError(`\`${bin}\` is not installed (or does not run), so the demo cannot start a throwaway Redis`, { suggestion: INSTALL_HELP });
   try {
     return await spawnRedisServer();
   } catch (cause) {

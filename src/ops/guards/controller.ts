@@ -197,7 +197,11 @@ export class GuardController implements ScanPacer {
   async start(): Promise<void> {
     const [readings, control] = await Promise.all([this.firstReadings(), this.readControl()]);
     const blind = readings.find((r) => r.level === 'unreadable');
-    if (blind) throw new GuardStopError(blind.guard, blind.text, { unreadable: true, suggestion: fixUnreadable(blind.guard, OFF_FLAGS[blind.guard] ?? 'its flags set to off') });
+    if (blind)
+      throw new GuardStopError(blind.guard, blind.text, {
+        unreadable: true,
+        suggestion: fixUnreadable(blind.guard, OFF_FLAGS[blind.guard] ?? 'its flags set to off'),
+      });
     this.applySample(readings, control);
     if (this.failure) throw this.failure;
     this.timer = setInterval(() => void this.tick(), this.opts.sampleEveryMs ?? SAMPLE_EVERY_MS);
@@ -250,7 +254,9 @@ export class GuardController implements ScanPacer {
     const before = `${this.state}|${this.holding.join(',')}`;
     const critical = readings.find((r) => r.level === 'critical');
     if (critical) {
-      this.fail(new GuardStopError(critical.guard, critical.text, { suggestion: FIX_CRITICAL[critical.guard] ?? 'Rerun once the signal is back under its level.' }));
+      this.fail(
+        new GuardStopError(critical.guard, critical.text, { suggestion: FIX_CRITICAL[critical.guard] ?? 'Rerun once the signal is back under its level.' }),
+      );
       return;
     }
     const over = readings.filter((r) => r.level === 'over' || r.level === 'unreadable');
@@ -442,7 +448,8 @@ export class GuardController implements ScanPacer {
   summary(): ThrottleSummary {
     this.account();
     const byGuard: Record<string, ThrottleGuardStats> = {};
-    for (const [g, s] of Object.entries(this.totals.byGuard)) byGuard[g] = { pausedMs: Math.round(s.pausedMs), throttledMs: Math.round(s.throttledMs), pauses: s.pauses };
+    for (const [g, s] of Object.entries(this.totals.byGuard))
+      byGuard[g] = { pausedMs: Math.round(s.pausedMs), throttledMs: Math.round(s.throttledMs), pauses: s.pauses };
     return { pausedMs: Math.round(this.totals.pausedMs), throttledMs: Math.round(this.totals.throttledMs), pauses: this.totals.pauses, byGuard };
   }
 

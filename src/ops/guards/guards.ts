@@ -110,7 +110,8 @@ export function evaluateMemory(node: string, info: Record<string, string> | Erro
   const pct = (m.usedBytes / limit) * 100;
   const of = m.maxmemoryBytes > 0 ? 'maxmemory' : 'system memory (no maxmemory set)';
   const head = `used_memory ${pct.toFixed(1)}% of ${of} (${fmtBytes(m.usedBytes)} of ${fmtBytes(limit)}) on ${node}`;
-  if (levels.criticalPct !== null && pct >= levels.criticalPct) return { ...base, level: 'critical', value: pct, text: `${head} ≥ critical ${levels.criticalPct}%` };
+  if (levels.criticalPct !== null && pct >= levels.criticalPct)
+    return { ...base, level: 'critical', value: pct, text: `${head} ≥ critical ${levels.criticalPct}%` };
   if (levels.throttlePct !== null && pct > levels.throttlePct) return { ...base, level: 'over', value: pct, text: `${head} > ${levels.throttlePct}%` };
   return { ...base, level: 'ok', value: pct, text: head };
 }
@@ -146,14 +147,20 @@ export function evaluateReplicas(node: string, info: Record<string, string> | Er
 }
 
 /** Latency guard on one master, from its probe. */
-export function evaluateLatency(node: string, probe: { p99: number | null; samples: number; error: string | null }, levels: GuardSettings['latency']): GuardReading {
+export function evaluateLatency(
+  node: string,
+  probe: { p99: number | null; samples: number; error: string | null },
+  levels: GuardSettings['latency'],
+): GuardReading {
   const base = { guard: GuardName.Latency, node, pauses: true } as const;
   if (probe.p99 === null) {
     return { ...base, level: 'unreadable', value: null, text: `no latency probe answer from ${node} yet${probe.error ? `: ${probe.error}` : ''}` };
   }
   const head = `probe p99 ${probe.p99.toFixed(1)} ms on ${node} (${probe.samples} PINGs in ${PROBE_WINDOW_S}s)`;
-  if (levels.criticalMs !== null && probe.p99 >= levels.criticalMs) return { ...base, level: 'critical', value: probe.p99, text: `${head} ≥ critical ${levels.criticalMs} ms` };
-  if (levels.throttleMs !== null && probe.p99 > levels.throttleMs) return { ...base, level: 'over', value: probe.p99, text: `${head} > ${levels.throttleMs} ms` };
+  if (levels.criticalMs !== null && probe.p99 >= levels.criticalMs)
+    return { ...base, level: 'critical', value: probe.p99, text: `${head} ≥ critical ${levels.criticalMs} ms` };
+  if (levels.throttleMs !== null && probe.p99 > levels.throttleMs)
+    return { ...base, level: 'over', value: probe.p99, text: `${head} > ${levels.throttleMs} ms` };
   return { ...base, level: 'ok', value: probe.p99, text: head };
 }
 
@@ -181,7 +188,8 @@ export class RedisGuardSignals implements GuardSignals {
     const per = await Promise.all(
       this.probes.map(async (p) => {
         const out: GuardReading[] = [];
-        const read = (section: 'memory' | 'replication'): Promise<Record<string, string> | Error> => p.info(section).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+        const read = (section: 'memory' | 'replication'): Promise<Record<string, string> | Error> =>
+          p.info(section).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
         const [mem, repl] = await Promise.all([this.on.memory ? read('memory') : null, this.on.replicaLag ? read('replication') : null]);
         if (mem !== null) out.push(evaluateMemory(p.addr, mem, this.settings.memory));
         if (repl !== null) out.push(evaluateReplicas(p.addr, repl, this.settings.replicaLag));

@@ -127,7 +127,14 @@ export function v2RecordBytes(s: RecordSample, m: MemoryModel): number {
 }
 
 /** Bytes of one workspace index: a sorted set of `entries` members (mean length `memberLen`) and its key. */
-export function indexBytes(entries: number, memberLen: number, keyLen: number, m: MemoryModel, sampleMember = 'x'.repeat(Math.round(memberLen)), sampleScore = '1700000000000'): number {
+export function indexBytes(
+  entries: number,
+  memberLen: number,
+  keyLen: number,
+  m: MemoryModel,
+  sampleMember = 'x'.repeat(Math.round(memberLen)),
+  sampleScore = '1700000000000',
+): number {
   if (entries <= 0) return 0;
   const q = m.quantum;
   const entry = REDIS_SIZES.dictEntry + (m.cluster ? REDIS_SIZES.clusterEntryMeta : 0);
@@ -137,7 +144,10 @@ export function indexBytes(entries: number, memberLen: number, keyLen: number, m
     return keyBytes + sizeClass(lp, q);
   }
   const fixed =
-    sizeClass(REDIS_SIZES.zset, q) + sizeClass(REDIS_SIZES.dict, q) + sizeClass(REDIS_SIZES.zskiplist, q) + sizeClass(REDIS_SIZES.skiplistNode + REDIS_SIZES.skiplistLevel * REDIS_SIZES.maxLevel, q);
+    sizeClass(REDIS_SIZES.zset, q) +
+    sizeClass(REDIS_SIZES.dict, q) +
+    sizeClass(REDIS_SIZES.zskiplist, q) +
+    sizeClass(REDIS_SIZES.skiplistNode + REDIS_SIZES.skiplistLevel * REDIS_SIZES.maxLevel, q);
   const perEntry = sdsBytes(Math.round(memberLen), q) + skiplistNodeBytes(q) + sizeClass(REDIS_SIZES.dictEntry, q);
   return keyBytes + fixed + dictTableBytes(entries, q) + entries * perEntry;
 }

@@ -82,7 +82,12 @@ export function replicationFromInfo(info: Record<string, string>): ReplicationSa
       const eq = part.indexOf('=');
       if (eq > 0) f[part.slice(0, eq)] = part.slice(eq + 1);
     }
-    replicas.push({ addr: `${f.ip ?? '?'}:${f.port ?? '?'}`, state: f.state ?? 'unknown', offset: Number(f.offset ?? 0) || 0, lagSeconds: Number(f.lag ?? 0) || 0 });
+    replicas.push({
+      addr: `${f.ip ?? '?'}:${f.port ?? '?'}`,
+      state: f.state ?? 'unknown',
+      offset: Number(f.offset ?? 0) || 0,
+      lagSeconds: Number(f.lag ?? 0) || 0,
+    });
   }
   return { role: info.role, masterOffset: Number(info.master_repl_offset ?? 0) || 0, replicas };
 }

@@ -65,7 +65,13 @@ export class DigestPairs {
  * The decision from the facts of both sides: equal, a suspect, or 'content'
  * when only the DUMP digests differ (the content digests then decide).
  */
-export function decide(legacy: RecordFacts, v2: RecordFacts, indexScore: number | null, createdAt: string | null, toleranceMs: number): DigestVerdict | 'content' {
+export function decide(
+  legacy: RecordFacts,
+  v2: RecordFacts,
+  indexScore: number | null,
+  createdAt: string | null,
+  toleranceMs: number,
+): DigestVerdict | 'content' {
   if (legacy.type !== 'hash' || v2.type !== 'hash') return DigestVerdict.Suspect;
   if (expiryDiffers(legacy.pexpireAt, v2.pexpireAt, toleranceMs)) return DigestVerdict.Suspect;
   // Equal content means an equal created_at, so the legacy side's names the index score.

@@ -134,7 +134,8 @@ export class Passes {
       if (!this.plan.sampled()) continue;
       const jobId = keys.parseLegacy(key);
       if (jobId === null) {
-        if (this.plan.workspaces === null) this.suspects.addKey(key, MismatchKind.Unmigratable, `${UnmigratableReason.InvalidJobId} ${describeInput(keys.legacySuffix(key) ?? key)}`);
+        if (this.plan.workspaces === null)
+          this.suspects.addKey(key, MismatchKind.Unmigratable, `${UnmigratableReason.InvalidJobId} ${describeInput(keys.legacySuffix(key) ?? key)}`);
         continue;
       }
       candidates.push({ key, jobId });
@@ -174,7 +175,11 @@ export class Passes {
   /** Single node: one read script, then the comparison script for the whole batch; only suspects are read. */
   private async legacyScripted(batch: ScanBatch, candidates: Array<{ key: string; jobId: string }>): Promise<Counters> {
     const { keys } = this.ctx;
-    const rows = await readFieldsBatch(batch.node, candidates.map((c) => c.key), [JobField.WorkspaceId, JobField.Rev, JobField.CreatedAt]);
+    const rows = await readFieldsBatch(
+      batch.node,
+      candidates.map((c) => c.key),
+      [JobField.WorkspaceId, JobField.Rev, JobField.CreatedAt],
+    );
     const pairs: Array<{ key: string; ws: string; jobId: string; score: number }> = [];
     candidates.forEach((c, i) => {
       const [kind, ws, rev, createdAt] = rows[i]!;
@@ -284,7 +289,13 @@ export class Passes {
       for (const m of members) if (!isJobId(m)) this.suspects.add(`d|${ws}|${m}`, { t: 'dangling', ws, member: m });
       const kinds = this.cluster
         ? await Promise.all(valid.map((m) => client.exists(keys.v2Job(ws, m)).then((n) => (n === 1 ? 'hash' : 'none'))))
-        : (await readFieldsBatch(node as Redis, valid.map((m) => keys.v2Job(ws, m)), [])).map((r) => r[0] ?? 'none');
+        : (
+            await readFieldsBatch(
+              node as Redis,
+              valid.map((m) => keys.v2Job(ws, m)),
+              [],
+            )
+          ).map((r) => r[0] ?? 'none');
       valid.forEach((m, i) => {
         if (kinds[i] === 'none') this.suspects.add(`d|${ws}|${m}`, { t: 'dangling', ws, member: m });
       });

@@ -58,7 +58,14 @@ export class MismatchReport {
     const repaired = this.opts.repair ? { repaired: fixed } : {};
     if (s.t === 'key') return this.emit({ kind: s.kind, key: s.key, detail: s.detail });
     if (s.t === 'dangling') {
-      return this.emit({ kind: MismatchKind.IndexDangling, key: this.keys.index(s.ws), workspaceId: s.ws, jobId: s.member, detail: `member ${describeInput(s.member)} has no v2 record`, ...repaired });
+      return this.emit({
+        kind: MismatchKind.IndexDangling,
+        key: this.keys.index(s.ws),
+        workspaceId: s.ws,
+        jobId: s.member,
+        detail: `member ${describeInput(s.member)} has no v2 record`,
+        ...repaired,
+      });
     }
     this.addPair(s, repaired);
   }
@@ -68,7 +75,12 @@ export class MismatchReport {
     const v2Key = this.keys.v2Job(s.ws, s.jobId);
     for (const issue of s.issues) {
       const names = issue.fields ?? [];
-      const key = issue.kind === MismatchKind.Missing ? legacyKey : issue.kind === MismatchKind.IndexMissing || issue.kind === MismatchKind.IndexScore ? this.keys.index(s.ws) : v2Key;
+      const key =
+        issue.kind === MismatchKind.Missing
+          ? legacyKey
+          : issue.kind === MismatchKind.IndexMissing || issue.kind === MismatchKind.IndexScore
+            ? this.keys.index(s.ws)
+            : v2Key;
       const extra: Record<string, unknown> = {
         legacyExpireAt: s.legacy.pexpireAt,
         v2ExpireAt: s.v2.pexpireAt,
@@ -76,11 +88,24 @@ export class MismatchReport {
         v2Rev: s.v2.rev || null,
       };
       if (names.length > 0) {
-        const pick = (from: Map<string, Buffer>): Record<string, unknown> => redactRecord(new Map(names.filter((n) => from.has(n)).map((n) => [displayField(n), from.get(n)!])));
+        const pick = (from: Map<string, Buffer>): Record<string, unknown> =>
+          redactRecord(new Map(names.filter((n) => from.has(n)).map((n) => [displayField(n), from.get(n)!])));
         extra.legacy = pick(s.values.legacy);
         extra.v2 = pick(s.values.v2);
       }
-      this.emit({ kind: issue.kind, key, workspaceId: s.ws, jobId: s.jobId, legacyKey, v2Key, ...(names.length > 0 ? { fields: names.map(displayField) } : {}), ...repaired }, extra);
+      this.emit(
+        {
+          kind: issue.kind,
+          key,
+          workspaceId: s.ws,
+          jobId: s.jobId,
+          legacyKey,
+          v2Key,
+          ...(names.length > 0 ? { fields: names.map(displayField) } : {}),
+          ...repaired,
+        },
+        extra,
+      );
     }
   }
 
