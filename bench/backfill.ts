@@ -174,7 +174,7 @@ export function connect(s: Servers, cluster: boolean): Redis | Cluster {
 }
 
 /** ~400 bytes in 10 fields, every value under 64 bytes (Redis' default listpack encoding). */
-function jobFields(i: number, workspaces: number): string[] {
+export function jobFields(i: number, workspaces: number): string[] {
   const created = new Date(1_700_000_000_000 + i * 37_000).toISOString();
   return [
     'job_id',

@@ -16,6 +16,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { jobFields } from './backfill.js';
 import { startRedisProcess, type RedisProcess } from '../src/cli/demo/redis-process.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -89,31 +90,8 @@ async function loadBenchShape(r: Redis, jobs: number): Promise<void> {
   for (let start = 0; start < jobs; start += 5000) {
     const p = r.pipeline();
     for (let i = start; i < Math.min(jobs, start + 5000); i++) {
-      const created = new Date(1_700_000_000_000 + i * 37_000).toISOString();
       const key = `${PREFIX}:jobs:job-${i}`;
-      p.hset(
-        key,
-        'job_id',
-        `job-${i}`,
-        'workspace_id',
-        `ws-${i % 200}`,
-        'action',
-        'summarize_document',
-        'params',
-        `{"doc":"d-${i}","lang":"en","api_key":"sk-${(i * 7919) % 100000}"}`,
-        'status',
-        i % 4 === 0 ? 'succeeded' : 'queued',
-        'result',
-        i % 4 === 0 ? `{"summary":"s-${i}","tokens":${i % 900}}` : '',
-        'error',
-        '',
-        'created_at',
-        created,
-        'updated_at',
-        created,
-        'rev',
-        String(1 + (i % 5)),
-      );
+      p.hset(key, ...jobFields(i, 200));
       if (i % 10 === 0) p.pexpire(key, 86_400_000 + i);
     }
     await p.exec();

@@ -14,8 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { askRedis } from '../../src/cli/demo/redis-process.js';
-import { sleep } from '../../src/core/state.js';
 import { LOOPBACK, parseInfo, startRedisServer, type HostPort, type RedisServerHandle } from './redis-server.js';
+import { poll } from './wait.js';
 
 /** Options of {@link startSentinelSetup}. */
 export interface SentinelSetupOptions {
@@ -65,20 +65,8 @@ async function ask<T>(hp: HostPort, fn: (c: Redis) => Promise<T>, timeoutMs = 20
   return askRedis(hp.port, fn, timeoutMs, hp.host);
 }
 
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | null | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`sentinel setup: timed out after ${timeoutMs}ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
-    await sleep(100);
-  }
+function until<T>(what: string, timeoutMs: number, check: () => Promise<T | null | false>): Promise<T> {
+  return poll(`sentinel setup: ${what}`, check, { timeoutMs, retryErrors: true });
 }
 
 /** `SENTINEL <sub> <name>` rows as objects. */

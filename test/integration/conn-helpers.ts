@@ -10,6 +10,7 @@ import { Layout, routeFor } from '../../src/core/phase.js';
 import type { RedisClient } from '../../src/core/redis.js';
 import { RedisJobQueue } from '../../src/core/redis-queue.js';
 import { StateStore } from '../../src/core/state.js';
+import { poll } from '../helpers/wait.js';
 
 /** The last acknowledged write of one job. */
 export interface LedgerEntry {
@@ -125,16 +126,5 @@ export async function lostWrites(client: RedisClient, keys: Keyspace, ledger: Ma
 
 /** Polls `check` until it returns a truthy value, or throws `what` after `timeoutMs` (condition waits, never fixed sleeps). */
 export async function waitFor<T>(what: string, check: () => Promise<T | null | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+  return poll(what, check, { timeoutMs, everyMs, retryErrors: true });
 }

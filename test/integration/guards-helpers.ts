@@ -13,14 +13,11 @@ import type { HistoryEntry } from '../../src/core/state.js';
 import { StateStore } from '../../src/core/state.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { startRedisServer, type RedisServerHandle } from '../helpers/redis-server.js';
+import { poll } from '../helpers/wait.js';
 
 /** Polls `check` every 25 ms until true, or throws after `timeoutMs` naming `what`. */
 export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await poll(what, check, { timeoutMs, everyMs: 25 });
 }
 
 /** The run in flight (the first live heartbeat), or null. */

@@ -8,6 +8,7 @@ import type { Keyspace } from '../../src/core/keys.js';
 import type { RedisClient } from '../../src/core/redis.js';
 import { StateStore, type MigrationState } from '../../src/core/state.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
+import { poll } from '../helpers/wait.js';
 
 /** Runs the CLI and asserts its exit code, showing its output when it differs. */
 export async function cli(args: string[], expected = 0): Promise<CliResult> {
@@ -38,9 +39,5 @@ export function readState(client: RedisClient, keys: Keyspace): Promise<Migratio
 
 /** Polls `check` every 20 ms until it returns true, or throws after `timeoutMs` naming `what`. */
 export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await poll(what, check, { timeoutMs, everyMs: 20 });
 }

@@ -4,7 +4,15 @@ import { z } from 'zod';
 import { ExitCode } from '../../core/errors.js';
 import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY } from '../../ops/scan-engine.js';
 import { parseWorkspaceList } from '../../ops/canary.js';
-import { planRollback, rollback, RollbackAction, rollbackWorkspaces, type RollbackResult, type WorkspaceRollbackResult } from '../../ops/rollback.js';
+import {
+  planRollback,
+  rollback,
+  RollbackAction,
+  rollbackWorkspaces,
+  type RollbackOptions,
+  type RollbackResult,
+  type WorkspaceRollbackResult,
+} from '../../ops/rollback.js';
 import { dflt, FORCE_HELP, forceFlag, intFlag, orNull, rateFlag, switchFlag, textFlag, withDefault, workspaceListFlag } from '../options.js';
 import { fmtInt, safe, type Output } from '../output.js';
 import { Phase } from '../../core/phase.js';
@@ -27,6 +35,32 @@ const RollbackFlagsSchema = z.object({
   workspace: orNull(workspaceListFlag()),
   ...guardFlagFields,
 });
+
+type RollbackFlags = z.infer<typeof RollbackFlagsSchema>;
+
+/** A run with or without the guards (a preview or an instant move runs without them). */
+interface GuardedRun {
+  ctx: OpContext;
+  guards: GuardController | null;
+  onProgress: ProgressFn;
+}
+
+/** The operation's options from the flags, for a global and a canary rollback alike. */
+function rollbackOptions(io: CommandIO<RollbackFlags>, g: GuardedRun): RollbackOptions {
+  const { opts, globals } = io;
+  return {
+    execute: opts.execute,
+    ...(opts.reason === null ? {} : { reason: opts.reason }),
+    force: opts.force,
+    ackTimeoutMs: globals.ackTimeout,
+    phaseOnly: opts.phaseOnly,
+    rate: opts.rate,
+    guards: g.guards,
+    batchSize: opts.batchSize,
+    concurrency: opts.concurrency,
+    onProgress: g.onProgress,
+  };
+}
 
 /** Whether rolling these workspaces back copies records (one in new-only, or in read-new with its legacy incomplete). */
 async function needsReverseCopy(ctx: OpContext, workspaces: string[]): Promise<boolean> {
@@ -77,7 +111,7 @@ function workspacesJson(r: WorkspaceRollbackResult): Record<string, unknown> {
     })),
   };
 }
-import { runCommand } from '../runner.js';
+import { runCommand, type CommandIO } from '../runner.js';
 
 function render(r: RollbackResult, out: Output): void {
   const c = out.color;
@@ -181,24 +215,12 @@ Examples:
             options: RollbackFlagsSchema,
             mutating: (o) => o.execute,
             execute: async (io) => {
-              const { opts, globals } = io;
-              const run = (g: { ctx: OpContext; guards: GuardController | null; onProgress: ProgressFn }): Promise<WorkspaceRollbackResult> =>
-                rollbackWorkspaces(g.ctx, parseWorkspaceList(opts.workspace ?? []), {
-                  execute: opts.execute,
-                  ...(opts.reason === null ? {} : { reason: opts.reason }),
-                  force: opts.force,
-                  ackTimeoutMs: globals.ackTimeout,
-                  phaseOnly: opts.phaseOnly,
-                  rate: opts.rate,
-                  guards: g.guards,
-                  batchSize: opts.batchSize,
-                  concurrency: opts.concurrency,
-                  onProgress: g.onProgress,
-                });
+              const { opts } = io;
+              const workspaces = parseWorkspaceList(opts.workspace ?? []);
+              const run = (g: GuardedRun): Promise<WorkspaceRollbackResult> => rollbackWorkspaces(g.ctx, workspaces, rollbackOptions(io, g));
               // Only a reverse backfill is a long run: a preview or an instant move never waits for the guards
               // (a rollback must not be held back by a guard that cannot read its signal).
-              if (!opts.execute || !(await needsReverseCopy(io.ctx, parseWorkspaceList(opts.workspace ?? []))))
-                return run({ ctx: io.ctx, guards: null, onProgress: io.progress.update });
+              if (!opts.execute || !(await needsReverseCopy(io.ctx, workspaces))) return run({ ctx: io.ctx, guards: null, onProgress: io.progress.update });
               return runGuarded(io, { op: 'reverse-backfill', command: 'rollback', rate: opts.rate }, run);
             },
             render: renderWorkspaces,
@@ -215,20 +237,8 @@ Examples:
           options: RollbackFlagsSchema,
           mutating: (o) => o.execute,
           execute: async (io) => {
-            const { opts, globals } = io;
-            const run = (g: { ctx: OpContext; guards: GuardController | null; onProgress: ProgressFn }): Promise<RollbackResult> =>
-              rollback(g.ctx, {
-                execute: opts.execute,
-                ...(opts.reason === null ? {} : { reason: opts.reason }),
-                force: opts.force,
-                ackTimeoutMs: globals.ackTimeout,
-                phaseOnly: opts.phaseOnly,
-                rate: opts.rate,
-                guards: g.guards ?? null,
-                batchSize: opts.batchSize,
-                concurrency: opts.concurrency,
-                onProgress: g.onProgress,
-              });
+            const { opts } = io;
+            const run = (g: GuardedRun): Promise<RollbackResult> => rollback(g.ctx, rollbackOptions(io, g));
             // Only a reverse backfill is a long run: a preview or an instant phase move never waits for the guards
             // (a rollback must not be held back by a guard that cannot read its signal).
             const { action } = planRollback(await io.ctx.state.read(), { phaseOnly: opts.phaseOnly, force: opts.force });
