@@ -14,62 +14,16 @@
  * would mix keys, and a mixed pipeline with a write in it is not resent) and
  * refreshes its slot map for the next batch.
  */
+import calculateSlot from 'cluster-key-slot';
 import type { ChainableCommander, Cluster, Redis } from 'ioredis';
 import { ensureScripts, asScriptError } from '../core/scripts.js';
 
 /** One reply of a pipeline: [error, value]. */
 export type Reply = [Error | null, unknown];
 
-const CRC16_TABLE = ((): Uint16Array => {
-  const t = new Uint16Array(256);
-  for (let i = 0; i < 256; i++) {
-    let crc = i << 8;
-    for (let j = 0; j < 8; j++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-    t[i] = crc;
-  }
-  return t;
-})();
-
-function crc16(bytes: ArrayLike<number>, start: number, end: number): number {
-  let crc = 0;
-  for (let i = start; i < end; i++) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ bytes[i]!) & 0xff]!;
-  return crc;
-}
-
-/** The Redis Cluster hash slot of a key (CRC16-XMODEM mod 16384, hash tags honoured). */
+/** The Redis Cluster hash slot of a key: ioredis' own calculation, so a batch routes as the client does. */
 export function keySlot(key: string): number {
-  let bytes: ArrayLike<number>;
-  let ascii = true;
-  for (let i = 0; i < key.length; i++) {
-    if (key.charCodeAt(i) > 0x7f) {
-      ascii = false;
-      break;
-    }
-  }
-  if (ascii) {
-    const a = new Uint8Array(key.length);
-    for (let i = 0; i < key.length; i++) a[i] = key.charCodeAt(i);
-    bytes = a;
-  } else {
-    bytes = Buffer.from(key, 'utf8');
-  }
-  let start = 0;
-  let end = bytes.length;
-  const open = indexOf(bytes, 0x7b /* { */, 0);
-  if (open >= 0) {
-    const close = indexOf(bytes, 0x7d /* } */, open + 1);
-    // Only a non-empty tag counts ("{}" hashes the whole key).
-    if (close > open + 1) {
-      start = open + 1;
-      end = close;
-    }
-  }
-  return crc16(bytes, start, end) & 0x3fff;
-}
-
-function indexOf(bytes: ArrayLike<number>, b: number, from: number): number {
-  for (let i = from; i < bytes.length; i++) if (bytes[i] === b) return i;
-  return -1;
+  return calculateSlot(key);
 }
 
 /** A reply that tells the key is served elsewhere (the cluster client follows it). */
