@@ -22,6 +22,7 @@ import type { OpContext, ProgressFn } from '../../ops/context.js';
 import type { GuardController } from '../../ops/guards/controller.js';
 import { addGuardOptions, guardFlagFields, runGuarded } from '../guard-flags.js';
 import { renderThrottle, throttleJson } from './throttle.js';
+import { runCommand, type CommandIO } from '../runner.js';
 
 /** Options of `rollback`. */
 const RollbackFlagsSchema = z.object({
@@ -111,7 +112,6 @@ function workspacesJson(r: WorkspaceRollbackResult): Record<string, unknown> {
     })),
   };
 }
-import { runCommand, type CommandIO } from '../runner.js';
 
 function render(r: RollbackResult, out: Output): void {
   const c = out.color;
