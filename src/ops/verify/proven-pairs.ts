@@ -14,7 +14,7 @@
  */
 
 /** Default bound on the pairs kept (per table). */
-export const DEFAULT_PROVEN_CAP = 4_000_000;
+export const DEFAULT_PROVEN_CAP = 2_000_000;
 
 /** A 32-bit hash of a pair. */
 export type PairHash = (ws: string, jobId: string) => number;
