@@ -134,21 +134,39 @@ export class Passes {
       let checked = 0;
       let items: V2Item[] = [];
       for (const { ws, jobId } of table.entries()) {
-        if (this.ctx.signal.aborted) break;
         items.push({ key: this.ctx.keys.v2Job(ws, jobId), ws, jobId });
         if (items.length < this.plan.batchSize) continue;
+        if (!(await this.paced())) return checked;
         checked += await this.v2Items(node, items, false);
         items = [];
       }
-      if (items.length > 0) checked += await this.v2Items(node, items, false);
+      if (items.length > 0 && (await this.paced())) checked += await this.v2Items(node, items, false);
       return checked;
     };
     // The set-aside v2 keys and the indexes side by side, as the walk's batches were.
     const [checked, counts] = await Promise.all([
       deferred(this.deferredV2),
-      mapLimit(this.deferredIndexes.splice(0), this.plan.concurrency, (key) => this.indexKey(node, key)),
+      mapLimit(this.deferredIndexes.splice(0), this.plan.concurrency, async (key) => ((await this.paced()) ? this.indexKey(node, key) : 0)),
     ]);
     return { checked, entries: counts.reduce((a, b) => a + b, 0) };
+  }
+
+  /**
+   * Before a read after the walk: false once interrupted. The walk's pacer
+   * already counted these keys, so nothing is booked, but a guard's pause or
+   * refusal (src/ops/guards/controller.ts) holds or fails these reads as it
+   * does the walk's batches.
+   */
+  private async paced(): Promise<boolean> {
+    if (this.ctx.signal.aborted) return false;
+    if (this.pacer === null) return true;
+    try {
+      await this.pacer.acquire(0, this.ctx.signal);
+      return true;
+    } catch (err) {
+      if (this.ctx.signal.aborted) return false;
+      throw err;
+    }
   }
 
   /** Splits one batch of the `<p>:job*` walk into its three passes. */
