@@ -159,6 +159,7 @@ const OPERATOR_COMMANDS: readonly Cmd[] = [
   ['pexpiretime', 'compares and copies expiries'],
   ['zadd', 'writes v2 index entries'],
   ['zscore', 'checks an index entry'],
+  ['zmscore', 'verify reads the index entries of a batch, one call per index (inside verify-batch.lua)'],
   ['zrem', 'verify --repair removes a dangling index entry'],
   ['zscan', 'verify walks each workspace index'],
   ['llen', 'cleanup counts pending queue references'],

@@ -25,6 +25,7 @@ import { mapLimit, PER_KEY_CONCURRENCY, runScan, type ScanBatch, type ScanPacer,
 import { DigestPairs } from './digest-pairs.js';
 import type { PairChecker } from './pair-check.js';
 import type { VerifyPlan } from './plan.js';
+import { DEFAULT_PROVEN_CAP, PairTable } from './proven-pairs.js';
 import { DigestMode, factsOf } from './record-facts.js';
 import { SuspectSet } from './suspects.js';
 
@@ -39,6 +40,9 @@ export interface FirstRound {
 /** Progress of round 1: keys scanned so far, against an estimate. */
 export type FirstRoundProgress = (stage: string, p: ScanProgress, total: number | null) => void;
 
+/** A v2 key of the walk: its name and what the name says. */
+type V2Item = { key: string; ws: string; jobId: string };
+
 /** A legacy key that parses and reads as migratable, with its workspace; or why it is not. */
 type LegacyVerdict = { ok: true; ws: string } | { ok: false; kind: MismatchKind; detail: string } | null;
 
@@ -47,6 +51,18 @@ export class Passes {
   private readonly cluster: boolean;
   /** Pairs compared by digest (a cluster). */
   readonly digests: DigestPairs;
+  /**
+   * Single node, whole keyspace: pairs verify-batch.lua proved identical, so
+   * the v2 → legacy and index passes skip them; null elsewhere (on a cluster
+   * the pair is not proven in one atomic read, and a `--workspace` run walks
+   * the layouts one after the other, where the v2 pass sees changes made after
+   * the legacy pass, which a proof from that pass would hide).
+   */
+  private readonly proven: PairTable | null;
+  /** v2 keys the walk met before their pair was proven: checked after the walk unless proven by then (bounded like `proven`). */
+  private readonly deferredV2: PairTable | null;
+  /** Index keys met by the walk: read after it, when every pair is proven or not. */
+  private readonly deferredIndexes: string[] = [];
 
   constructor(
     private readonly ctx: OpContext,
@@ -55,9 +71,14 @@ export class Passes {
     private readonly checker: PairChecker,
     /** The guards' pacer (src/ops/guards/controller.ts), or null. */
     private readonly pacer: ScanPacer | null = null,
+    /** Bound on the proven pairs kept (and on the v2 keys deferred); 0 = always the per-key checks. */
+    provenCap: number = DEFAULT_PROVEN_CAP,
   ) {
     this.cluster = isCluster(ctx.client);
     this.digests = new DigestPairs(ctx.client, ctx.keys, plan, checker);
+    const shortcut = !this.cluster && plan.workspaces === null && provenCap > 0;
+    this.proven = shortcut ? new PairTable(provenCap) : null;
+    this.deferredV2 = shortcut ? new PairTable(provenCap) : null;
   }
 
   /** Runs round 1: one walk of the `<p>:job*` family, or, for one workspace, the legacy layout, its v2 keys and its index. */
@@ -74,7 +95,8 @@ export class Passes {
         process: (batch) => this.familyBatch(batch),
         onProgress: (p) => progress(`${label}: both layouts and the indexes`, p, total),
       });
-      return { scanned: r.counters.checked ?? 0, indexEntries: r.counters.entries ?? 0 };
+      const late = await this.afterWalk();
+      return { scanned: (r.counters.checked ?? 0) + late.checked, indexEntries: (r.counters.entries ?? 0) + late.entries };
     }
     // Some workspaces: legacy records name their workspace inside, so the legacy
     // layout is walked whole (once); v2 and the indexes are narrowed by name.
@@ -98,6 +120,53 @@ export class Passes {
       entries += await this.indexKey(this.ctx.client, keys.index(ws));
     }
     return { scanned, indexEntries: entries };
+  }
+
+  /**
+   * Single node, whole keyspace: what the walk left for its end. The v2 keys
+   * met before their pair was proven, now without those proven since; then the
+   * indexes, whose entries of proven pairs need no EXISTS.
+   */
+  private async afterWalk(): Promise<{ checked: number; entries: number }> {
+    if (this.proven === null || this.deferredV2 === null) return { checked: 0, entries: 0 };
+    const node = this.ctx.client as Redis;
+    const deferred = async (table: PairTable): Promise<number> => {
+      let checked = 0;
+      let items: V2Item[] = [];
+      for (const { ws, jobId } of table.entries()) {
+        items.push({ key: this.ctx.keys.v2Job(ws, jobId), ws, jobId });
+        if (items.length < this.plan.batchSize) continue;
+        if (!(await this.paced())) return checked;
+        checked += await this.v2Items(node, items, false);
+        items = [];
+      }
+      if (items.length > 0 && (await this.paced())) checked += await this.v2Items(node, items, false);
+      return checked;
+    };
+    // The set-aside v2 keys and the indexes side by side, as the walk's batches were.
+    const [checked, counts] = await Promise.all([
+      deferred(this.deferredV2),
+      mapLimit(this.deferredIndexes.splice(0), this.plan.concurrency, async (key) => ((await this.paced()) ? this.indexKey(node, key) : 0)),
+    ]);
+    return { checked, entries: counts.reduce((a, b) => a + b, 0) };
+  }
+
+  /**
+   * Before a read after the walk: false once interrupted. The walk's pacer
+   * already counted these keys, so nothing is booked, but a guard's pause or
+   * refusal (src/ops/guards/controller.ts) holds or fails these reads as it
+   * does the walk's batches.
+   */
+  private async paced(): Promise<boolean> {
+    if (this.ctx.signal.aborted) return false;
+    if (this.pacer === null) return true;
+    try {
+      await this.pacer.acquire(0, this.ctx.signal);
+      return true;
+    } catch (err) {
+      if (this.ctx.signal.aborted) return false;
+      throw err;
+    }
   }
 
   /** Splits one batch of the `<p>:job*` walk into its three passes. */
@@ -187,21 +256,31 @@ export class Passes {
       if (this.keep(c.key, verdict)) pairs.push({ key: c.key, ws: verdict.ws, jobId: c.jobId, score: createdAtScore(createdAt) });
     });
     if (pairs.length === 0) return { checked: 0 };
+    // Each distinct index once (its position, 1-based, goes with each pair): the script reads it with one ZMSCORE.
     const keyArgs: string[] = [];
-    const argv: Array<string | number> = [this.plan.toleranceMs];
+    const indexes = new Map<string, number>();
+    const argv: Array<string | number> = [this.plan.toleranceMs, pairs.length];
     for (const p of pairs) {
-      keyArgs.push(p.key, keys.v2Job(p.ws, p.jobId), keys.index(p.ws));
-      argv.push(p.jobId, p.score);
+      const index = keys.index(p.ws);
+      let ix = indexes.get(index);
+      if (ix === undefined) indexes.set(index, (ix = indexes.size + 1));
+      keyArgs.push(p.key, keys.v2Job(p.ws, p.jobId));
+      argv.push(p.jobId, p.score, ix);
     }
-    const codes = await callScript<number[]>(batch.node, ScriptName.VerifyBatch, [keyArgs.length, ...keyArgs, ...argv]);
-    await Promise.all(pairs.filter((_, i) => Number(codes[i]) !== VerifyBatchReply.identical).map((p) => this.checker.record(p.ws, p.jobId)));
+    const codes = await callScript<number[]>(batch.node, ScriptName.VerifyBatch, [keyArgs.length + indexes.size, ...keyArgs, ...indexes.keys(), ...argv]);
+    const suspects: Array<Promise<void>> = [];
+    pairs.forEach((p, i) => {
+      if (Number(codes[i]) !== VerifyBatchReply.identical) suspects.push(this.checker.record(p.ws, p.jobId));
+      else this.proven?.add(p.ws, p.jobId);
+    });
+    await Promise.all(suspects);
     return { checked: pairs.length };
   }
 
   /** v2 → legacy for one batch: content and index were compared from the legacy side; this finds what only it can. */
   private async v2Batch(batch: ScanBatch): Promise<Counters> {
     const { keys } = this.ctx;
-    const items: Array<{ key: string; ws: string; jobId: string }> = [];
+    const items: V2Item[] = [];
     for (const key of batch.keys) {
       if (!this.plan.sampled()) continue;
       const parts = keys.parseV2(key);
@@ -211,9 +290,28 @@ export class Passes {
       }
       items.push({ key, ws: parts.workspaceId, jobId: parts.jobId });
     }
-    if (items.length === 0) return { checked: 0 };
-    const kinds = await this.v2Kinds(batch, items);
+    return { checked: await this.v2Items(batch.node, items, true) };
+  }
+
+  /**
+   * The v2 → legacy facts of some v2 keys; the number that exist. A key whose
+   * pair this round proved needs none (it existed, backed, at the proof); one
+   * not proven yet is left for the end of the walk when `defer` and the bound
+   * allows, since its legacy key may still come.
+   */
+  private async v2Items(node: Redis, all: V2Item[], defer: boolean): Promise<number> {
     let checked = 0;
+    let items = all;
+    if (this.proven !== null) {
+      items = [];
+      for (const it of all) {
+        if (this.proven.has(it.ws, it.jobId)) checked++;
+        // Only a key that reads back from its parts is kept by its parts (the table holds no key names).
+        else if (!(defer && it.key === this.ctx.keys.v2Job(it.ws, it.jobId) && this.deferredV2?.add(it.ws, it.jobId))) items.push(it);
+      }
+    }
+    if (items.length === 0) return checked;
+    const kinds = await this.v2Kinds(node, items);
     const flagged: Array<{ ws: string; jobId: string }> = [];
     items.forEach((it, i) => {
       const kind = kinds[i]!;
@@ -224,19 +322,19 @@ export class Passes {
       if (!this.suspects.has(SuspectSet.pairId(it.ws, it.jobId))) flagged.push(it);
     });
     await Promise.all(flagged.map((f) => this.checker.record(f.ws, f.jobId)));
-    return { checked };
+    return checked;
   }
 
   /**
    * Per v2 key: backed (its legacy record names its workspace: the legacy →
    * v2 pass compares that pair whole), absent, an unbacked hash, or its type.
    */
-  private async v2Kinds(batch: ScanBatch, items: Array<{ key: string; ws: string; jobId: string }>): Promise<string[]> {
+  private async v2Kinds(node: Redis, items: V2Item[]): Promise<string[]> {
     const { keys } = this.ctx;
     if (!this.cluster) {
       const keyArgs: string[] = [];
       for (const it of items) keyArgs.push(it.key, keys.legacyJob(it.jobId));
-      return callScript<string[]>(batch.node, ScriptName.VerifyV2Batch, [keyArgs.length, ...keyArgs, ...items.map((it) => it.ws)]);
+      return callScript<string[]>(node, ScriptName.VerifyV2Batch, [keyArgs.length, ...keyArgs, ...items.map((it) => it.ws)]);
     }
     // Cluster: the two keys live on different masters; one field of the legacy record decides, the type only when unbacked.
     return mapLimit(items, PER_KEY_CONCURRENCY, async (it) => {
@@ -257,6 +355,11 @@ export class Passes {
   }
 
   private async indexBatch(batch: ScanBatch): Promise<Counters> {
+    // Whole keyspace, single node: read after the walk, so every proven pair spares its entry an EXISTS.
+    if (this.proven !== null) {
+      this.deferredIndexes.push(...batch.keys);
+      return { entries: 0 };
+    }
     let entries = 0;
     for (const key of batch.keys) entries += await this.indexKey(batch.node, key);
     return { entries };
@@ -285,7 +388,8 @@ export class Passes {
       const members: string[] = [];
       for (let i = 0; i < flat.length; i += 2) if (this.plan.sampled()) members.push(flat[i]!);
       seen += members.length;
-      const valid = members.filter((m) => isJobId(m));
+      // An entry of a pair proven this round pointed at an existing v2 record at the proof.
+      const valid = members.filter((m) => isJobId(m) && !(this.proven?.has(ws, m) ?? false));
       for (const m of members) if (!isJobId(m)) this.suspects.add(`d|${ws}|${m}`, { t: 'dangling', ws, member: m });
       const kinds = this.cluster
         ? await Promise.all(valid.map((m) => client.exists(keys.v2Job(ws, m)).then((n) => (n === 1 ? 'hash' : 'none'))))
