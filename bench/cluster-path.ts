@@ -9,12 +9,18 @@
  *  - Redis CPU µs per key: used_cpu_user + used_cpu_sys deltas of INFO cpu,
  *    summed over the masters, divided by the keys.
  *
- *   node dist/bench/cluster-path.js [--jobs 100000] [--workspaces 50] [--only standalone|cluster]
+ * The cluster runs once per path named by --paths: `cross-slot` (the default:
+ * one cross-slot script per master per step on Redis 7+) and `per-key` (the
+ * fallback, forced with ORCH_CLUSTER_PER_KEY=1; src/ops/cluster-batch.ts), each
+ * on fresh servers.
+ *
+ *   node dist/bench/cluster-path.js [--jobs 100000] [--workspaces 50] [--only standalone|cluster] [--paths cross-slot,per-key]
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { PER_KEY_ENV } from '../src/ops/cluster-batch.js';
 import { connect, load, startServers, type Servers } from './backfill.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -31,11 +37,11 @@ interface CpuRun {
 }
 
 /** Runs the CLI under /usr/bin/time, returning its user+sys CPU. */
-function cli(url: string, cluster: boolean, prefix: string, args: string[]): Promise<CpuRun> {
+function cli(url: string, cluster: boolean, prefix: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<CpuRun> {
   const argv = ['-f', 'CPUTIMES %U %S', process.execPath, BIN, '--redis-url', url, '--prefix', prefix, ...(cluster ? ['--cluster'] : []), ...args];
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -75,11 +81,18 @@ export interface StepFigures {
   redisCpuUsPerKey: number;
 }
 
-async function step(s: Servers, cluster: boolean, name: string, args: string[], keysOf: (json: Record<string, unknown>) => number): Promise<StepFigures> {
-  const empty = await cli(s.url, cluster, EMPTY, args);
+async function step(
+  s: Servers,
+  cluster: boolean,
+  name: string,
+  args: string[],
+  keysOf: (json: Record<string, unknown>) => number,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<StepFigures> {
+  const empty = await cli(s.url, cluster, EMPTY, args, env);
   if (empty.code !== 0) throw new Error(`${name} on the empty keyspace exited ${String(empty.code)}: ${empty.stdout.slice(0, 400)}`);
   const before = await redisCpuMs(s.ports);
-  const run = await cli(s.url, cluster, LOADED, args);
+  const run = await cli(s.url, cluster, LOADED, args, env);
   const redisMs = (await redisCpuMs(s.ports)) - before;
   if (run.code !== 0) throw new Error(`${name} exited ${String(run.code)}: ${run.stdout.slice(0, 400)}`);
   const keys = keysOf(JSON.parse(run.stdout.trim()) as Record<string, unknown>);
@@ -95,38 +108,72 @@ async function step(s: Servers, cluster: boolean, name: string, args: string[], 
   };
 }
 
-async function both(s: Servers, cluster: boolean, args: string[]): Promise<void> {
+async function both(s: Servers, cluster: boolean, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
   for (const prefix of [EMPTY, LOADED]) {
-    const r = await cli(s.url, cluster, prefix, args);
+    const r = await cli(s.url, cluster, prefix, args, env);
     if (r.code !== 0) throw new Error(`${args.join(' ')} (${prefix}) exited ${String(r.code)}: ${r.stdout.slice(0, 400)}`);
   }
 }
 
 /** Runs the three batch paths on one topology. */
-export async function runClusterPathBench(opts: { jobs: number; workspaces: number; cluster: boolean; log?: (l: string) => void }): Promise<StepFigures[]> {
+export async function runClusterPathBench(opts: {
+  jobs: number;
+  workspaces: number;
+  cluster: boolean;
+  /** Force the per-key path of the cluster (ORCH_CLUSTER_PER_KEY=1). */
+  perKey?: boolean;
+  log?: (l: string) => void;
+}): Promise<StepFigures[]> {
   const log = opts.log ?? (() => undefined);
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (opts.perKey) env[PER_KEY_ENV] = '1';
+  else delete env[PER_KEY_ENV];
   const s = await startServers(opts.cluster);
   const client = connect(s, opts.cluster);
   try {
     log(`${opts.cluster ? 'cluster' : 'standalone'}: loading ${opts.jobs} jobs`);
     await load(client, opts.jobs, opts.workspaces);
-    await both(s, opts.cluster, ['--json', 'enable-dual-write', '--reason', 'bench', '--settle-ms', '100']);
+    await both(s, opts.cluster, ['--json', 'enable-dual-write', '--reason', 'bench', '--settle-ms', '100'], env);
     await new Promise((r) => setTimeout(r, 150));
     const out: StepFigures[] = [];
-    out.push(await step(s, opts.cluster, 'backfill', ['--json', 'backfill'], (j) => Number(j.scanned)));
+    out.push(await step(s, opts.cluster, 'backfill', ['--json', 'backfill'], (j) => Number(j.scanned), env));
     log(JSON.stringify(out.at(-1)));
-    await both(s, opts.cluster, ['--json', 'verify', '--round-delay', '50ms']);
-    await both(s, opts.cluster, ['--json', 'flip-read', '--reason', 'bench']);
-    await both(s, opts.cluster, ['--json', 'verify', '--round-delay', '50ms']);
+    // Per job (the report's unit): verify's own `scanned` counts both layouts.
     out.push(
-      await step(s, opts.cluster, 'cleanup --execute', ['--json', 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'bench'], (j) =>
-        Number((j.counts as { scanned?: number } | undefined)?.scanned ?? j.scanned),
+      await step(
+        s,
+        opts.cluster,
+        'verify',
+        ['--json', 'verify', '--rounds', '3', '--round-delay', '100ms'],
+        (j) => {
+          if (j.ok !== true || j.mismatches !== 0) throw new Error(`verify was not clean: ${JSON.stringify(j).slice(0, 400)}`);
+          return opts.jobs;
+        },
+        env,
+      ),
+    );
+    log(JSON.stringify(out.at(-1)));
+    await both(s, opts.cluster, ['--json', 'flip-read', '--reason', 'bench'], env);
+    await both(s, opts.cluster, ['--json', 'verify', '--round-delay', '50ms'], env);
+    out.push(
+      await step(
+        s,
+        opts.cluster,
+        'cleanup --execute',
+        ['--json', 'cleanup', '--execute', '--min-soak', '0s', '--reason', 'bench'],
+        (j) => Number((j.counts as { scanned?: number } | undefined)?.scanned ?? j.scanned),
+        env,
       ),
     );
     log(JSON.stringify(out.at(-1)));
     out.push(
-      await step(s, opts.cluster, 'reverse backfill (rollback)', ['--json', 'rollback', '--execute', '--reason', 'bench'], (j) =>
-        Number((j.reverseBackfill as { scanned?: number } | undefined)?.scanned ?? 0),
+      await step(
+        s,
+        opts.cluster,
+        'reverse backfill (rollback)',
+        ['--json', 'rollback', '--execute', '--reason', 'bench'],
+        (j) => Number((j.reverseBackfill as { scanned?: number } | undefined)?.scanned ?? 0),
+        env,
       ),
     );
     log(JSON.stringify(out.at(-1)));
@@ -146,12 +193,16 @@ async function main(): Promise<void> {
   const jobs = Number(flag('--jobs', '100000'));
   const workspaces = Number(flag('--workspaces', '50'));
   const only = flag('--only', '');
+  const paths = flag('--paths', 'cross-slot').split(',');
+  for (const p of paths) if (p !== 'cross-slot' && p !== 'per-key') throw new Error(`--paths: cross-slot and/or per-key, got ${p}`);
   const log = (l: string): void => void process.stderr.write(`${l}\n`);
   const rows: Array<StepFigures & { mode: string }> = [];
-  for (const cluster of [false, true]) {
-    if (only !== '' && only !== (cluster ? 'cluster' : 'standalone')) continue;
-    for (const f of await runClusterPathBench({ jobs, workspaces, cluster, log })) rows.push({ mode: cluster ? 'cluster (3 masters)' : 'one node', ...f });
-  }
+  if (only === '' || only === 'standalone')
+    for (const f of await runClusterPathBench({ jobs, workspaces, cluster: false, log })) rows.push({ mode: 'one node', ...f });
+  if (only === '' || only === 'cluster')
+    for (const p of paths)
+      for (const f of await runClusterPathBench({ jobs, workspaces, cluster: true, perKey: p === 'per-key', log }))
+        rows.push({ mode: `cluster (3 masters, ${p})`, ...f });
   process.stdout.write(
     '| topology | step | keys | wall s | keys/s | client CPU µs/key | Redis CPU µs/key (all masters) | fixed client CPU ms |\n|---|---|---|---|---|---|---|---|\n',
   );

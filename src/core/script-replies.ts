@@ -54,6 +54,15 @@ export const RepairCasReply = { done: 1, changed: 0, wrongType: -1, idConflict: 
 /** backfill-create.lua: the cluster backfill's fenced create-if-absent. */
 export const BackfillCreateReply = { created: 1, exists: 0 } as const;
 
+/** xslot-create.lua: backfill-create.lua's codes for a batch of targets on one master, and a target it does not serve. */
+export const XslotCreateReply = { created: 1, exists: 0, notHere: -1 } as const;
+
+/** xslot-index-add.lua: per index the members added (0 or more), or this. */
+export const XslotIndexAddReply = { notHere: -1 } as const;
+
+/** xslot-read.lua and xslot-probe.lua: the first byte of a key's reply when this master does not serve the key. */
+export const XslotReply = { notHere: 0x78 /* x */ } as const;
+
 /** mirror-create.lua: create-if-absent. */
 export const MirrorCreateReply = { created: 1, exists: 0 } as const;
 

@@ -43,6 +43,10 @@ export const ScriptName = {
   BackfillCreate: 'orchBackfillCreate',
   IndexAdd: 'orchIndexAdd',
   WriterHeartbeat: 'orchWriterHeartbeat',
+  XslotRead: 'orchXslotRead',
+  XslotCreate: 'orchXslotCreate',
+  XslotIndexAdd: 'orchXslotIndexAdd',
+  XslotProbe: 'orchXslotProbe',
 } as const;
 export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
 
@@ -87,6 +91,11 @@ const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }>
   [ScriptName.BackfillCreate]: { file: 'backfill-create.lua', numberOfKeys: 1 },
   [ScriptName.IndexAdd]: { file: 'index-add.lua', numberOfKeys: 1 },
   [ScriptName.WriterHeartbeat]: { file: 'writer-heartbeat.lua', numberOfKeys: 1 },
+  // Cross-slot batch scripts (Redis 7+): keys in ARGV, numkeys 0, called on one master's own connection (src/ops/cluster-batch.ts).
+  [ScriptName.XslotRead]: { file: 'xslot-read.lua', numberOfKeys: 0 },
+  [ScriptName.XslotCreate]: { file: 'xslot-create.lua', numberOfKeys: 0 },
+  [ScriptName.XslotIndexAdd]: { file: 'xslot-index-add.lua', numberOfKeys: 0 },
+  [ScriptName.XslotProbe]: { file: 'xslot-probe.lua', numberOfKeys: 0 },
 };
 
 const sources = new Map<string, string>();

@@ -18,7 +18,9 @@
  *    of a batch is one pipeline per master (src/ops/cluster-batch.ts): read
  *    the sources (HMGET + DUMP + PEXPIRETIME), create the absent targets
  *    (backfill-create.lua: RESTORE … ABSTTL without REPLACE, create-if-absent),
- *    add the index entries (index-add.lua). The lock lives in a third slot:
+ *    add the index entries (index-add.lua); on Redis 7+ each step is one
+ *    cross-slot script per master instead (xslot-read.lua, xslot-create.lua,
+ *    xslot-index-add.lua), with the per-key step for keys that moved. The lock lives in a third slot:
  *    it is checked before every batch, and every write script checks the
  *    lease deadline (docs/design.md "Every mutation of a run is fenced by its
  *    lock"). An existing target the source must win over is replaced with a
@@ -37,8 +39,15 @@ import { JobField } from '../core/job.js';
 import { Layout, routeFor, type Phase } from '../core/phase.js';
 import { digestOf, rawRev, readRecord, snapshotField, snapshotOf, type RawRecord } from '../core/protocol.js';
 import { isCluster } from '../core/redis.js';
-import { BackfillBatchReply as BACKFILL_CODES, BackfillCreateReply, RepairCasReply } from '../core/script-replies.js';
-import { callScript, ScriptName } from '../core/scripts.js';
+import {
+  BackfillBatchReply as BACKFILL_CODES,
+  BackfillCreateReply,
+  RepairCasReply,
+  XslotCreateReply,
+  XslotIndexAddReply,
+  XslotReply,
+} from '../core/script-replies.js';
+import { callScript, ensureScripts, ScriptName } from '../core/scripts.js';
 import { phaseOf, StateField, type MigrationState } from '../core/state.js';
 import { loadAccepted } from './accept.js';
 import type { CheckpointMeta, Counters } from './checkpoint.js';
@@ -68,7 +77,7 @@ import {
   type ScanBatch,
 } from './scan-engine.js';
 import { waitForWriters } from './settle.js';
-import { perMaster, valueOf, type Reply } from './cluster-batch.js';
+import { crossSlotBatches, perMaster, perMasterScript, valueOf, type Reply } from './cluster-batch.js';
 import type { BackfillSummary } from './summaries.js';
 
 /** Checkpoint / operation name of a direction (a canary's reverse backfill has one of its own). */
@@ -388,24 +397,26 @@ export function decodeFieldsRow(buf: Buffer, nf: number): Array<string | null> {
   if (tag === 0x6e /* n */) row.push('none');
   else if (tag === 0x65 /* e */) row.push('exists');
   else if (tag === 0x74 /* t */) row.push(buf.toString('utf8', 1));
-  else {
-    row.push('hash');
-    let pos = 1;
-    for (let j = 0; j < nf; j++) {
-      if (buf[pos] === DASH) {
-        row.push(null);
-        pos += 1;
-        continue;
-      }
-      let len = 0;
-      while (pos < buf.length && buf[pos] !== COLON) len = len * 10 + (buf[pos++]! - 0x30);
-      pos += 1;
-      row.push(buf.toString('utf8', pos, pos + len));
-      pos += len;
-    }
-    return row;
-  }
+  else return ['hash', ...decodeFieldsAt(buf, 1, nf)];
   for (let j = 0; j < nf; j++) row.push(null);
+  return row;
+}
+
+/** `nf` fields from `pos`: per field '-' when absent, else <byte length> ':' <value> (read-fields-batch.lua, xslot-read.lua). */
+function decodeFieldsAt(buf: Buffer, pos: number, nf: number): Array<string | null> {
+  const row: Array<string | null> = [];
+  for (let j = 0; j < nf; j++) {
+    if (buf[pos] === DASH) {
+      row.push(null);
+      pos += 1;
+      continue;
+    }
+    let len = 0;
+    while (pos < buf.length && buf[pos] !== COLON) len = len * 10 + (buf[pos++]! - 0x30);
+    pos += 1;
+    row.push(buf.toString('utf8', pos, pos + len));
+    pos += len;
+  }
   return row;
 }
 
@@ -557,49 +568,49 @@ class BatchMover {
   }
 
   /**
-   * Redis Cluster, one batch in three pipelined steps, each one pipeline per
-   * master ({@link perMaster}; a MOVED/ASK key goes through the cluster client):
-   *  1. read HMGET + DUMP + PEXPIRETIME of every source on its master;
-   *  2. create every target with backfill-create.lua on the target's master:
-   *     RESTORE … ABSTTL without REPLACE (create-if-absent, bytes and expiry
-   *     exact), refused past the lease deadline; the targets that already
-   *     exist are read back in one more pipeline and, unless that settles
-   *     them (equal bytes, another workspace, the target is the primary), go
-   *     through {@link settleExisting};
-   *  3. one index-add.lua per workspace index for the batch, also fenced by
-   *     the lease deadline, after the records exist.
+   * Redis Cluster, one batch in three steps. On Redis 7+ each step is one
+   * cross-slot script per master ({@link perMasterScript}; a key a master does
+   * not serve any more is answered "not here" and goes through the per-key
+   * step); otherwise, and for those keys, one pipeline per master with
+   * per-key commands ({@link perMaster}; MOVED/ASK followed):
+   *  1. read each source's fields, DUMP and PEXPIRETIME (xslot-read.lua, or
+   *     HMGET + DUMP + PEXPIRETIME);
+   *  2. create every target on the target's master (xslot-create.lua, or
+   *     backfill-create.lua): RESTORE … ABSTTL without REPLACE
+   *     (create-if-absent, bytes and expiry exact), refused past the lease
+   *     deadline; the targets that already exist are read back in one more
+   *     pipeline per master and, unless that settles them (equal bytes,
+   *     another workspace, the target is the primary), go through
+   *     {@link settleExisting};
+   *  3. the index entries, after the records exist (xslot-index-add.lua, or
+   *     one index-add.lua per workspace index), also fenced by the lease
+   *     deadline.
+   * A create is create-if-absent and fenced, so a key whose slot moves
+   * between its read and its create is safe to send again by the per-key step.
    */
   private async processCluster(batch: ScanBatch, c: Counters, bad: UnmigratableRecord[]): Promise<void> {
     await assertLockHeld(this.ctx);
     const parsed = this.parse(batch.keys, bad);
     if (parsed.length === 0) return;
     const client = this.ctx.client as Cluster;
-    const reads = await perMaster(
-      client,
-      parsed,
-      (p) => p.key,
-      3,
-      (pipe, p) => pipe.hmget(p.key, JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev).dumpBuffer(p.key).pexpiretime(p.key),
-    );
+    const xs = await crossSlotBatches(client);
+    const reads = await readSources(client, parsed, xs, batch.node);
     const creates: ClusterCreate[] = [];
     for (let i = 0; i < parsed.length; i++) {
       const p = parsed[i]!;
-      const [[hErr, hVal], [dErr, payload], [, pexpire]] = reads[i] as [Reply, Reply, Reply];
-      if (hErr) {
-        if (!/^WRONGTYPE/.test(hErr.message)) throw hErr;
-        bad.push({ key: p.key, reason: UnmigratableReason.WrongType, detail: await client.type(p.key) });
-        continue;
-      }
-      if (dErr) throw dErr;
-      const [ws, createdAt, rev] = hVal as Array<string | null>;
-      if (payload === null || Number(pexpire) === -2) {
+      const r = reads[i]!;
+      if (r.type === 'none') {
         c.skipped! += 1;
         c.vanished! += 1;
         continue;
       }
-      const checked = checkSource(this.ctx.keys, this.o.direction, p, ws, createdAt, rev);
+      if (r.type !== 'hash') {
+        bad.push({ key: p.key, reason: UnmigratableReason.WrongType, detail: r.type });
+        continue;
+      }
+      const checked = checkSource(this.ctx.keys, this.o.direction, p, r.ws, r.createdAt, r.rev);
       if (isUnmigratable(checked)) bad.push(checked);
-      else creates.push({ g: checked, payload: payload as Buffer, pexpireAt: Number(pexpire) > 0 ? Number(pexpire) : 0 });
+      else creates.push({ g: checked, payload: r.payload!, pexpireAt: r.pexpire > 0 ? r.pexpire : 0 });
     }
     if (creates.length === 0) return;
     if (this.o.dryRun) {
@@ -614,18 +625,11 @@ class BatchMover {
       return;
     }
     const deadline = leaseDeadline(this.ctx);
-    const createArgs = (x: ClusterCreate): Array<string | number | Buffer> => [x.g.target, deadline, x.pexpireAt, 'dump', x.payload];
-    const made = await perMaster(
-      client,
-      creates,
-      (x) => x.g.target,
-      1,
-      (pipe, x) => void (pipe as unknown as Record<string, (a: unknown[]) => unknown>)[ScriptName.BackfillCreate]!(createArgs(x)),
-    );
+    const made = await createTargets(client, creates, deadline, xs);
     const codes = new Array<number>(creates.length);
     const existing: number[] = [];
-    made.forEach((r, i) => {
-      if (Number(valueOf(r[0]!)) === BackfillCreateReply.created) codes[i] = BACKFILL_CODES.copied;
+    made.forEach((created, i) => {
+      if (created) codes[i] = BACKFILL_CODES.copied;
       else existing.push(i);
     });
     if (existing.length > 0)
@@ -643,15 +647,12 @@ class BatchMover {
       if (!members) indexed.set(x.g.index, (members = []));
       members.push(x.g.score, x.g.jobId);
     });
-    const adds = [...indexed].map(([index, members]) => ({ index, args: [index, deadline, ...members] }));
-    const added = await perMaster(
+    await addIndexEntries(
       client,
-      adds,
-      (a) => a.index,
-      1,
-      (pipe, a) => void (pipe as unknown as Record<string, (a: unknown[]) => unknown>)[ScriptName.IndexAdd]!(a.args),
+      [...indexed].map(([index, members]) => ({ index, members })),
+      deadline,
+      xs,
     );
-    for (const r of added) valueOf(r[0]!);
   }
 
   /**
@@ -752,4 +753,159 @@ class BatchMover {
 /** Same content (bytes) and the same expiry. */
 function sameRecord(a: RawRecord, b: RawRecord): boolean {
   return a.pexpireAt === b.pexpireAt && digestOf(a.fields) === digestOf(b.fields);
+}
+
+/** One source record as the cluster read saw it. */
+interface SourceRead {
+  /** 'hash', 'none' or the key's type. */
+  type: string;
+  ws: string | null;
+  createdAt: string | null;
+  rev: string | null;
+  /** The DUMP payload (a hash only). */
+  payload: Buffer | null;
+  /** PEXPIRETIME. */
+  pexpire: number;
+}
+
+const SOURCE_FIELDS = [JobField.WorkspaceId, JobField.CreatedAt, JobField.Rev];
+
+/**
+ * Step 1 of a cluster batch: what each source holds. Cross-slot: one
+ * xslot-read.lua on the master that scanned them; per key (the fallback, and every key of a
+ * per-key run): HMGET + DUMP + PEXPIRETIME pipelined per master.
+ */
+async function readSources(client: Cluster, parsed: ParsedSource[], xs: boolean, node: Redis): Promise<SourceRead[]> {
+  const out = new Array<SourceRead>(parsed.length);
+  let left = parsed.map((_, i) => i);
+  if (xs) {
+    // The keys came from this master's SCAN: asked there without routing each; one it does not serve (any more) is answered 'x'.
+    ensureScripts(node);
+    const reply = await callScript<Array<Buffer | null>>(
+      node,
+      ScriptName.XslotRead,
+      [SOURCE_FIELDS.length, ...SOURCE_FIELDS, ...parsed.map((p) => p.key)],
+      true,
+    );
+    left = [];
+    parsed.forEach((_, i) => {
+      const r = decodeSourceRow(reply[2 * i]!, reply[2 * i + 1] ?? null);
+      if (r) out[i] = r;
+      else left.push(i);
+    });
+  }
+  if (left.length === 0) return out;
+  const reads = await perMaster(
+    client,
+    left.map((i) => parsed[i]!),
+    (p) => p.key,
+    3,
+    (pipe, p) =>
+      pipe
+        .hmget(p.key, ...SOURCE_FIELDS)
+        .dumpBuffer(p.key)
+        .pexpiretime(p.key),
+  );
+  for (let k = 0; k < left.length; k++) {
+    const p = parsed[left[k]!]!;
+    const [[hErr, hVal], [dErr, payload], [, pexpire]] = reads[k] as [Reply, Reply, Reply];
+    let r: SourceRead;
+    if (hErr) {
+      if (!/^WRONGTYPE/.test(hErr.message)) throw hErr;
+      r = { type: await client.type(p.key), ws: null, createdAt: null, rev: null, payload: null, pexpire: -2 };
+    } else {
+      if (dErr) throw dErr;
+      const [ws = null, createdAt = null, rev = null] = hVal as Array<string | null>;
+      const gone = payload === null || Number(pexpire) === -2;
+      r = { type: gone ? 'none' : 'hash', ws, createdAt, rev, payload: gone ? null : (payload as Buffer), pexpire: Number(pexpire) };
+    }
+    out[left[k]!] = r;
+  }
+  return out;
+}
+
+/** One xslot-read.lua row and payload (see the script header); null for 'x', a key this master does not serve. */
+function decodeSourceRow(row: Buffer, payload: Buffer | null): SourceRead | null {
+  const tag = row[0];
+  if (tag === XslotReply.notHere) return null;
+  if (tag === 0x6e /* n */) return { type: 'none', ws: null, createdAt: null, rev: null, payload: null, pexpire: -2 };
+  if (tag === 0x74 /* t */) return { type: row.toString('utf8', 1), ws: null, createdAt: null, rev: null, payload: null, pexpire: -2 };
+  const colon = row.indexOf(COLON, 1);
+  const pexpire = Number(row.toString('latin1', 1, colon));
+  const [ws = null, createdAt = null, rev = null] = decodeFieldsAt(row, colon + 1, SOURCE_FIELDS.length);
+  return { type: 'hash', ws, createdAt, rev, payload, pexpire };
+}
+
+/**
+ * Step 2 of a cluster batch: creates each absent target (RESTORE ABSTTL, no
+ * REPLACE), fenced by the lease deadline; true where it was created, false
+ * where the target exists. Cross-slot: one xslot-create.lua per master; per
+ * key: backfill-create.lua pipelined per master.
+ */
+async function createTargets(client: Cluster, creates: ClusterCreate[], deadline: number | string, xs: boolean): Promise<boolean[]> {
+  const out = new Array<boolean>(creates.length);
+  let left = creates.map((_, i) => i);
+  if (xs) {
+    const { replies, rest } = await perMasterScript(
+      client,
+      creates,
+      (x) => x.g.target,
+      async (node, group) => {
+        const args: Array<string | number | Buffer> = [deadline];
+        for (const x of group) args.push(x.g.target, x.pexpireAt, x.payload);
+        const codes = await callScript<number[]>(node, ScriptName.XslotCreate, args);
+        return codes.map((code) => (Number(code) === XslotCreateReply.notHere ? null : Number(code) === XslotCreateReply.created));
+      },
+    );
+    replies.forEach((r, i) => r !== undefined && (out[i] = r));
+    left = rest;
+  }
+  if (left.length === 0) return out;
+  const made = await perMaster(
+    client,
+    left.map((i) => creates[i]!),
+    (x) => x.g.target,
+    1,
+    (pipe, x) =>
+      void (pipe as unknown as Record<string, (a: unknown[]) => unknown>)[ScriptName.BackfillCreate]!([x.g.target, deadline, x.pexpireAt, 'dump', x.payload]),
+  );
+  made.forEach((r, k) => (out[left[k]!] = Number(valueOf(r[0]!)) === BackfillCreateReply.created));
+  return out;
+}
+
+/**
+ * Step 3 of a cluster batch: the index entries of the records created or
+ * kept, fenced by the lease deadline. Cross-slot: one xslot-index-add.lua per
+ * master for all its indexes; per index: index-add.lua pipelined per master.
+ */
+async function addIndexEntries(
+  client: Cluster,
+  adds: Array<{ index: string; members: Array<string | number> }>,
+  deadline: number | string,
+  xs: boolean,
+): Promise<void> {
+  let left = adds.map((_, i) => i);
+  if (xs) {
+    const { rest } = await perMasterScript(
+      client,
+      adds,
+      (a) => a.index,
+      async (node, group) => {
+        const args: Array<string | number> = [deadline];
+        for (const a of group) args.push(a.index, a.members.length / 2, ...a.members);
+        const added = await callScript<number[]>(node, ScriptName.XslotIndexAdd, args);
+        return added.map((n) => (Number(n) === XslotIndexAddReply.notHere ? null : Number(n)));
+      },
+    );
+    left = rest;
+  }
+  if (left.length === 0) return;
+  const added = await perMaster(
+    client,
+    left.map((i) => adds[i]!),
+    (a) => a.index,
+    1,
+    (pipe, a) => void (pipe as unknown as Record<string, (a: unknown[]) => unknown>)[ScriptName.IndexAdd]!([a.index, deadline, ...a.members]),
+  );
+  for (const r of added) valueOf(r[0]!);
 }

@@ -13,6 +13,14 @@
  * get the same redirect is resent whole; autopipelined single commands
  * would mix keys, and a mixed pipeline with a write in it is not resent) and
  * refreshes its slot map for the next batch.
+ *
+ * On Redis 7+ the batch paths go further ({@link perMasterScript}): one
+ * cross-slot script per master per step (flagged allow-cross-slot-keys, the
+ * keys undeclared in ARGV: src/core/lua/xslot-*.lua), so a batch costs a few
+ * commands instead of several per key. A key the master does not serve any
+ * more is answered "not here" by the script and goes through the per-key path
+ * above, which follows its redirect. ORCH_CLUSTER_PER_KEY=1 keeps every key on
+ * the per-key path (tests and the bench compare the two).
  */
 import calculateSlot from 'cluster-key-slot';
 import type { ChainableCommander, Cluster, Redis } from 'ioredis';
@@ -50,6 +58,21 @@ export class MasterRouter {
   }
 }
 
+/** Item positions by the master that serves each item's key in the client's slot map; `unrouted`: no known master. */
+function groupByMaster<T>(cluster: Cluster, items: readonly T[], keyOf: (item: T) => string): { groups: Map<Redis, number[]>; unrouted: number[] } {
+  const router = new MasterRouter(cluster);
+  const groups = new Map<Redis, number[]>();
+  const unrouted: number[] = [];
+  items.forEach((item, i) => {
+    const node = router.nodeFor(keyOf(item));
+    if (node === null) return void unrouted.push(i);
+    let g = groups.get(node);
+    if (!g) groups.set(node, (g = []));
+    g.push(i);
+  });
+  return { groups, unrouted };
+}
+
 /**
  * Runs `n` commands per item (all on that item's key, or keys of its slot),
  * grouped into one pipeline per master; returns each item's `n` replies in
@@ -67,16 +90,7 @@ export async function perMaster<T>(
 ): Promise<Reply[][]> {
   const out: Reply[][] = new Array<Reply[]>(items.length);
   if (items.length === 0) return out;
-  const router = new MasterRouter(cluster);
-  const groups = new Map<Redis, number[]>();
-  const stray: number[] = [];
-  items.forEach((item, i) => {
-    const node = router.nodeFor(keyOf(item));
-    if (node === null) return void stray.push(i);
-    let g = groups.get(node);
-    if (!g) groups.set(node, (g = []));
-    g.push(i);
-  });
+  const { groups, unrouted: stray } = groupByMaster(cluster, items, keyOf);
   await Promise.all(
     [...groups].map(async ([node, idx]) => {
       ensureScripts(node);
@@ -96,6 +110,68 @@ export async function perMaster<T>(
     stray.forEach((i, k) => (out[i] = again[k]!));
   }
   return out;
+}
+
+/** Set to 1 to send every key of the cluster batch paths through the per-key path (the cross-slot scripts' fallback). */
+export const PER_KEY_ENV = 'ORCH_CLUSTER_PER_KEY';
+
+const crossSlot = new WeakMap<Cluster, Promise<boolean>>();
+
+/**
+ * Whether the batch paths may use the cross-slot scripts: every master runs
+ * Redis 7 or later (script flags) and {@link PER_KEY_ENV} is not 1. Asked once
+ * per client (INFO server of each master).
+ */
+export function crossSlotBatches(cluster: Cluster): Promise<boolean> {
+  if (process.env[PER_KEY_ENV] === '1') return Promise.resolve(false);
+  let known = crossSlot.get(cluster);
+  if (known === undefined) {
+    known = Promise.all(cluster.nodes('master').map((n) => n.info('server'))).then(
+      (infos) => infos.length > 0 && infos.every((info) => Number(/^redis_version:(\d+)/m.exec(info)?.[1] ?? 0) >= 7),
+    );
+    // A failed probe is asked again by the next batch rather than remembered.
+    known.catch(() => crossSlot.delete(cluster));
+    crossSlot.set(cluster, known);
+  }
+  return known;
+}
+
+/**
+ * Cross-slot batches: the items grouped by the master that serves their key,
+ * one `call` per master (a cross-slot script with the keys in ARGV, on that
+ * master's own connection). `call` answers one value per item of its group,
+ * or null for an item the master does not serve (any more). Returns the
+ * answers by item, and the positions of the items left for the per-key path
+ * (answered null, or no known master for their slot): the caller sends those
+ * through it, so no key is ever skipped.
+ */
+export async function perMasterScript<T, R>(
+  cluster: Cluster,
+  items: readonly T[],
+  keyOf: (item: T) => string,
+  call: (node: Redis, group: T[]) => Promise<Array<R | null>>,
+): Promise<{ replies: Array<R | undefined>; rest: number[] }> {
+  const replies = new Array<R | undefined>(items.length);
+  const rest: number[] = [];
+  if (items.length === 0) return { replies, rest };
+  const { groups, unrouted } = groupByMaster(cluster, items, keyOf);
+  rest.push(...unrouted);
+  await Promise.all(
+    [...groups].map(async ([node, idx]) => {
+      ensureScripts(node);
+      const answers = await call(
+        node,
+        idx.map((i) => items[i]!),
+      );
+      idx.forEach((i, k) => {
+        const a = answers[k];
+        if (a === null || a === undefined) rest.push(i);
+        else replies[i] = a;
+      });
+    }),
+  );
+  rest.sort((a, b) => a - b);
+  return { replies, rest };
 }
 
 /** Redirects one item may follow before the run fails (checkpoint kept). */

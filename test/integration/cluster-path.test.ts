@@ -10,17 +10,27 @@
  *    IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), among them slots of legacy
  *    records and of v2 targets: nothing is lost (every job in both layouts,
  *    fields byte-identical, expiry within MIGRATE's few ms), and verify is clean.
+ *  - On Redis 7+ a batch is a few cross-slot scripts per master
+ *    (src/core/lua/xslot-*.lua), not scripts per key: counted in INFO
+ *    commandstats against ORCH_CLUSTER_PER_KEY=1 (the per-key path), with the
+ *    same results.
+ *  - Slots held half-migrated (MIGRATING on one master, IMPORTING on another,
+ *    some keys already moved) through a whole backfill and verify: the keys the
+ *    cross-slot scripts answer "not here" go through the per-key path, which
+ *    follows ASK (ASKING counted on the importing master); nothing is lost and
+ *    verify is clean, then and after the slots are handed over.
  */
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyspace } from '../../src/core/keys.js';
 import { closeRedis, connectRedis, type RedisClient } from '../../src/core/redis.js';
-import { keySlot } from '../../src/ops/cluster-batch.js';
+import { keySlot, PER_KEY_ENV } from '../../src/ops/cluster-batch.js';
 import { runCli, target, type CliResult } from '../helpers/cli.js';
 import { canonicalRecords, expectVerifyClean, seedDualWrite, waitForCheckpoint, waitForLockFree } from '../helpers/fault-helpers.js';
 import { processControlUnavailable, uniquePrefix } from '../helpers/fixtures.js';
 import { startRedisCluster, type RedisClusterHandle } from '../helpers/redis-server.js';
+import { poll } from '../helpers/wait.js';
 import { scanKeys } from './backfill-helpers.js';
 
 const skipReason = processControlUnavailable();
@@ -55,6 +65,16 @@ describe.skipIf(skipReason !== undefined)('the cluster path of backfill (private
     const r = new Redis({ host: '127.0.0.1', port });
     direct.push(r);
     return r;
+  }
+
+  /** Calls of each command (INFO commandstats) summed over the masters. */
+  async function commandCalls(commands: string[]): Promise<Record<string, number>> {
+    const out: Record<string, number> = Object.fromEntries(commands.map((c) => [c, 0]));
+    for (const n of cluster.nodes) {
+      const info = await node(n.port).info('commandstats');
+      for (const c of commands) out[c]! += Number(new RegExp(`^cmdstat_${c}:calls=(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+    }
+    return out;
   }
 
   /** v2 records and index entries of the prefix, all masters together. */
@@ -201,6 +221,114 @@ describe.skipIf(skipReason !== undefined)('the cluster path of backfill (private
     }
     expect(problems.slice(0, 10), `${problems.length} problem(s)`).toEqual([]);
     expect(await scanKeys(fresh, keys.v2Pattern())).toHaveLength(N);
+    await expectVerifyClean(args);
+  });
+
+  it('cross-slot scripts: a few script calls per batch and master instead of per key; the per-key path (forced) gives the same result', async () => {
+    const client = await connect();
+    const N = 1500;
+    const runs: Record<string, { evals: number; result: unknown; v2: { records: number; indexed: number } }> = {};
+    for (const path of ['per-key', 'cross-slot'] as const) {
+      const keys = new Keyspace(uniquePrefix(`cpx${path === 'per-key' ? 'pk' : 'xs'}`));
+      await seedDualWrite(client, keys, N);
+      const env = { [PER_KEY_ENV]: path === 'per-key' ? '1' : undefined };
+      const args = target(cluster.url, keys.prefix, true);
+      const before = await commandCalls(['evalsha', 'eval']);
+      const r = await runCli([...args, '--json', 'backfill', '--batch-size', '500'], { timeoutMs: 120_000, env });
+      const after = await commandCalls(['evalsha', 'eval']);
+      expect(r.code, r.stderr).toBe(0);
+      const v = await runCli([...args, '--json', 'verify', '--round-delay', '50ms'], { timeoutMs: 120_000, env });
+      expect(v.code, v.stderr).toBe(0);
+      expect(v.json).toMatchObject({ ok: true, mismatches: 0 });
+      const { copied, skipped, unmigratable, complete } = r.json as Record<string, unknown>;
+      runs[path] = {
+        evals: after.evalsha! + after.eval! - before.evalsha! - before.eval!,
+        result: { copied, skipped, unmigratable, complete },
+        v2: await v2Counts(client, keys),
+      };
+    }
+    expect(runs['cross-slot']!.result).toEqual({ copied: N, skipped: 0, unmigratable: 0, complete: true });
+    expect(runs['per-key']!.result).toEqual(runs['cross-slot']!.result);
+    expect(runs['cross-slot']!.v2).toEqual({ records: N, indexed: N });
+    expect(runs['per-key']!.v2).toEqual({ records: N, indexed: N });
+    // Per key: one backfill-create.lua per record. Cross-slot: a read, a create and an index script per batch and
+    // master. Both also run the lock, checkpoint and findings scripts of every batch (SCAN MATCH batches over the
+    // other tests' keys too), the same in both.
+    expect(runs['per-key']!.evals).toBeGreaterThanOrEqual(N);
+    expect(runs['per-key']!.evals - runs['cross-slot']!.evals).toBeGreaterThanOrEqual(N * 0.9);
+  });
+
+  it('slots held half-migrated through a backfill and a verify: keys answered "not here" follow ASK on the per-key path; nothing lost, verify clean', async () => {
+    const client = await connect();
+    const keys = new Keyspace(uniquePrefix('cpmig'));
+    const N = 1200;
+    const ledger = await seedDualWrite(client, keys, N);
+    const ports = cluster.nodes.map((n) => n.port);
+    const conns = ports.map(node);
+    const ids = await Promise.all(conns.map(async (c) => String(await c.cluster('MYID'))));
+    const slotsView = await conns[0]!.cluster('SLOTS');
+    const owner = (slot: number): number => ids.indexOf(slotsView.find(([a, b]) => slot >= a && slot <= b)![2]![2]);
+    // Two slots of one master: one holding a legacy record, one the v2 target of another job.
+    const from = owner(keySlot(keys.legacyJob(ledger[0]!.jobId)));
+    const to = (from + 1) % 3;
+    const legacySlot = keySlot(keys.legacyJob(ledger[0]!.jobId));
+    const v2Slot = ledger.map((e) => keySlot(keys.v2Job(e.workspaceId, e.jobId))).find((s) => s !== legacySlot && owner(s) === from)!;
+    expect(v2Slot).toBeDefined();
+    const slots = [legacySlot, v2Slot];
+    const moveKeys = async (a: number, b: number): Promise<number> => {
+      let moved = 0;
+      for (const slot of slots)
+        for (;;) {
+          const batch = (await conns[a]!.cluster('GETKEYSINSLOT', slot, 100)) as string[];
+          if (batch.length === 0) break;
+          await conns[a]!.migrate('127.0.0.1', ports[b]!, '', 0, 5000, 'KEYS', ...batch);
+          moved += batch.length;
+        }
+      return moved;
+    };
+    /** Both slots half-way from master a to master b: MIGRATING on a, IMPORTING on b, every key already on b. */
+    const halfMigrate = async (a: number, b: number): Promise<void> => {
+      for (const slot of slots) {
+        await conns[b]!.cluster('SETSLOT', slot, 'IMPORTING', ids[a]!);
+        await conns[a]!.cluster('SETSLOT', slot, 'MIGRATING', ids[b]!);
+      }
+      expect(await moveKeys(a, b)).toBeGreaterThan(0);
+    };
+    // The scan engine finishes only once no slot is migrating (its end-of-run sweep waits for that), so each run
+    // is let through by handing the slots over once it has provably been through the half-migrated keys.
+    const handOver = async (a: number, b: number): Promise<void> => {
+      await moveKeys(a, b);
+      for (const slot of slots) for (const c of conns) await c.cluster('SETSLOT', slot, 'NODE', ids[b]!);
+    };
+    const asking = async (n: number): Promise<number> => Number(/^cmdstat_asking:calls=(\d+)/m.exec(await conns[n]!.info('commandstats'))?.[1] ?? 0);
+    const args = target(cluster.url, keys.prefix, true);
+    const env = { [PER_KEY_ENV]: undefined };
+
+    // Backfill: the legacy record of one slot has moved ahead (absent on its master: read through ASK); the
+    // other slot's targets do not exist yet (absent on their master: created through ASK).
+    await halfMigrate(from, to);
+    const askedBefore = await asking(to);
+    const backfilled = runCli([...args, '--json', 'backfill', '--batch-size', '200'], { timeoutMs: 120_000, env });
+    await poll('every v2 record written', async () => (await scanKeys(client, keys.v2Pattern())).length === N, { timeoutMs: 60_000 });
+    expect((await asking(to)) - askedBefore).toBeGreaterThan(0);
+    await handOver(from, to);
+    const r = await backfilled;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ copied: N, unmigratable: 0, complete: true });
+
+    // Verify: both slots half-way back, every key of them moved ahead (legacy and v2 sides read through ASK).
+    await halfMigrate(to, from);
+    const askedBeforeVerify = await asking(from);
+    const verified = runCli([...args, '--json', 'verify', '--round-delay', '50ms'], { timeoutMs: 120_000, env });
+    await poll('verify to read the moved keys through ASK', async () => (await asking(from)) > askedBeforeVerify, { timeoutMs: 60_000 });
+    await handOver(to, from);
+    const v = await verified;
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.json).toMatchObject({ ok: true, mismatches: 0 });
+
+    const fresh = await connect();
+    expect(await scanKeys(fresh, keys.v2Pattern())).toHaveLength(N);
+    expect((await v2Counts(fresh, keys)).indexed).toBe(N);
     await expectVerifyClean(args);
   });
 });

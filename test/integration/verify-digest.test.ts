@@ -2,12 +2,14 @@
 // pair live on different masters): every kind of difference must still be
 // found, on one node and on the 3-master cluster, and equal content that dumps
 // differently (another field order) must not be one. The digest itself is
-// checked against byte-equality of random field sets (fast-check).
+// checked against byte-equality of random field sets (fast-check). On the
+// cluster, both paths: the cross-slot scripts and the per-key path.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Keyspace } from '../../src/core/keys.js';
 import { Phase } from '../../src/core/phase.js';
 import { backfill } from '../../src/ops/backfill.js';
+import { PER_KEY_ENV } from '../../src/ops/cluster-batch.js';
 import { recordDigest } from '../../src/ops/record-compare.js';
 import { verify } from '../../src/ops/verify.js';
 import { DigestMode, factsOf } from '../../src/ops/verify/record-facts.js';
@@ -18,10 +20,15 @@ import { opContext, seedLegacy } from './backfill-helpers.js';
 const available = (t: Topology): boolean => t === 'standalone' || sharedClusterAvailable();
 
 describe.each(TOPOLOGIES)('verify by digest on %s', (topology) => {
-  it.skipIf(!available(topology))('finds each kind of difference, and only those', async () => {
+  // A cluster has two paths (src/ops/cluster-batch.ts): cross-slot scripts per master (Redis 7+), and the per-key path they fall back on.
+  const paths = topology === 'cluster' ? (['cross-slot', 'per-key'] as const) : (['single node'] as const);
+  it.skipIf(!available(topology)).each(paths)('finds each kind of difference, and only those (%s)', async (path) => {
     const client = await coreClient(topology);
     const prefix = uniquePrefix(`vdig${topology}`);
     const keys = new Keyspace(prefix);
+    const saved = process.env[PER_KEY_ENV];
+    if (path === 'per-key') process.env[PER_KEY_ENV] = '1';
+    else delete process.env[PER_KEY_ENV];
     try {
       await seedLegacy(client, keys, 240, { workspaces: 24, ttlEvery: 1_000_000 });
       await movePhase(client, keys, Phase.DualWrite, 100);
@@ -47,6 +54,8 @@ describe.each(TOPOLOGIES)('verify by digest on %s', (topology) => {
       await client.hset(keys.v2Job('ws-7', 'ghost-7'), 'job_id', 'ghost-7', 'workspace_id', 'ws-7', 'rev', '1');
       await client.del(v2(8));
       await client.set(v2(8), 'not a hash');
+      // An index entry whose v2 record does not exist.
+      await client.zadd(keys.index('ws-12'), 1, 'job-99999');
       // Binary values that differ in one non-UTF-8 byte (both decode to the same replacement characters).
       await client.hset(legacy(9), 'blob', Buffer.from([0xff, 0xfe, 0x80]));
       await client.hset(v2(9), 'blob', Buffer.from([0xff, 0xfd, 0x80]));
@@ -67,6 +76,7 @@ describe.each(TOPOLOGIES)('verify by digest on %s', (topology) => {
         'missing-field': 2,
         ttl: 1,
         'index-missing': 1,
+        'index-dangling': 1,
         orphan: 1,
         // Once: the legacy record backs the foreign key, so the pair reports it (the v2 pass leaves backed keys to the pair).
         'non-hash': 1,
@@ -84,6 +94,8 @@ describe.each(TOPOLOGIES)('verify by digest on %s', (topology) => {
       expect(r.listed.filter((m) => m.kind === 'non-hash').every((m) => m.key === v2(8))).toBe(true);
       expect(r.listed.some((m) => m.jobId === 'job-5' || m.jobId === 'job-11')).toBe(false);
     } finally {
+      if (saved === undefined) delete process.env[PER_KEY_ENV];
+      else process.env[PER_KEY_ENV] = saved;
       await cleanupClient(client, prefix);
     }
   });

@@ -23,6 +23,7 @@ import {
   ScriptError,
   scriptErrorReply,
   VerifyBatchReply,
+  XslotCreateReply,
 } from '../../src/core/script-replies.js';
 import { convertQueueRefs } from '../../src/ops/queue-refs.js';
 
@@ -39,6 +40,7 @@ const TABLES: Record<string, Record<string, number>> = {
   'index-drop-dangling.lua': IndexDropDanglingReply,
   'verify-batch.lua': VerifyBatchReply,
   'lock-release.lua': LockReleaseReply,
+  'xslot-create.lua': XslotCreateReply,
 };
 
 /** The codes a script's header lists under "Returns" (up to "Errors" or the end of the header). */

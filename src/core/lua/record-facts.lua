@@ -12,7 +12,8 @@
                     on the client): equal iff the field sets are byte-equal.
   Called with one key (registered with a fixed key count, so the cluster
   client routes it and pipelines it per master); it also takes several keys
-  of one slot.
+  of one slot. xslot-probe.lua answers the same per key for keys of many
+  slots in one call (includes/facts.lua is the shared part).
 
   KEYS     the records
   ARGV[1]  'dump' or 'content'
@@ -25,31 +26,14 @@
                                  '-' when absent, else <byte length> ':' <value>
 ]]
 --- @include "includes/digest"
+--- @include "includes/facts"
 
 local mode = ARGV[1]
-local nf = #ARGV - 1
+local fields = { unpack(ARGV, 2) }
 local out = {}
 for i = 1, #KEYS do
-  local key = KEYS[i]
-  -- DUMP answers for any type (nil when absent); the hash read after it tells a hash from another type.
-  local payload = redis.call('DUMP', key)
-  if not payload then
-    out[i] = 'n'
-  else
-    local probe
-    if nf > 0 then probe = redis.pcall('HMGET', key, unpack(ARGV, 2)) else probe = redis.pcall('HLEN', key) end
-    if type(probe) == 'table' and probe.err then
-      out[i] = 't' .. redis.call('TYPE', key)['ok']
-    else
-      local d
-      if mode == 'content' then d = digest(redis.call('HGETALL', key), 1) else d = redis.sha1hex(payload) end
-      local parts = { 'h', d, redis.call('PEXPIRETIME', key), ':' }
-      for j = 1, nf do
-        local v = probe[j]
-        if v then parts[#parts + 1] = #v .. ':' .. v else parts[#parts + 1] = '-' end
-      end
-      out[i] = table.concat(parts)
-    end
-  end
+  local facts, err = keyFacts(KEYS[i], mode, fields)
+  if not facts then return err end
+  out[i] = facts
 end
 return out

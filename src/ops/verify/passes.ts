@@ -22,11 +22,12 @@ import type { OpContext } from '../context.js';
 import { checkSource, isUnmigratable, UnmigratableReason } from '../migratable.js';
 import { MismatchKind } from '../record-compare.js';
 import { mapLimit, PER_KEY_CONCURRENCY, runScan, type ScanBatch, type ScanPacer, type ScanProgress } from '../scan-engine.js';
-import { DigestPairs } from './digest-pairs.js';
+import { crossSlotBatches } from '../cluster-batch.js';
+import { DigestPairs, existsBatch, legacyFactsBatch, v2KindsBatch } from './digest-pairs.js';
 import type { PairChecker } from './pair-check.js';
 import type { VerifyPlan } from './plan.js';
 import { DEFAULT_PROVEN_CAP, PairTable } from './proven-pairs.js';
-import { DigestMode, factsOf } from './record-facts.js';
+import { DigestMode, factsOf, type RecordFacts } from './record-facts.js';
 import { SuspectSet } from './suspects.js';
 
 /** What round 1 examined. */
@@ -219,6 +220,7 @@ export class Passes {
    * suspects are read whole.
    */
   private async legacyPerKey(candidates: Array<{ key: string; jobId: string }>): Promise<Counters> {
+    if (await crossSlotBatches(this.ctx.client as Cluster)) return this.legacyCrossSlot(candidates);
     let checked = 0;
     await mapLimit(candidates, PER_KEY_CONCURRENCY, async (c) => {
       const facts = await factsOf(this.ctx.client, c.key, DigestMode.Dump, [JobField.WorkspaceId, JobField.Rev, JobField.CreatedAt]);
@@ -229,6 +231,23 @@ export class Passes {
       await this.digests.check(verdict.ws, c.jobId, facts, createdAt ?? null);
     });
     return { checked };
+  }
+
+  /** {@link legacyPerKey} on Redis 7+: the legacy facts, then the v2 sides and index entries, each one cross-slot script per master. */
+  private async legacyCrossSlot(candidates: Array<{ key: string; jobId: string }>): Promise<Counters> {
+    const facts = await legacyFactsBatch(
+      this.ctx.client as Cluster,
+      candidates.map((c) => c.key),
+    );
+    const pairs: Array<{ ws: string; jobId: string; legacy: RecordFacts; createdAt: string | null }> = [];
+    candidates.forEach((c, i) => {
+      const f = facts[i]!;
+      const [ws, rev, createdAt] = f.fields;
+      const verdict = this.legacyVerdict(c.key, c.jobId, f.type, ws ?? null, rev ?? null);
+      if (this.keep(c.key, verdict)) pairs.push({ ws: verdict.ws, jobId: c.jobId, legacy: f, createdAt: createdAt ?? null });
+    });
+    await this.digests.checkBatch(pairs);
+    return { checked: pairs.length };
   }
 
   /** Records a bad key (whole-keyspace runs only); true when the record is in scope for a pair check. */
@@ -337,6 +356,7 @@ export class Passes {
       return callScript<string[]>(node, ScriptName.VerifyV2Batch, [keyArgs.length, ...keyArgs, ...items.map((it) => it.ws)]);
     }
     // Cluster: the two keys live on different masters; one field of the legacy record decides, the type only when unbacked.
+    if (await crossSlotBatches(this.ctx.client as Cluster)) return v2KindsBatch(this.ctx.client as Cluster, keys, items);
     return mapLimit(items, PER_KEY_CONCURRENCY, async (it) => {
       if ((await this.legacyWorkspace(keys.legacyJob(it.jobId))) === it.ws) return VerifyV2BatchReply.backed;
       const type = await this.ctx.client.type(it.key);
@@ -352,6 +372,12 @@ export class Passes {
       if (isReplyError(err) && replyMessage(err).startsWith('WRONGTYPE')) return null;
       throw err;
     }
+  }
+
+  /** Cluster: 'hash' or 'none' per v2 key (one cross-slot script per master on Redis 7+, else EXISTS per key). */
+  private async clusterKinds(v2Keys: string[], client: Cluster): Promise<string[]> {
+    if (await crossSlotBatches(client)) return (await existsBatch(client, v2Keys)).map((e) => (e ? 'hash' : 'none'));
+    return Promise.all(v2Keys.map((k) => client.exists(k).then((n) => (n === 1 ? 'hash' : 'none'))));
   }
 
   private async indexBatch(batch: ScanBatch): Promise<Counters> {
@@ -392,7 +418,10 @@ export class Passes {
       const valid = members.filter((m) => isJobId(m) && !(this.proven?.has(ws, m) ?? false));
       for (const m of members) if (!isJobId(m)) this.suspects.add(`d|${ws}|${m}`, { t: 'dangling', ws, member: m });
       const kinds = this.cluster
-        ? await Promise.all(valid.map((m) => client.exists(keys.v2Job(ws, m)).then((n) => (n === 1 ? 'hash' : 'none'))))
+        ? await this.clusterKinds(
+            valid.map((m) => keys.v2Job(ws, m)),
+            client as Cluster,
+          )
         : (
             await readFieldsBatch(
               node as Redis,
