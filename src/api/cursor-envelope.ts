@@ -81,9 +81,14 @@ function derive(secret: Buffer): KeyPair {
   };
 }
 
+/** IVs drawn from the CSPRNG in one call (each is handed out once; one call per IV cost more than the rest of a seal). */
+const IV_POOL = 256;
+
 /** Seals and opens API cursors. */
 export class CursorSealer {
   private readonly keys: KeyPair[];
+  private ivPool = Buffer.alloc(0);
+  private ivNext = 0;
 
   constructor(secrets: readonly Buffer[]) {
     if (secrets.length === 0) throw new Error('CursorSealer needs at least one secret');
@@ -93,12 +98,23 @@ export class CursorSealer {
   /** Wraps a raw core cursor, binding workspace and read path. */
   seal(raw: string, workspaceId: string, path: Layout): string {
     const k = this.keys[0]!;
-    const iv = randomBytes(IV_BYTES);
+    const iv = this.nextIv();
     const cipher = createCipheriv('aes-256-ctr', k.enc, iv);
     const body = Buffer.concat([cipher.update(JSON.stringify({ w: workspaceId, p: path, c: raw }), 'utf8'), cipher.final()]);
     const head = Buffer.concat([Buffer.from([VERSION]), iv, body]);
     const tag = k.mac.digest(head);
     return Buffer.concat([head, tag]).toString('base64url');
+  }
+
+  /** A fresh random IV: the next unused slice of a pool filled by randomBytes (never reused). */
+  private nextIv(): Buffer {
+    if (this.ivNext + IV_BYTES > this.ivPool.length) {
+      this.ivPool = randomBytes(IV_BYTES * IV_POOL);
+      this.ivNext = 0;
+    }
+    const iv = this.ivPool.subarray(this.ivNext, this.ivNext + IV_BYTES);
+    this.ivNext += IV_BYTES;
+    return iv;
   }
 
   /**

@@ -15,6 +15,7 @@ import {
   DEFAULT_LIMIT,
   ErrorBodySchema,
   JobParamsSchema,
+  listQueryFast,
   ListQuerySchema,
   ListResponseSchema,
   PatchJobSchema,
@@ -127,7 +128,7 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/ai/jobs', { onRequest: preview, config: { doc: JOB_ROUTE_DOCS.list } }, async (request, reply): Promise<ListResponse> => {
     const { workspaceId } = principalOf(request);
-    const q = parse(ListQuerySchema, request.query, 'query');
+    const q = listQueryFast(request.query) ?? parse(ListQuerySchema, request.query, 'query');
     const limit = q.limit ?? DEFAULT_LIMIT;
     const view = request.orchPhase ?? (await ctx.phase());
     let raw: string | null = null;
