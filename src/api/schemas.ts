@@ -199,6 +199,20 @@ export function isCanonicalIso(raw: string): boolean {
 export function toWireJob(job: Job, redactor: Redactor): WireJob {
   const rawParams = job.raw?.params;
   const rawResult = job.raw?.result;
+  if (rawParams === undefined && rawResult === undefined) {
+    // The common case, as one literal: the general form below allocates two empty objects per job to spread.
+    return {
+      job_id: job.jobId,
+      workspace_id: job.workspaceId,
+      status: job.status,
+      action: job.action,
+      params: redactor(job.params),
+      result: redactor(job.result),
+      error: job.error === null ? null : redactor.text(job.error),
+      created_at: isoTimestamp(job.createdAt),
+      updated_at: isoTimestamp(job.updatedAt),
+    };
+  }
   return {
     job_id: job.jobId,
     workspace_id: job.workspaceId,
