@@ -295,7 +295,8 @@ export async function runApiBaselineBench(opts: ApiBaselineOptions): Promise<Api
       log(`api baseline: under load, ${rounds} alternating rounds of the bare route and the API…`);
       const bareRounds: Array<{ r: AutocannonResult; cpuUs: number }> = [];
       const apiRounds: Array<{ r: AutocannonResult; cpuUs: number }> = [];
-      const roundSec = Math.max(1, Math.round(durationSec / rounds));
+      // The duration is split over the rounds (autocannon takes fractional seconds), at least 1 s a round.
+      const roundSec = Math.max(1, durationSec / rounds);
       for (let round = 0; round < rounds; round++) {
         bareRounds.push(await loadRound(barePort, connections, roundSec, bareReqs));
         apiRounds.push(await loadRound(apiPort, connections, roundSec, apiReqs));
