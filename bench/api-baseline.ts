@@ -2,7 +2,8 @@
  * The API's v2 page against its own baseline, in one run (issue 13, item 5):
  *
  * - direct: the same Redis reads done straight with ioredis, one page at a time:
- *   ZRANGE on the workspace index (50 members), then the 50 HGETALLs in one pipeline;
+ *   ZRANGE on the workspace index (51 members with scores, as the API reads it), then
+ *   the 50 HGETALLs in one pipeline;
  * - bare: a bare fastify route doing exactly those reads and answering the hashes
  *   with fastify's default serialiser (no auth, no cursor, no redaction, no schema,
  *   no metrics, no logging);
@@ -11,6 +12,9 @@
  * "One request at a time" is p50 over `sequential` requests cycling over the
  * workspaces, on a keep-alive node:http agent (the same client for bare and api);
  * "under load" is autocannon with `connections` connections in a worker thread.
+ * The three are measured in alternating rounds (direct, bare, api, direct, …),
+ * not one after the other: the machine is shared, and a load that comes and goes
+ * would otherwise favour whichever target ran in the quiet minute.
  * The breakdown times each per-request part of the API in-process on a real
  * page (µs per request, median of many repetitions), to show where the gap to
  * the bare route goes.
@@ -25,7 +29,7 @@ import { loadApiConfig, type LogLevel } from '../src/api/config.js';
 import { CursorSealer } from '../src/api/cursor-envelope.js';
 import { createLogger } from '../src/api/logger.js';
 import { ApiMetrics } from '../src/api/metrics.js';
-import { ListQuerySchema, toWireJob, type ListResponse } from '../src/api/schemas.js';
+import { listQueryFast, ListQuerySchema, toWireJob, type ListResponse } from '../src/api/schemas.js';
 import { createApiService } from '../src/api/server.js';
 import { unlinkScratchPrefix } from '../src/cli/demo/throwaway-redis.js';
 import { jobFromHash } from '../src/core/job.js';
@@ -47,18 +51,25 @@ export interface ApiBaselineOptions {
   connections?: number;
   /** Requests of the one-at-a-time measurements (default 2000). */
   sequential?: number;
+  /** Alternating rounds the measurements are split into (default 4). */
+  rounds?: number;
   /** Log level of the API service (default info, the service's default). */
   logLevel?: LogLevel;
   log?: (line: string) => void;
 }
 
-/** Throughput under autocannon. */
+/** Throughput under autocannon, summed over the rounds. */
 export interface LoadFigures {
+  /** Requests answered ÷ seconds of load, over all rounds. */
   requestsPerSec: number;
+  /** Request-weighted mean of the rounds' p50. */
   p50Ms: number;
+  /** Worst round's p99. */
   p99Ms: number;
   errors: number;
   non2xx: number;
+  /** CPU of this process (server, and autocannon's worker thread) per request answered, µs. */
+  cpuUsPerRequest: number;
 }
 
 /** One part of the API's per-request work, timed in-process. */
@@ -75,6 +86,7 @@ export interface ApiBaselineResult {
   logLevel: LogLevel;
   connections: number;
   durationSec: number;
+  rounds: number;
   direct: LatencyFiguresUs;
   bare: { sequential: LatencyFiguresUs; load: LoadFigures };
   api: { sequential: LatencyFiguresUs; load: LoadFigures };
@@ -87,7 +99,9 @@ export interface ApiBaselineResult {
 
 interface AutocannonResult {
   latency: { p50: number; p99: number };
-  requests: { average: number };
+  requests: { average: number; total: number };
+  /** Seconds the run lasted. */
+  duration: number;
   errors: number;
   non2xx: number;
 }
@@ -114,30 +128,33 @@ function httpGet(agent: Agent, port: number, path: string, headers: Record<strin
   });
 }
 
-async function sequentialHttp(port: number, n: number, reqs: Array<{ path: string; headers: Record<string, string> }>): Promise<LatencyFiguresUs> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  try {
-    for (let i = 0; i < Math.min(200, n); i++) await httpGet(agent, port, reqs[i % reqs.length]!.path, reqs[i % reqs.length]!.headers);
-    const samples: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const r = reqs[i % reqs.length]!;
-      const t0 = process.hrtime.bigint();
-      const status = await httpGet(agent, port, r.path, r.headers);
-      samples.push(Number(process.hrtime.bigint() - t0) / 1000);
-      if (status !== 200) throw new Error(`GET ${r.path} answered ${status}`);
-    }
-    return latencyFigures(samples);
-  } finally {
-    agent.destroy();
+/** Sends `n` requests one at a time on `agent` (cycling over `reqs` from `offset`) and returns the latency of each, µs. */
+async function sequentialHttp(
+  agent: Agent,
+  port: number,
+  n: number,
+  reqs: Array<{ path: string; headers: Record<string, string> }>,
+  offset: number,
+): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = reqs[(offset + i) % reqs.length]!;
+    const t0 = process.hrtime.bigint();
+    const status = await httpGet(agent, port, r.path, r.headers);
+    samples.push(Number(process.hrtime.bigint() - t0) / 1000);
+    if (status !== 200) throw new Error(`GET ${r.path} answered ${status}`);
   }
+  return samples;
 }
 
-async function underLoad(
+/** One autocannon round against `port`, with the CPU this process spent meanwhile. */
+async function loadRound(
   port: number,
   connections: number,
   durationSec: number,
   reqs: Array<{ path: string; headers: Record<string, string> }>,
-): Promise<LoadFigures> {
+): Promise<{ r: AutocannonResult; cpuUs: number }> {
+  const c0 = process.cpuUsage();
   const r = await autocannon({
     url: `http://127.0.0.1:${port}`,
     connections,
@@ -145,14 +162,36 @@ async function underLoad(
     requests: reqs.map((x) => ({ method: 'GET', path: x.path, headers: x.headers })),
     workers: 1,
   });
-  return { requestsPerSec: Math.round(r.requests.average), p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.errors, non2xx: r.non2xx };
+  const c = process.cpuUsage(c0);
+  return { r, cpuUs: c.user + c.system };
 }
 
-/** The reads of one v2 page, straight with ioredis: ZRANGE, then one pipeline of HGETALLs. */
+/** The figures of several rounds against one target. */
+function loadFigures(rounds: Array<{ r: AutocannonResult; cpuUs: number }>): LoadFigures {
+  const total = rounds.reduce((a, x) => a + x.r.requests.total, 0);
+  const seconds = rounds.reduce((a, x) => a + x.r.duration, 0);
+  const cpu = rounds.reduce((a, x) => a + x.cpuUs, 0);
+  const p50 = total === 0 ? 0 : rounds.reduce((a, x) => a + x.r.latency.p50 * x.r.requests.total, 0) / total;
+  return {
+    requestsPerSec: seconds > 0 ? Math.round(total / seconds) : 0,
+    p50Ms: Math.round(p50 * 10) / 10,
+    p99Ms: Math.max(...rounds.map((x) => x.r.latency.p99)),
+    errors: rounds.reduce((a, x) => a + x.r.errors, 0),
+    non2xx: rounds.reduce((a, x) => a + x.r.non2xx, 0),
+    cpuUsPerRequest: total > 0 ? Math.round(cpu / total) : 0,
+  };
+}
+
+/**
+ * The reads of one v2 page, straight with ioredis: the same two round trips as the API's first page
+ * (src/core/listing.ts listV2): ZRANGE of one entry more than the page, with scores (the API needs the
+ * extra entry to know whether a next page exists, and the scores for its cursor), then one pipeline of
+ * the page's HGETALLs.
+ */
 async function directPage(redis: Redis, keys: Keyspace, ws: string): Promise<Array<Record<string, string>>> {
-  const ids = await redis.zrange(keys.index(ws), 0, PAGE - 1);
+  const flat = await redis.zrange(keys.index(ws), 0, PAGE, 'WITHSCORES');
   const p = redis.pipeline();
-  for (const id of ids) p.hgetall(keys.v2Job(ws, id));
+  for (let i = 0; i < Math.min(flat.length, 2 * PAGE); i += 2) p.hgetall(keys.v2Job(ws, flat[i]!));
   const res = (await p.exec()) ?? [];
   return res.map(([err, v]) => {
     if (err) throw err;
@@ -179,6 +218,7 @@ export async function runApiBaselineBench(opts: ApiBaselineOptions): Promise<Api
   const durationSec = opts.durationSec ?? 10;
   const connections = opts.connections ?? 10;
   const sequential = opts.sequential ?? 2000;
+  const rounds = Math.max(1, opts.rounds ?? 4);
   const logLevel = opts.logLevel ?? 'info';
   const prefix = `benchb${randomBytes(4).toString('hex')}`;
   const keys = new Keyspace(prefix);
@@ -198,35 +238,9 @@ export async function runApiBaselineBench(opts: ApiBaselineOptions): Promise<Api
       .sort((a, b) => a.k - b.k)
       .map(({ t }) => t);
 
-    log('api baseline: direct ioredis reads…');
-    for (let i = 0; i < 200; i++) await directPage(redis, keys, order[i % order.length]!.ws);
-    const directSamples: number[] = [];
-    for (let i = 0; i < sequential; i++) {
-      const t0 = process.hrtime.bigint();
-      const page = await directPage(redis, keys, order[i % order.length]!.ws);
-      directSamples.push(Number(process.hrtime.bigint() - t0) / 1000);
-      if (page.length === 0) throw new Error('direct read returned an empty page');
-    }
-    const direct = latencyFigures(directSamples);
-
-    log('api baseline: bare fastify route…');
     const bareRedis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 1 });
     const bare = Fastify({ logger: false });
     bare.get<{ Querystring: { ws: string } }>('/bare', async (request) => ({ jobs: await directPage(bareRedis, keys, request.query.ws) }));
-    let bareFigures: ApiBaselineResult['bare'];
-    try {
-      await bare.listen({ host: '127.0.0.1', port: 0 });
-      const addr = bare.server.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      const reqs = order.map((t) => ({ path: `/bare?ws=${t.ws}`, headers: {} }));
-      const seq = await sequentialHttp(port, sequential, reqs);
-      bareFigures = { sequential: seq, load: await underLoad(port, connections, durationSec, reqs) };
-    } finally {
-      await bare.close();
-      bareRedis.disconnect();
-    }
-
-    log(`api baseline: the API (log level ${logLevel})…`);
     const config = loadApiConfig({
       PORT: '0',
       HOST: '127.0.0.1',
@@ -238,17 +252,63 @@ export async function runApiBaselineBench(opts: ApiBaselineOptions): Promise<Api
     });
     // Lines are formatted (redaction included) and then dropped: the I/O of writing them is not counted.
     const service = await createApiService(config, { logStream: { write: () => undefined } });
+    const portOf = (server: { address(): unknown }): number => {
+      const addr = server.address();
+      return typeof addr === 'object' && addr !== null ? (addr as { port: number }).port : 0;
+    };
+    const bareAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const apiAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+    let bareFigures: ApiBaselineResult['bare'];
     let apiFigures: ApiBaselineResult['api'];
+    let direct: LatencyFiguresUs;
     let phaseUs = 0;
     try {
+      await bare.listen({ host: '127.0.0.1', port: 0 });
       await service.app.listen({ host: '127.0.0.1', port: 0 });
-      const addr = service.app.server.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      const reqs = order.map((t) => ({ path: `/ai/jobs?limit=${PAGE}`, headers: { authorization: `Bearer ${t.token}` } }));
-      const seq = await sequentialHttp(port, sequential, reqs);
-      apiFigures = { sequential: seq, load: await underLoad(port, connections, durationSec, reqs) };
+      const barePort = portOf(bare.server);
+      const apiPort = portOf(service.app.server);
+      const bareReqs = order.map((t) => ({ path: `/bare?ws=${t.ws}`, headers: {} }));
+      const apiReqs = order.map((t) => ({ path: `/ai/jobs?limit=${PAGE}`, headers: { authorization: `Bearer ${t.token}` } }));
+
+      log(`api baseline: one request at a time, ${rounds} alternating rounds of direct, bare and the API (log level ${logLevel})…`);
+      const warm = Math.min(200, sequential);
+      for (let i = 0; i < warm; i++) await directPage(redis, keys, order[i % order.length]!.ws);
+      await sequentialHttp(bareAgent, barePort, warm, bareReqs, 0);
+      await sequentialHttp(apiAgent, apiPort, warm, apiReqs, 0);
+      const directSamples: number[] = [];
+      const bareSamples: number[] = [];
+      const apiSamples: number[] = [];
+      for (let round = 0; round < rounds; round++) {
+        const from = Math.floor((round * sequential) / rounds);
+        const n = Math.floor(((round + 1) * sequential) / rounds) - from;
+        for (let i = from; i < from + n; i++) {
+          const t0 = process.hrtime.bigint();
+          const page = await directPage(redis, keys, order[i % order.length]!.ws);
+          directSamples.push(Number(process.hrtime.bigint() - t0) / 1000);
+          if (page.length === 0) throw new Error('direct read returned an empty page');
+        }
+        bareSamples.push(...(await sequentialHttp(bareAgent, barePort, n, bareReqs, from)));
+        apiSamples.push(...(await sequentialHttp(apiAgent, apiPort, n, apiReqs, from)));
+      }
+      direct = latencyFigures(directSamples);
+
+      log(`api baseline: under load, ${rounds} alternating rounds of the bare route and the API…`);
+      const bareRounds: Array<{ r: AutocannonResult; cpuUs: number }> = [];
+      const apiRounds: Array<{ r: AutocannonResult; cpuUs: number }> = [];
+      // The duration is split over the rounds (autocannon takes fractional seconds), at least 1 s a round.
+      const roundSec = Math.max(1, durationSec / rounds);
+      for (let round = 0; round < rounds; round++) {
+        bareRounds.push(await loadRound(barePort, connections, roundSec, bareReqs));
+        apiRounds.push(await loadRound(apiPort, connections, roundSec, apiReqs));
+      }
+      bareFigures = { sequential: latencyFigures(bareSamples), load: loadFigures(bareRounds) };
+      apiFigures = { sequential: latencyFigures(apiSamples), load: loadFigures(apiRounds) };
       phaseUs = await timeUs(5000, () => service.queue.phase());
     } finally {
+      bareAgent.destroy();
+      apiAgent.destroy();
+      await bare.close();
+      bareRedis.disconnect();
       await service.close();
     }
 
@@ -263,6 +323,7 @@ export async function runApiBaselineBench(opts: ApiBaselineOptions): Promise<Api
       logLevel,
       connections,
       durationSec,
+      rounds,
       direct,
       bare: bareFigures,
       api: apiFigures,
@@ -302,7 +363,9 @@ async function breakdownOf(
   const rows: BreakdownRow[] = [];
   const add = async (part: string, fn: () => unknown): Promise<void> => void rows.push({ part, usPerRequest: await timeUs(reps, fn) });
   await add(`auth: bearer token lookup (${entries.length} entries)`, () => table.authenticate(header, Scope.Preview));
-  await add('query validation (zod ListQuerySchema)', () => ListQuerySchema.safeParse({ limit: '50' }));
+  // As fastify hands it over (a parsed query whose prototype chain lacks Object.prototype), through the route's own check.
+  const query = Object.assign(Object.create(Object.create(null) as object) as Record<string, string>, { limit: '50' });
+  await add('query validation (hand check, zod for what it defers)', () => listQueryFast(query) ?? ListQuerySchema.safeParse(query));
   await add('cursor: seal next_cursor', () => sealer.seal(raw, ws, Layout.V2));
   await add('cursor: open a presented cursor (pages after the first)', () => sealer.open(sealed, ws, Layout.V2));
   await add(`parse ${hashes.length} records (jobFromHash)`, () => hashes.map(jobFromHash));

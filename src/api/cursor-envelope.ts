@@ -25,11 +25,25 @@ export const MAX_CURSOR_LENGTH = 4096;
 /** Full-match shape of an envelope. */
 export const CURSOR_PATTERN = /^[A-Za-z0-9_-]{67,4096}$/;
 
-const PayloadSchema = z.object({
+export const PayloadSchema = z.object({
   w: z.string().max(64),
   p: z.enum([Layout.Legacy, Layout.V2]),
   c: z.string().max(2048),
 });
+
+type Payload = z.output<typeof PayloadSchema>;
+
+/**
+ * The payload checked by hand: what PayloadSchema returns for it (the three fields, others dropped),
+ * or null for anything else, which then goes through the schema (for the same reason as the list
+ * query's hand check: zod's cost inside the server; docs/performance.md, "The API's page").
+ */
+export function payloadFast(value: unknown): Payload | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+  const { w, p, c } = value as Record<string, unknown>;
+  if (typeof w !== 'string' || w.length > 64 || (p !== Layout.Legacy && p !== Layout.V2) || typeof c !== 'string' || c.length > 2048) return null;
+  return { w, p, c };
+}
 
 /** Raised when a cursor was valid but issued on the other read path (a flip happened). */
 export class CursorPathError extends CursorError {
@@ -81,9 +95,14 @@ function derive(secret: Buffer): KeyPair {
   };
 }
 
+/** IVs drawn from the CSPRNG in one call (each is handed out once; one call per IV cost more than the rest of a seal). */
+const IV_POOL = 256;
+
 /** Seals and opens API cursors. */
 export class CursorSealer {
   private readonly keys: KeyPair[];
+  private ivPool = Buffer.alloc(0);
+  private ivNext = 0;
 
   constructor(secrets: readonly Buffer[]) {
     if (secrets.length === 0) throw new Error('CursorSealer needs at least one secret');
@@ -93,12 +112,23 @@ export class CursorSealer {
   /** Wraps a raw core cursor, binding workspace and read path. */
   seal(raw: string, workspaceId: string, path: Layout): string {
     const k = this.keys[0]!;
-    const iv = randomBytes(IV_BYTES);
+    const iv = this.nextIv();
     const cipher = createCipheriv('aes-256-ctr', k.enc, iv);
     const body = Buffer.concat([cipher.update(JSON.stringify({ w: workspaceId, p: path, c: raw }), 'utf8'), cipher.final()]);
     const head = Buffer.concat([Buffer.from([VERSION]), iv, body]);
     const tag = k.mac.digest(head);
     return Buffer.concat([head, tag]).toString('base64url');
+  }
+
+  /** A fresh random IV: the next unused slice of a pool filled by randomBytes (never reused). */
+  private nextIv(): Buffer {
+    if (this.ivNext + IV_BYTES > this.ivPool.length) {
+      this.ivPool = randomBytes(IV_BYTES * IV_POOL);
+      this.ivNext = 0;
+    }
+    const iv = this.ivPool.subarray(this.ivNext, this.ivNext + IV_BYTES);
+    this.ivNext += IV_BYTES;
+    return iv;
   }
 
   /**
@@ -130,10 +160,14 @@ export class CursorSealer {
     } catch (cause) {
       throw new CursorError('Malformed cursor', { cause });
     }
-    const res = PayloadSchema.safeParse(parsed);
-    if (!res.success) throw new CursorError('Malformed cursor', { cause: res.error });
-    if (res.data.w !== workspaceId) throw new CursorError('Cursor was issued for another workspace');
-    if (res.data.p !== path) throw new CursorPathError(res.data.p, path);
-    return res.data.c;
+    let payload = payloadFast(parsed);
+    if (payload === null) {
+      const res = PayloadSchema.safeParse(parsed);
+      if (!res.success) throw new CursorError('Malformed cursor', { cause: res.error });
+      payload = res.data;
+    }
+    if (payload.w !== workspaceId) throw new CursorError('Cursor was issued for another workspace');
+    if (payload.p !== path) throw new CursorPathError(payload.p, path);
+    return payload.c;
   }
 }

@@ -32,6 +32,10 @@ export function safeUrl(url: string, redactor: Redactor): string {
   return q < 0 ? redactor.text(path) : `${redactor.text(path)}?${redactor.query(url.slice(q + 1))}`;
 }
 
+/** URLs a logger remembers as holding nothing to redact, and the longest one it remembers. */
+const MAX_CACHED_URLS = 1000;
+const MAX_CACHED_URL_LENGTH = 512;
+
 interface ReqLike {
   method?: string;
   url?: string;
@@ -51,6 +55,19 @@ export function safeErrorSerializer(err: unknown, redactor: Redactor = defaultRe
 
 /** Builds the logger fastify uses (`loggerInstance`). */
 export function createLogger(level: LogLevel, redactor: Redactor, stream?: DestinationStream): Logger {
+  // Every request line carries its URL, and clients repeat the same few. A URL in which redaction
+  // found nothing is remembered (bounded, cleared when full), so it is not scanned again; one that
+  // held something to mask is never kept, so the cache holds no secret.
+  const urls = new Set<string>();
+  const cachedSafeUrl = (url: string): string => {
+    if (urls.has(url)) return url;
+    const safe = safeUrl(url, redactor);
+    if (safe === url && url.length <= MAX_CACHED_URL_LENGTH) {
+      if (urls.size >= MAX_CACHED_URLS) urls.clear();
+      urls.add(url);
+    }
+    return safe;
+  };
   const options: LoggerOptions = {
     level,
     base: { service: 'orch-api' },
@@ -67,7 +84,7 @@ export function createLogger(level: LogLevel, redactor: Redactor, stream?: Desti
     serializers: {
       req: (req: ReqLike) => ({
         method: req.method,
-        url: req.url === undefined ? undefined : safeUrl(req.url, redactor),
+        url: req.url === undefined ? undefined : cachedSafeUrl(req.url),
         host: req.host ?? req.hostname,
         remoteAddress: req.ip ?? req.socket?.remoteAddress,
       }),

@@ -15,6 +15,7 @@ import {
   DEFAULT_LIMIT,
   ErrorBodySchema,
   JobParamsSchema,
+  listQueryFast,
   ListQuerySchema,
   ListResponseSchema,
   PatchJobSchema,
@@ -127,7 +128,7 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/ai/jobs', { onRequest: preview, config: { doc: JOB_ROUTE_DOCS.list } }, async (request, reply): Promise<ListResponse> => {
     const { workspaceId } = principalOf(request);
-    const q = parse(ListQuerySchema, request.query, 'query');
+    const q = listQueryFast(request.query) ?? parse(ListQuerySchema, request.query, 'query');
     const limit = q.limit ?? DEFAULT_LIMIT;
     const view = request.orchPhase ?? (await ctx.phase());
     let raw: string | null = null;
@@ -142,9 +143,11 @@ export function registerJobRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const started = process.hrtime.bigint();
     let page;
     try {
-      // Pages are built a few at a time (ORCH_API_LIST_CONCURRENCY): each one holds up to its byte
-      // budget in memory several times over (Redis reply, parsed jobs, redacted copy, JSON text).
-      page = await ctx.listSlots(() => ctx.queue.listJobs(workspaceId, { limit, cursor: raw, maxBytes: ctx.maxPageBytes }));
+      // Pages hold their records a few at a time (ORCH_API_LIST_CONCURRENCY): each one holds up to its byte
+      // budget in memory several times over (Redis reply, parsed jobs, redacted copy, JSON text). The slot
+      // covers the record reads only: a v2 page's index read (at most limit + 1 ids) waits for no slot, so
+      // the event loop is not left idle while both slots wait on Redis (docs/performance.md, "The API's page").
+      page = await ctx.queue.listJobs(workspaceId, { limit, cursor: raw, maxBytes: ctx.maxPageBytes, recordSlot: ctx.listSlots });
     } catch (err) {
       if (err instanceof CursorError) ctx.metrics.cursorRejected(/read path/.test(err.message) ? 'read_path_changed' : 'invalid');
       throw err;

@@ -83,7 +83,7 @@ export interface ApiContext {
   shadow: ShadowReader | null;
   /** Byte budget of one list page. */
   maxPageBytes: number;
-  /** Runs a page read when one of the ORCH_API_LIST_CONCURRENCY slots is free. */
+  /** Runs the record reads of a page when one of the ORCH_API_LIST_CONCURRENCY slots is free (ListJobsOptions.recordSlot). */
   listSlots: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 

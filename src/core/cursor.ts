@@ -31,7 +31,7 @@ const V2CursorSchema = z.object({
   s: z.number().finite(),
   m: z.string().max(256),
 });
-const CursorSchema = z.discriminatedUnion('p', [LegacyCursorSchema, V2CursorSchema]);
+export const CursorSchema = z.discriminatedUnion('p', [LegacyCursorSchema, V2CursorSchema]);
 
 export type LegacyCursor = z.infer<typeof LegacyCursorSchema>;
 export type V2Cursor = z.infer<typeof V2CursorSchema>;
@@ -54,10 +54,27 @@ export function decodeCursor(raw: string, path: Layout): RawCursor {
   } catch (cause) {
     throw new CursorError('Malformed cursor', { cause });
   }
-  const res = CursorSchema.safeParse(parsed);
-  if (!res.success) throw new CursorError('Malformed cursor', { cause: res.error });
-  if (res.data.p !== path) {
-    throw new CursorError(`Cursor belongs to the ${res.data.p} read path but reads now use ${path}; restart paging without a cursor`);
+  let cursor: RawCursor | null = v2CursorFast(parsed);
+  if (cursor === null) {
+    const res = CursorSchema.safeParse(parsed);
+    if (!res.success) throw new CursorError('Malformed cursor', { cause: res.error });
+    cursor = res.data;
   }
-  return res.data;
+  if (cursor.p !== path) {
+    throw new CursorError(`Cursor belongs to the ${cursor.p} read path but reads now use ${path}; restart paging without a cursor`);
+  }
+  return cursor;
+}
+
+/**
+ * A v2 cursor checked by hand: what V2CursorSchema returns for it (the three fields, others dropped),
+ * or null for anything else, which then goes through the schema. Every v2 page after the first
+ * decodes one; inside the API server a zod parse of the list query cost ~11 µs, far more than in
+ * isolation (docs/performance.md, "The API's page"), and this one is as small.
+ */
+export function v2CursorFast(value: unknown): V2Cursor | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+  const { p, s, m } = value as Record<string, unknown>;
+  if (p !== Layout.V2 || typeof s !== 'number' || !Number.isFinite(s) || typeof m !== 'string' || m.length > 256) return null;
+  return { p, s, m };
 }

@@ -43,7 +43,8 @@ const MAX_SIZE_HINTS = 10_000;
 /** Size of a record as stored: field names and values, in bytes. */
 function hashBytes(hash: Record<string, string>): number {
   let n = 0;
-  for (const [k, v] of Object.entries(hash)) n += Buffer.byteLength(k) + Buffer.byteLength(v);
+  // Object.keys rather than Object.entries: no array per field (this runs on every record of every page).
+  for (const k of Object.keys(hash)) n += Buffer.byteLength(k) + Buffer.byteLength(hash[k]!);
   return n;
 }
 
@@ -173,36 +174,40 @@ export class JobLister {
         entries = entries.slice(0, want);
       }
     }
-    const candidates = entries.slice(0, opts.limit);
-    const page = this.budgetFor(workspaceId, opts);
-    // The cursor continues after the last index entry consumed: a job returned, or a dangling entry skipped.
-    let lastConsumed: { member: string; score: number } | null = null;
-    let stoppedByBytes = false;
-    let i = 0;
-    while (i < candidates.length && !stoppedByBytes) {
-      const chunk = candidates.slice(i, i + page.nextChunk(candidates.length - i));
-      const hashes = await hgetallMany(
-        this.client,
-        chunk.map((e) => this.keys.v2Job(workspaceId, e.member)),
-      );
-      for (let j = 0; j < chunk.length; j++) {
-        const h = hashes[j]!;
-        // Dangling index entries (expired records) are skipped; verify --repair removes them.
-        if (h[JobField.JobId] !== undefined && !page.add(h)) {
-          stoppedByBytes = true;
-          break;
+    // The records are read in the caller's slot (ListJobsOptions.recordSlot); the index entries above are not.
+    const readRecords = async (): Promise<ListJobsResult> => {
+      const candidates = entries.slice(0, opts.limit);
+      const page = this.budgetFor(workspaceId, opts);
+      // The cursor continues after the last index entry consumed: a job returned, or a dangling entry skipped.
+      let lastConsumed: { member: string; score: number } | null = null;
+      let stoppedByBytes = false;
+      let i = 0;
+      while (i < candidates.length && !stoppedByBytes) {
+        const chunk = candidates.slice(i, i + page.nextChunk(candidates.length - i));
+        const hashes = await hgetallMany(
+          this.client,
+          chunk.map((e) => this.keys.v2Job(workspaceId, e.member)),
+        );
+        for (let j = 0; j < chunk.length; j++) {
+          const h = hashes[j]!;
+          // Dangling index entries (expired records) are skipped; verify --repair removes them.
+          if (h[JobField.JobId] !== undefined && !page.add(h)) {
+            stoppedByBytes = true;
+            break;
+          }
+          lastConsumed = chunk[j]!;
         }
-        lastConsumed = chunk[j]!;
+        i += chunk.length;
       }
-      i += chunk.length;
-    }
-    const hasMore = stoppedByBytes || entries.length > opts.limit;
-    this.learn(workspaceId, page);
-    return {
-      jobs: page.jobs,
-      nextCursor: hasMore && lastConsumed ? encodeCursor({ p: Layout.V2, s: lastConsumed.score, m: lastConsumed.member }) : null,
-      readPath: Layout.V2,
+      const hasMore = stoppedByBytes || entries.length > opts.limit;
+      this.learn(workspaceId, page);
+      return {
+        jobs: page.jobs,
+        nextCursor: hasMore && lastConsumed ? encodeCursor({ p: Layout.V2, s: lastConsumed.score, m: lastConsumed.member }) : null,
+        readPath: Layout.V2,
+      };
     };
+    return opts.recordSlot ? opts.recordSlot(readRecords) : readRecords();
   }
 
   /**
@@ -212,6 +217,9 @@ export class JobLister {
    * and the last key served, and the batch is re-read and resumed after that key.
    */
   async listLegacy(workspaceId: string, opts: ListJobsOptions): Promise<ListJobsResult> {
+    const { recordSlot, ...rest } = opts;
+    // Each SCAN batch brings records of its own: the whole legacy read runs in the caller's slot.
+    if (recordSlot) return recordSlot(() => this.listLegacy(workspaceId, rest));
     const nodes = masterNodes(this.client)
       .map((n) => ({ node: n, addr: nodeAddress(n) }))
       .sort((a, b) => (a.addr < b.addr ? -1 : 1));

@@ -123,6 +123,9 @@ export class MemoryJobQueue implements JobQueue {
     if (!Number.isInteger(opts.limit) || opts.limit < 1 || opts.limit > MAX_PAGE_LIMIT) {
       throw new ValidationError(`Invalid limit ${String(opts.limit)}: use an integer from 1 to ${MAX_PAGE_LIMIT}`);
     }
+    const { recordSlot, ...rest } = opts;
+    // Everything here is in memory already: the whole listing runs in the slot.
+    if (recordSlot) return recordSlot(() => this.listJobs(workspaceId, rest));
     const path = routeFor(this.phase).primary;
     let all: Array<{ s: number; m: string; h: Hash }>;
     if (path === Layout.V2) {

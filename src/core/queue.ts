@@ -18,6 +18,13 @@ export interface ListJobsOptions {
    * without a budget ignore it. Default DEFAULT_PAGE_MAX_BYTES (src/core/listing.ts).
    */
   maxBytes?: number;
+  /**
+   * Runs the part of the read that holds the page's records, from the first record fetched until the
+   * page is returned, so a caller can bound how many pages are in memory at once (the API's
+   * ORCH_API_LIST_CONCURRENCY). A v2 page reads its index entries (at most limit + 1) before it; a
+   * legacy page runs wholly inside it. Default: the read runs as is.
+   */
+  recordSlot?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 /** One page of a workspace's jobs. */

@@ -392,7 +392,11 @@ class RedactorImpl {
     // Errors, Buffers, Dates, requests: left to their serializers (which redact their text).
     if (!isPlainObject(value)) return value;
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = this.masks(k, v) ? REDACTED : this.walk(v, depth + 1, nesting);
+    // Object.keys, not Object.entries: the same own enumerable string keys in the same order, without an array per key.
+    for (const k of Object.keys(value)) {
+      const v = value[k];
+      out[k] = this.masks(k, v) ? REDACTED : this.walk(v, depth + 1, nesting);
+    }
     return out;
   }
 

@@ -22,6 +22,18 @@ describe('cursor envelope', () => {
     expect(sealer.seal(raw, 'ws-a', Layout.Legacy)).not.toBe(c);
   });
 
+  it('never reuses an IV, across refills of the IV pool', () => {
+    const fresh = new CursorSealer([randomBytes(32)]);
+    const ivs = new Set<string>();
+    const n = 1000; // several pools of 256
+    for (let i = 0; i < n; i++) {
+      const c = fresh.seal(raw, 'ws-a', Layout.V2);
+      ivs.add(Buffer.from(c, 'base64url').subarray(1, 17).toString('hex'));
+      expect(fresh.open(c, 'ws-a', Layout.V2)).toBe(raw);
+    }
+    expect(ivs.size).toBe(n);
+  });
+
   it('binds the workspace', () => {
     const c = sealer.seal(raw, 'ws-b', Layout.Legacy);
     expect(() => sealer.open(c, 'ws-a', Layout.Legacy)).toThrow(CursorError);

@@ -45,11 +45,25 @@ describe('isoTimestamp: the canonical fast path answers what parsing would', () 
     }
   });
 
+  it('for the canonical form with any one character replaced (non-digits where digits go, other separators)', () => {
+    const base = fc.integer({ min: -62_167_219_200_000, max: 253_402_300_799_999 }).map((ms) => new Date(ms).toISOString());
+    fc.assert(
+      fc.property(base, fc.integer({ min: 0, max: 23 }), fc.constantFrom('/', ':', '0', '9', 'a', 'T', 'Z', ' ', '٣', '.', '-', '+'), (iso, at, ch) => {
+        const raw = iso.slice(0, at) + ch + iso.slice(at + 1);
+        expect(isoTimestamp(raw)).toBe(parsed(raw));
+      }),
+      { numRuns: 20000 },
+    );
+  });
+
   it('takes the fast path only for the exact printed form', () => {
     expect(isCanonicalIso('2025-01-01T00:00:00.000Z')).toBe(true);
     expect(isCanonicalIso('2025-02-30T00:00:00.000Z')).toBe(false);
     expect(isCanonicalIso('2025-01-01T00:00:00Z')).toBe(false);
     expect(isCanonicalIso('2025-01-01T00:00:00.000+00:00')).toBe(false);
     expect(isCanonicalIso('1970-01-01T00:00:00.000Z')).toBe(false);
+    expect(isCanonicalIso('2025-01-01T00:00:00.000Z ')).toBe(false);
+    expect(isCanonicalIso('+02025-01-01T00:00:00.000Z')).toBe(false);
+    expect(isCanonicalIso('2025-01-01T00:00:0٣.000Z')).toBe(false);
   });
 });
