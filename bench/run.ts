@@ -154,11 +154,14 @@ function apiSection(a: ApiBaselineResult): string {
   const lines = ['## API against its baseline', ''];
   lines.push(
     `\`GET /ai/jobs?limit=${a.pageSize}\` on the v2 read path (phase read-new), ${fmt(a.jobs)} jobs over ${a.workspaces} workspaces, log level ${a.logLevel} (lines formatted, then dropped). ` +
-      `One request at a time: ${fmt(a.direct.n)} requests cycling over the workspaces on one keep-alive connection. Under load: autocannon, ${a.connections} connections, ${a.durationSec} s, in a worker thread.`,
+      `One request at a time: ${fmt(a.direct.n)} requests cycling over the workspaces on one keep-alive connection. Under load: autocannon, ${a.connections} connections, ${a.durationSec} s per target in a worker thread. ` +
+      `The three are measured in ${a.rounds} alternating rounds (direct, bare, API, then again), so a change in the machine's load falls on all three alike.`,
     '',
   );
   lines.push('| what | one at a time p50 µs | p99 µs | under load req/s | load p50 ms | load p99 ms | errors |', '|---|---:|---:|---:|---:|---:|---:|');
-  lines.push(`| direct ioredis: ZRANGE + ${a.pageSize} HGETALL in one pipeline | ${fx(a.direct.p50Us, 0)} | ${fx(a.direct.p99Us, 0)} | – | – | – | – |`);
+  lines.push(
+    `| direct ioredis: ZRANGE (${a.pageSize + 1} entries with scores) + ${a.pageSize} HGETALL in one pipeline | ${fx(a.direct.p50Us, 0)} | ${fx(a.direct.p99Us, 0)} | – | – | – | – |`,
+  );
   lines.push(
     `| bare fastify route doing the same reads | ${fx(a.bare.sequential.p50Us, 0)} | ${fx(a.bare.sequential.p99Us, 0)} | ${fmt(a.bare.load.requestsPerSec)} | ${a.bare.load.p50Ms} | ${a.bare.load.p99Ms} | ${a.bare.load.errors + a.bare.load.non2xx} |`,
   );
