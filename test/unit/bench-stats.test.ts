@@ -149,7 +149,7 @@ describe('bench: enqueue rows of any shape', () => {
 describe('bench: sizes from the environment', () => {
   it('defaults to the issue sizes, and BENCH_QUICK to smoke sizes', () => {
     const full = benchConfig({});
-    expect(full).toMatchObject({ quick: false, jobs: 1_000_000, clusterJobs: 200_000, shardJobs: 200_000, apiDurationSec: 10 });
+    expect(full).toMatchObject({ quick: false, jobs: 1_000_000, clusterJobs: 1_000_000, shardJobs: 1_000_000, apiDurationSec: 10 });
     const quick = benchConfig({ BENCH_QUICK: '1' });
     expect(quick.quick).toBe(true);
     expect(quick.jobs).toBeLessThan(100_000);
