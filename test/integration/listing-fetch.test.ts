@@ -148,7 +148,11 @@ describe.each(TOPOLOGIES)('the record reads of a page run in the caller slot (%s
           all.push(...ids(next));
           cursor = next.nextCursor;
         }
-        expect(all.sort()).toEqual(Array.from({ length: PER_WS }, (_, i) => `${WORKSPACES[0]}-job-${String(i).padStart(2, '0')}`));
+        // Never a skip on either path; the legacy path may repeat a job when Redis resizes its table between
+        // two pages (docs/design.md "Known limits"), as the keys just written can make it do; v2 never repeats.
+        const want = Array.from({ length: PER_WS }, (_, i) => `${WORKSPACES[0]}-job-${String(i).padStart(2, '0')}`);
+        expect([...new Set(all)].sort()).toEqual(want);
+        if (path === 'v2') expect(all.length).toBe(want.length);
       }
     });
   });
