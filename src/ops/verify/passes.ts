@@ -16,7 +16,7 @@ import { createdAtScore, JobField } from '../../core/job.js';
 import { isCluster } from '../../core/redis.js';
 import { VerifyBatchReply, VerifyV2BatchReply } from '../../core/script-replies.js';
 import { callScript, ScriptName } from '../../core/scripts.js';
-import { readFieldsBatch } from '../backfill.js';
+import { decodeFieldsAt, readFieldsBatch } from '../backfill.js';
 import type { Counters } from '../checkpoint.js';
 import type { OpContext } from '../context.js';
 import { checkSource, isUnmigratable, UnmigratableReason } from '../migratable.js';
@@ -260,40 +260,48 @@ export class Passes {
     return this.plan.inScope(verdict.ws);
   }
 
-  /** Single node: one read script, then the comparison script for the whole batch; only suspects are read. */
+  /**
+   * Single node: one script reads each legacy record's fields and compares it
+   * with the v2 record and index entry they name (verify-batch.lua); the
+   * verdict and the index score are decided here, and only pairs not proven
+   * are read whole.
+   */
   private async legacyScripted(batch: ScanBatch, candidates: Array<{ key: string; jobId: string }>): Promise<Counters> {
     const { keys } = this.ctx;
-    const rows = await readFieldsBatch(
+    const heads = keys.heads;
+    const scope = this.plan.workspaces === null ? [] : [...this.plan.workspaces];
+    const reply = await callScript<Buffer[]>(
       batch.node,
-      candidates.map((c) => c.key),
-      [JobField.WorkspaceId, JobField.Rev, JobField.CreatedAt],
+      ScriptName.VerifyBatch,
+      [
+        candidates.length,
+        ...candidates.map((c) => c.key),
+        this.plan.toleranceMs,
+        heads.legacy,
+        heads.v2,
+        heads.index,
+        JobField.WorkspaceId,
+        JobField.Rev,
+        JobField.CreatedAt,
+        ...scope,
+      ],
+      true,
     );
-    const pairs: Array<{ key: string; ws: string; jobId: string; score: number }> = [];
-    candidates.forEach((c, i) => {
-      const [kind, ws, rev, createdAt] = rows[i]!;
-      const verdict = this.legacyVerdict(c.key, c.jobId, kind ?? 'none', ws ?? null, rev ?? null);
-      if (this.keep(c.key, verdict)) pairs.push({ key: c.key, ws: verdict.ws, jobId: c.jobId, score: createdAtScore(createdAt) });
-    });
-    if (pairs.length === 0) return { checked: 0 };
-    // Each distinct index once (its position, 1-based, goes with each pair): the script reads it with one ZMSCORE.
-    const keyArgs: string[] = [];
-    const indexes = new Map<string, number>();
-    const argv: Array<string | number> = [this.plan.toleranceMs, pairs.length];
-    for (const p of pairs) {
-      const index = keys.index(p.ws);
-      let ix = indexes.get(index);
-      if (ix === undefined) indexes.set(index, (ix = indexes.size + 1));
-      keyArgs.push(p.key, keys.v2Job(p.ws, p.jobId));
-      argv.push(p.jobId, p.score, ix);
-    }
-    const codes = await callScript<number[]>(batch.node, ScriptName.VerifyBatch, [keyArgs.length + indexes.size, ...keyArgs, ...indexes.keys(), ...argv]);
+    let checked = 0;
     const suspects: Array<Promise<void>> = [];
-    pairs.forEach((p, i) => {
-      if (Number(codes[i]) !== VerifyBatchReply.identical) suspects.push(this.checker.record(p.ws, p.jobId));
-      else this.proven?.add(p.ws, p.jobId);
+    candidates.forEach((c, i) => {
+      const row = decodeVerifyRow(reply[i]!);
+      const verdict = this.legacyVerdict(c.key, c.jobId, row.kind, row.ws, row.rev);
+      if (!this.keep(c.key, verdict)) return;
+      checked++;
+      // The script compared the pair its own read of workspace_id named: proven only when that is the verdict's
+      // workspace, content and expiry were equal, and the index holds the job at created_at's score.
+      const proven = row.indexScore !== null && verdict.ws === row.ws && Number(row.indexScore) === createdAtScore(row.createdAt);
+      if (proven) this.proven?.add(verdict.ws, c.jobId);
+      else suspects.push(this.checker.record(verdict.ws, c.jobId));
     });
     await Promise.all(suspects);
-    return { checked: pairs.length };
+    return { checked };
   }
 
   /** v2 → legacy for one batch: content and index were compared from the legacy side; this finds what only it can. */
@@ -435,4 +443,24 @@ export class Passes {
     } while (cursor !== '0');
     return seen;
   }
+}
+
+/** One key of verify-batch.lua's reply: its kind, the verdict's fields, and the index score when content and expiry were equal. */
+interface VerifyRow {
+  kind: string;
+  ws: string | null;
+  rev: string | null;
+  createdAt: string | null;
+  /** The job's score in its index, when the script found the pair equal and the entry there; else null. */
+  indexScore: string | null;
+}
+
+/** Decodes one string of verify-batch.lua's reply (see the script header). */
+function decodeVerifyRow(buf: Buffer): VerifyRow {
+  const tag = buf[0];
+  if (tag !== 0x68 /* h */) return { kind: tag === 0x74 /* t */ ? buf.toString('utf8', 1) : 'none', ws: null, rev: null, createdAt: null, indexScore: null };
+  const end = { pos: 0 };
+  const [ws = null, rev = null, createdAt = null] = decodeFieldsAt(buf, 1, 3, end);
+  const equal = buf[end.pos] === VerifyBatchReply.equal && end.pos + 1 < buf.length;
+  return { kind: 'hash', ws, rev, createdAt, indexScore: equal ? buf.toString('latin1', end.pos + 1) : null };
 }
