@@ -11,7 +11,7 @@ import { Phase } from '../../src/core/phase.js';
 import { loadAccepted } from '../../src/ops/accept.js';
 import { backfill } from '../../src/ops/backfill.js';
 import { PairChecker } from '../../src/ops/verify/pair-check.js';
-import { Passes } from '../../src/ops/verify/passes.js';
+import { INDEX_WHOLE_READ, Passes } from '../../src/ops/verify/passes.js';
 import { VerifyPlan, type VerifyPlanOptions } from '../../src/ops/verify/plan.js';
 import { SuspectSet } from '../../src/ops/verify/suspects.js';
 import { verify } from '../../src/ops/verify.js';
@@ -122,6 +122,31 @@ describe('verify: pairs proven in round 1 (standalone)', () => {
       expect(shortcut.byKind).toEqual({ unmigratable: planted.length });
       expect(shortcut.ids).toEqual([...planted].sort());
       // The same without the shortcut: no hostile record was taken as proven.
+      const without = await firstRound(client, keys, 0);
+      expect(without.ids).toEqual(shortcut.ids);
+      expect(without.first).toEqual(shortcut.first);
+    } finally {
+      await cleanupClient(client, prefix);
+    }
+  });
+
+  it('an index too large to read whole is walked (ZSCAN): every dangling entry is found, with the shortcut and without', async () => {
+    const client = await coreClient('standalone');
+    const prefix = uniquePrefix('vprovenbigix');
+    const keys = new Keyspace(prefix);
+    try {
+      await seedLegacy(client, keys, 30, { workspaces: 3 });
+      await movePhase(client, keys, Phase.DualWrite, 100);
+      await backfill(opContext(client, keys), {});
+      // ws-1's index holds its 10 jobs and more dangling entries than one whole read takes; ws-2's one dangling entry.
+      const n = INDEX_WHOLE_READ + 5;
+      const args: Array<string | number> = [];
+      for (let i = 0; i < n; i++) args.push(i, `gone-${i}`);
+      await client.zadd(keys.index('ws-1'), ...args);
+      await client.zadd(keys.index('ws-2'), 1, 'gone-x');
+      const shortcut = await firstRound(client, keys, 1_000_000);
+      expect(shortcut.byKind).toEqual({ 'index-dangling': n + 1 });
+      expect(shortcut.first.indexEntries).toBe(30 + n + 1);
       const without = await firstRound(client, keys, 0);
       expect(without.ids).toEqual(shortcut.ids);
       expect(without.first).toEqual(shortcut.first);

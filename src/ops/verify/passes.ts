@@ -30,6 +30,12 @@ import { DEFAULT_PROVEN_CAP, PairTable } from './proven-pairs.js';
 import { DigestMode, factsOf, type RecordFacts } from './record-facts.js';
 import { SuspectSet } from './suspects.js';
 
+/** An index of fewer entries than this is read whole in one command (about 0.3 ms of Redis time at this size); a larger one is walked. */
+export const INDEX_WHOLE_READ = 10_000;
+
+/** Index entries per ZSCAN page and per existence read. */
+const INDEX_PAGE = 1000;
+
 /** What round 1 examined. */
 export interface FirstRound {
   /** Records examined (legacy and v2). */
@@ -408,7 +414,7 @@ export class Passes {
 
   /** One index: entries whose v2 record does not exist; an index that is not a sorted set. */
   private async indexKey(node: Redis | Cluster, key: string): Promise<number> {
-    const { keys, client, signal } = this.ctx;
+    const { keys, signal } = this.ctx;
     const ws = keys.parseIndex(key);
     if (ws === null) {
       this.suspects.addKey(key, MismatchKind.Unmigratable, 'index key with an invalid workspace id');
@@ -420,35 +426,49 @@ export class Passes {
       this.suspects.addKey(key, MismatchKind.NonHash, `index is a ${type}, not a sorted set`);
       return 0;
     }
-    let cursor = '0';
+    // A small index is read whole by one command: an atomic snapshot (what ZSCAN guarantees, and more) without the
+    // scores ZSCAN formats, at a few percent of its Redis CPU. A larger one is walked, so no single call blocks long.
+    const whole = await node.zrange(key, 0, INDEX_WHOLE_READ - 1);
+    let cursor = whole.length < INDEX_WHOLE_READ ? null : '0';
     let seen = 0;
     do {
       if (signal.aborted) return seen;
-      const [next, flat] = await node.zscan(key, cursor, 'COUNT', 1000);
-      cursor = next;
-      const members: string[] = [];
-      for (let i = 0; i < flat.length; i += 2) if (this.plan.sampled()) members.push(flat[i]!);
+      let page = whole;
+      if (cursor !== null) {
+        const [next, flat] = await node.zscan(key, cursor, 'COUNT', INDEX_PAGE);
+        cursor = next === '0' ? null : next;
+        page = [];
+        for (let i = 0; i < flat.length; i += 2) page.push(flat[i]!);
+      }
+      const members = this.plan.sample === null ? page : page.filter(() => this.plan.sampled());
       seen += members.length;
       // An entry of a pair proven this round pointed at an existing v2 record at the proof.
-      const valid = members.filter((m) => isJobId(m) && !(this.proven?.has(ws, m) ?? false));
+      const unproven = members.filter((m) => isJobId(m) && !(this.proven?.has(ws, m) ?? false));
       for (const m of members) if (!isJobId(m)) this.suspects.add(`d|${ws}|${m}`, { t: 'dangling', ws, member: m });
-      const kinds = this.cluster
-        ? await this.clusterKinds(
-            valid.map((m) => keys.v2Job(ws, m)),
-            client as Cluster,
-          )
-        : (
-            await readFieldsBatch(
-              node as Redis,
-              valid.map((m) => keys.v2Job(ws, m)),
-              [],
-            )
-          ).map((r) => r[0] ?? 'none');
-      valid.forEach((m, i) => {
-        if (kinds[i] === 'none') this.suspects.add(`d|${ws}|${m}`, { t: 'dangling', ws, member: m });
-      });
-    } while (cursor !== '0');
+      // The rest in reads of at most a ZSCAN page's size, as before the whole read.
+      for (let at = 0; at < unproven.length; at += INDEX_PAGE) await this.danglingOf(node, ws, unproven.slice(at, at + INDEX_PAGE));
+    } while (cursor !== null);
     return seen;
+  }
+
+  /** Records the members whose v2 record does not exist as dangling index entries. */
+  private async danglingOf(node: Redis | Cluster, ws: string, valid: string[]): Promise<void> {
+    const { keys, client } = this.ctx;
+    const kinds = this.cluster
+      ? await this.clusterKinds(
+          valid.map((m) => keys.v2Job(ws, m)),
+          client as Cluster,
+        )
+      : (
+          await readFieldsBatch(
+            node as Redis,
+            valid.map((m) => keys.v2Job(ws, m)),
+            [],
+          )
+        ).map((r) => r[0] ?? 'none');
+    valid.forEach((m, i) => {
+      if (kinds[i] === 'none') this.suspects.add(`d|${ws}|${m}`, { t: 'dangling', ws, member: m });
+    });
   }
 }
 
