@@ -47,6 +47,11 @@ export class Keyspace {
     return `${this.prefix}:job-index:${workspaceId}`;
   }
 
+  /** `<p>:jobs:`, `<p>:job:`, `<p>:job-index:`: the heads a script appends ids to (verify-batch.lua builds a record's v2 key and index from its fields). */
+  get heads(): { legacy: string; v2: string; index: string } {
+    return { legacy: `${this.prefix}:jobs:`, v2: `${this.prefix}:job:`, index: `${this.prefix}:job-index:` };
+  }
+
   /** SCAN MATCH pattern for every workspace index. */
   get indexPattern(): string {
     return `${this.prefix}:job-index:*`;

@@ -69,8 +69,8 @@ export const MirrorCreateReply = { created: 1, exists: 0 } as const;
 /** index-drop-dangling.lua. */
 export const IndexDropDanglingReply = { removed: 1, kept: 0 } as const;
 
-/** verify-batch.lua: one code per pair. */
-export const VerifyBatchReply = { identical: 0, suspect: 1 } as const;
+/** verify-batch.lua: the byte after a hash's fields ('e' is followed by the index score). */
+export const VerifyBatchReply = { equal: 0x65 /* e */, differs: 0x64 /* d */ } as const;
 
 /** record-facts.lua: the first byte of each key's reply ('n', 'h', 't'). */
 export const RecordFactsReply = { absent: 0x6e, hash: 0x68, foreign: 0x74 } as const;

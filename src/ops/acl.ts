@@ -162,6 +162,7 @@ const OPERATOR_COMMANDS: readonly Cmd[] = [
   ['zmscore', 'verify reads the index entries of a batch, one call per index (inside verify-batch.lua)'],
   ['zrem', 'verify --repair removes a dangling index entry'],
   ['zscan', 'verify walks each workspace index'],
+  ['zrange', 'verify reads a small workspace index whole, in one atomic command'],
   ['llen', 'cleanup counts pending queue references'],
   ['lrange', 'cleanup reads pending references before converting them (queue-convert.lua)'],
   ['lset', 'cleanup rewrites bare references to <workspace>:<job> in place (queue-convert.lua)'],

@@ -402,8 +402,11 @@ export function decodeFieldsRow(buf: Buffer, nf: number): Array<string | null> {
   return row;
 }
 
-/** `nf` fields from `pos`: per field '-' when absent, else <byte length> ':' <value> (read-fields-batch.lua, xslot-read.lua). */
-function decodeFieldsAt(buf: Buffer, pos: number, nf: number): Array<string | null> {
+/**
+ * `nf` fields from `pos`: per field '-' when absent, else <byte length> ':' <value> (read-fields-batch.lua,
+ * xslot-read.lua, verify-batch.lua); `end.pos` receives the position after them.
+ */
+export function decodeFieldsAt(buf: Buffer, pos: number, nf: number, end?: { pos: number }): Array<string | null> {
   const row: Array<string | null> = [];
   for (let j = 0; j < nf; j++) {
     if (buf[pos] === DASH) {
@@ -417,6 +420,7 @@ function decodeFieldsAt(buf: Buffer, pos: number, nf: number): Array<string | nu
     row.push(buf.toString('utf8', pos, pos + len));
     pos += len;
   }
+  if (end) end.pos = pos;
   return row;
 }
 

@@ -5,12 +5,13 @@
 // fallback for the rest) and without it; and a `--workspace` run, whose passes
 // run one after the other, still finds a legacy record deleted between them.
 import { describe, expect, it } from 'vitest';
+import { createdAtScore } from '../../src/core/job.js';
 import { Keyspace } from '../../src/core/keys.js';
 import { Phase } from '../../src/core/phase.js';
 import { loadAccepted } from '../../src/ops/accept.js';
 import { backfill } from '../../src/ops/backfill.js';
 import { PairChecker } from '../../src/ops/verify/pair-check.js';
-import { Passes } from '../../src/ops/verify/passes.js';
+import { INDEX_WHOLE_READ, Passes } from '../../src/ops/verify/passes.js';
 import { VerifyPlan, type VerifyPlanOptions } from '../../src/ops/verify/plan.js';
 import { SuspectSet } from '../../src/ops/verify/suspects.js';
 import { verify } from '../../src/ops/verify.js';
@@ -89,6 +90,66 @@ describe('verify: pairs proven in round 1 (standalone)', () => {
       // The whole verify (rounds re-check the suspects) reports them.
       const r = await verify(opContext(client, keys), { roundDelayMs: 20 });
       expect(r.byKind).toEqual(expected);
+    } finally {
+      await cleanupClient(client, prefix);
+    }
+  });
+
+  it('a hostile workspace_id: the script reads what it names, the record is still unmigratable and hides nothing', async () => {
+    const client = await coreClient('standalone');
+    const prefix = uniquePrefix('vprovenhostile');
+    const keys = new Keyspace(prefix);
+    try {
+      await seedLegacy(client, keys, 40, { workspaces: 4 });
+      await movePhase(client, keys, Phase.DualWrite, 100);
+      await backfill(opContext(client, keys), {});
+      // verify-batch.lua names a record's v2 key and index from its workspace_id as read. Give each hostile record
+      // an exact copy and an index entry at the right score under the names it yields, as if it had been migrated.
+      const hostile = ['ws-1:job-7', 'ws-2*', 'ws-3\nx', 'WS-1'];
+      const createdAt = '2026-01-01T00:00:00.000Z';
+      const planted: string[] = [];
+      for (const [i, ws] of hostile.entries()) {
+        const jobId = `evil-${i}`;
+        await client.hset(keys.legacyJob(jobId), 'job_id', jobId, 'workspace_id', ws, 'rev', '1', 'created_at', createdAt);
+        const v2 = `${keys.heads.v2}${ws}:${jobId}`;
+        const index = `${keys.heads.index}${ws}`;
+        await client.copy(keys.legacyJob(jobId), v2);
+        await client.zadd(index, createdAtScore(createdAt), jobId);
+        planted.push(`k|${keys.legacyJob(jobId)}`, `k|${v2}`, `k|${index}`);
+      }
+      const shortcut = await firstRound(client, keys, 1_000_000);
+      // Every legacy record, planted copy and planted index is reported (as unmigratable), and nothing else is.
+      expect(shortcut.byKind).toEqual({ unmigratable: planted.length });
+      expect(shortcut.ids).toEqual([...planted].sort());
+      // The same without the shortcut: no hostile record was taken as proven.
+      const without = await firstRound(client, keys, 0);
+      expect(without.ids).toEqual(shortcut.ids);
+      expect(without.first).toEqual(shortcut.first);
+    } finally {
+      await cleanupClient(client, prefix);
+    }
+  });
+
+  it('an index too large to read whole is walked (ZSCAN): every dangling entry is found, with the shortcut and without', async () => {
+    const client = await coreClient('standalone');
+    const prefix = uniquePrefix('vprovenbigix');
+    const keys = new Keyspace(prefix);
+    try {
+      await seedLegacy(client, keys, 30, { workspaces: 3 });
+      await movePhase(client, keys, Phase.DualWrite, 100);
+      await backfill(opContext(client, keys), {});
+      // ws-1's index holds its 10 jobs and more dangling entries than one whole read takes; ws-2's one dangling entry.
+      const n = INDEX_WHOLE_READ + 5;
+      const args: Array<string | number> = [];
+      for (let i = 0; i < n; i++) args.push(i, `gone-${i}`);
+      await client.zadd(keys.index('ws-1'), ...args);
+      await client.zadd(keys.index('ws-2'), 1, 'gone-x');
+      const shortcut = await firstRound(client, keys, 1_000_000);
+      expect(shortcut.byKind).toEqual({ 'index-dangling': n + 1 });
+      expect(shortcut.first.indexEntries).toBe(30 + n + 1);
+      const without = await firstRound(client, keys, 0);
+      expect(without.ids).toEqual(shortcut.ids);
+      expect(without.first).toEqual(shortcut.first);
     } finally {
       await cleanupClient(client, prefix);
     }

@@ -44,6 +44,26 @@ describe('PairTable', () => {
     );
   });
 
+  it('entriesUnless gives every pair in order, as null exactly when the other table holds it (same hash or not)', () => {
+    const id = fc.string({ minLength: 0, maxLength: 8, unit: 'binary' });
+    const pairs = fc.uniqueArray(fc.tuple(id, id), { maxLength: 60, selector: ([w, j]) => `${w}\u0000${j}` });
+    fc.assert(
+      fc.property(pairs, fc.array(fc.boolean(), { minLength: 60, maxLength: 60 }), fc.boolean(), (list, held, collide) => {
+        const t = new PairTable(1_000);
+        // A constant hash in the other table forces the string path; the real one the code-unit path.
+        const other = collide ? new PairTable(1_000, () => 3) : new PairTable(1_000);
+        list.forEach(([w, j], i) => {
+          t.add(w, j);
+          if (held[i]) other.add(w, j);
+        });
+        // Pairs the other table holds that this one does not change nothing.
+        other.add('\u0000', 'not-in-this-table');
+        const expected = list.map(([w, j], i) => (held[i] ? null : { ws: w, jobId: j }));
+        expect([...t.entriesUnless(other)]).toEqual(expected);
+      }),
+    );
+  });
+
   it('refuses beyond its bound (the caller then checks per key), but still knows what it holds', () => {
     const t = new PairTable(3);
     expect([t.add('w', 'a'), t.add('w', 'b'), t.add('w', 'c'), t.add('w', 'd')]).toEqual([true, true, true, false]);

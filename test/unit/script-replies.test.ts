@@ -22,7 +22,6 @@ import {
   RepairCasReply,
   ScriptError,
   scriptErrorReply,
-  VerifyBatchReply,
   XslotCreateReply,
 } from '../../src/core/script-replies.js';
 import { convertQueueRefs } from '../../src/ops/queue-refs.js';
@@ -38,7 +37,6 @@ const TABLES: Record<string, Record<string, number>> = {
   'mirror-create.lua': MirrorCreateReply,
   'backfill-create.lua': BackfillCreateReply,
   'index-drop-dangling.lua': IndexDropDanglingReply,
-  'verify-batch.lua': VerifyBatchReply,
   'lock-release.lua': LockReleaseReply,
   'xslot-create.lua': XslotCreateReply,
 };

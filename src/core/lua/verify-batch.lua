@@ -1,85 +1,120 @@
 --[[
-  verify-batch: server-side prefilter of verify's legacy → v2 pass on a single
-  node. For each pair it answers "identical" or "suspect" without shipping the
-  records to the client; the client fetches and classifies only the suspects
-  (src/ops/record-compare.ts is the authority on what a mismatch is). Fields
-  are compared as byte strings, expiries with a tolerance, and the index entry
-  against the score the client computed from created_at. Equal DUMP payloads
-  (COPY keeps encoding and field order) prove equal content without building
-  Lua tables; only when they differ are the field maps compared. The index
-  entries of a batch are read with one ZMSCORE per index instead of one
-  ZSCORE per pair: every call from Lua has a fixed cost of a few µs, and a
-  batch holds many jobs of each workspace.
+  verify-batch: verify's legacy → v2 pass on a single node, one call per batch
+  of legacy keys. Per legacy record it reads the fields the client's verdict
+  needs and compares the record with the v2 record they name, server-side,
+  without shipping records to the client: the client decides everything from
+  the reply (unmigratable records, scope, the index score against created_at)
+  and reads whole only the pairs not proven equal (src/ops/record-compare.ts
+  is the authority on what a mismatch is). Reading the fields and comparing in
+  one script makes the proof atomic and saves a script and a call per key.
 
-  KEYS     per pair: legacy record, v2 record; then the distinct v2 indexes
-  ARGV[1]  expiry tolerance in ms
-  ARGV[2]  number of pairs (P)
-  ARGV     then per pair: index member (job id), expected index score,
-           position of its index among the indexes (1-based)
+  Equal DUMP payloads (COPY keeps encoding and field order) prove equal content
+  without building Lua tables; only when they differ are the field maps
+  compared. Expiries are compared with a tolerance. The index entries of a
+  batch are read with one ZMSCORE per index: every call from Lua has a fixed
+  cost of about a µs, and a batch holds many jobs of each workspace.
 
-  Returns  one code per pair: 0 identical (fields, expiry, index), 1 suspect
+  Read-only, and it reads keys it does not declare: each record's v2 key and
+  its workspace's index, named from the record's workspace_id (allowed on a
+  single node; docs/design.md, "Verify"). A workspace_id the client rejects
+  (':' or '*' inside, say) only makes it read some other key, and the client
+  reports that record unmigratable whatever this reply says.
+
+  KEYS      the legacy records
+  ARGV[1]   expiry tolerance in ms
+  ARGV[2]   the legacy key head (`<p>:jobs:`): the job id is the rest of the key
+  ARGV[3]   the v2 key head (`<p>:job:`): the v2 key is head .. workspace_id .. ':' .. job id
+  ARGV[4]   the index key head (`<p>:job-index:`): the index is head .. workspace_id
+  ARGV[5-7] the field names workspace_id, rev, created_at
+  ARGV[8..] the workspaces in scope (none: all); a record of another is not compared
+
+  Returns   one string per key:
+              'n'                   the key does not exist
+              't' .. <type>         the key is not a hash
+              'h', the three fields (per field '-' when absent, else <byte length> ':' <value>), then
+                'e' .. <score>      content and expiry equal to the v2 record's, and the job's score in
+                                    the index (empty: no entry, or the index is not a sorted set)
+                'd'                 anything else: they differ, or the pair was not compared
 ]]
 local tol = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-local out = {}
--- Per index position: the pairs still identical, to read their entries in one call.
-local groups = {}
-local order = {}
-for i = 1, n do
-  local a, b = KEYS[i * 2 - 1], KEYS[i * 2]
-  local code = 0
+local skip = #ARGV[2] + 1
+local v2Head, indexHead = ARGV[3], ARGV[4]
+local f1, f2, f3 = ARGV[5], ARGV[6], ARGV[7]
+local scope = nil
+if #ARGV > 7 then
+  scope = {}
+  for j = 8, #ARGV do scope[ARGV[j]] = true end
+end
+
+-- Whether two existing keys hold equal hashes with expiries within the tolerance.
+local function same(a, b)
   -- DUMP works on any type and a hash never dumps equal to another type, so
   -- equal payloads prove both are hashes with equal content.
-  local da = redis.call('DUMP', a)
-  if not da or da ~= redis.call('DUMP', b) then
+  if redis.call('DUMP', a) ~= redis.call('DUMP', b) then
     local fa = redis.pcall('HGETALL', a)
     local fb = redis.pcall('HGETALL', b)
-    if fa.err or fb.err or #fa == 0 or #fa ~= #fb then
-      code = 1
-    else
-      local m = {}
-      for j = 1, #fa, 2 do m[fa[j]] = fa[j + 1] end
-      for j = 1, #fb, 2 do
-        if m[fb[j]] ~= fb[j + 1] then
-          code = 1
-          break
-        end
+    if fa.err or fb.err or #fa == 0 or #fa ~= #fb then return false end
+    local m = {}
+    for j = 1, #fa, 2 do m[fa[j]] = fa[j + 1] end
+    for j = 1, #fb, 2 do
+      if m[fb[j]] ~= fb[j + 1] then return false end
+    end
+  end
+  local ea = redis.call('PEXPIRETIME', a)
+  local eb = redis.call('PEXPIRETIME', b)
+  return (ea < 0) == (eb < 0) and math.abs(ea - eb) <= tol
+end
+
+local function field(v)
+  if v then return #v .. ':' .. v end
+  return '-'
+end
+
+local out = {}
+-- Per workspace: the keys whose pair is equal so far, to read their index entries in one call.
+local groups = {}
+local order = {}
+for i = 1, #KEYS do
+  local a = KEYS[i]
+  local vals = redis.pcall('HMGET', a, f1, f2, f3)
+  if vals.err then
+    out[i] = 't' .. redis.call('TYPE', a)['ok']
+  elseif not (vals[1] or vals[2] or vals[3]) and redis.call('EXISTS', a) == 0 then
+    out[i] = 'n'
+  else
+    local ws = vals[1]
+    local row = 'h' .. field(ws) .. field(vals[2]) .. field(vals[3])
+    if ws and (scope == nil or scope[ws]) and same(a, v2Head .. ws .. ':' .. string.sub(a, skip)) then
+      local g = groups[ws]
+      if not g then
+        g = {}
+        groups[ws] = g
+        order[#order + 1] = ws
       end
+      g[#g + 1] = i
+      out[i] = row .. 'e'
+    else
+      out[i] = row .. 'd'
     end
   end
-  if code == 0 then
-    local ea = redis.call('PEXPIRETIME', a)
-    local eb = redis.call('PEXPIRETIME', b)
-    if (ea < 0) ~= (eb < 0) or math.abs(ea - eb) > tol then code = 1 end
-  end
-  if code == 0 then
-    local ix = ARGV[i * 3 + 2]
-    local g = groups[ix]
-    if not g then
-      g = {}
-      groups[ix] = g
-      order[#order + 1] = ix
-    end
-    g[#g + 1] = i
-  end
-  out[i] = code
 end
 -- unpack() is bounded by the Lua C stack: read at most this many members per call.
 local CHUNK = 1000
-for _, ix in ipairs(order) do
-  local g = groups[ix]
-  local idx = KEYS[2 * n + tonumber(ix)]
+for _, ws in ipairs(order) do
+  local g = groups[ws]
+  local idx = indexHead .. ws
   local k = 1
   while k <= #g do
     local last = math.min(k + CHUNK - 1, #g)
     local members = {}
-    for j = k, last do members[#members + 1] = ARGV[g[j] * 3] end
+    for j = k, last do members[#members + 1] = string.sub(KEYS[g[j]], skip) end
     local scores = redis.pcall('ZMSCORE', idx, unpack(members))
-    for j = k, last do
-      local i = g[j]
-      -- An index of another type answers an error: every pair of it is a suspect.
-      local score = (not scores.err) and scores[j - k + 1]
-      if type(score) ~= 'string' or tonumber(score) ~= tonumber(ARGV[i * 3 + 1]) then out[i] = 1 end
+    -- An index of another type answers an error: no score for any of its pairs.
+    if not scores.err then
+      for j = k, last do
+        local score = scores[j - k + 1]
+        if type(score) == 'string' then out[g[j]] = out[g[j]] .. score end
+      end
     end
     k = last + 1
   end

@@ -95,6 +95,41 @@ export class PairTable {
     }
   }
 
+  /**
+   * Every pair of this table in insertion order, as null when `other` holds it.
+   * A pair `other` holds is looked up by its stored hash and code units, so it
+   * costs no string (the set-aside v2 keys after the walk are nearly all proven).
+   */
+  *entriesUnless(other: PairTable): Generator<{ ws: string; jobId: string } | null> {
+    const sameHash = other.hash === this.hash;
+    for (let i = 0; i < this.n; i++) {
+      const s = this.starts[i]!;
+      const w = s + this.wsLens[i]!;
+      const e = this.starts[i + 1]!;
+      if (sameHash && other.findUnits(this.hashes[i]!, this.units, s, w, e) >= 0) {
+        yield null;
+        continue;
+      }
+      const pair = { ws: text(this.units, s, w), jobId: text(this.units, w, e) };
+      yield !sameHash && other.has(pair.ws, pair.jobId) ? null : pair;
+    }
+  }
+
+  /** {@link find} for a pair given as code units units[s, e), its workspace units[s, w). */
+  private findUnits(h: number, units: Uint16Array, s: number, w: number, e: number): number {
+    const mask = this.slots.length - 1;
+    for (let p = h & mask; ; p = (p + 1) & mask) {
+      const x = this.slots[p]! - 1;
+      if (x < 0) return -1;
+      if (this.hashes[x] !== h || this.wsLens[x] !== w - s) continue;
+      const a = this.starts[x]!;
+      if (this.starts[x + 1]! - a !== e - s) continue;
+      let i = 0;
+      while (i < e - s && this.units[a + i] === units[s + i]) i++;
+      if (i === e - s) return x;
+    }
+  }
+
   /** The entry holding exactly this pair, or -1: a slot whose hash matches is confirmed unit by unit. */
   private find(ws: string, jobId: string, h: number): number {
     const mask = this.slots.length - 1;
