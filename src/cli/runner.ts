@@ -270,7 +270,7 @@ export async function runCommand<R, O>(cmd: Command, spec: CommandSpec<R, O>): P
     return code;
   } catch (raw) {
     progress.current?.stop();
-    const err = toOrchError(asUnavailable(raw, address, { user: userOf(conn), tls: conn?.tls ?? null }));
+    const err = toOrchError(asUnavailable(raw, address, { user: userOf(conn), tls: conn?.tls ?? null, cluster: conn?.cluster === true }));
     reportError(err, out);
     if (mutating && state && !(err instanceof RedisUnavailableError)) {
       // Refusals and failures are part of the audit trail too.

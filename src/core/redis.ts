@@ -238,6 +238,8 @@ export interface ClassifyContext {
   user?: string;
   /** The connection's TLS settings, so a certificate error names the right option. */
   tls?: TlsSettings | null;
+  /** The connection is a cluster client: a MOVED/ASK that still surfaces is slots moving, not a missing --cluster. */
+  cluster?: boolean;
 }
 
 /** The command an ioredis reply error answers (ioredis attaches it). */
@@ -386,6 +388,10 @@ export function classifyRedisError(err: unknown, address: string, ctx: ClassifyC
   // A cluster node addressed as a single server redirects (MOVED/ASK): the target is
   // misconfigured, not down, and following the redirect by hand would bypass the slot map.
   const moved = replyBehind(err, (e) => isReplyError(e) && /^(MOVED|ASK) \d+ /.test(e.message));
+  // Through the cluster client it means the slot map changed faster than the client followed it (a resharding
+  // or failover in progress): transient, and the run resumes from its checkpoint.
+  if (moved && ctx.cluster === true)
+    return new RedisUnavailableError(address, `${moved.message.split('\n')[0]} (the cluster's slots moved while the command ran)`, { cause: err });
   if (moved) {
     return new ConfigError(`Redis at ${address} is a Redis Cluster node: it redirected a command (${moved.message.split('\n')[0]})`, {
       code: 'ERR_CLUSTER_MODE',
@@ -598,11 +604,17 @@ async function openClient(p: OpenPlan, opts: RedisConnectionOptions): Promise<Re
     const { host: _h, port: _p, db: _db, ...redisOptions } = base;
     const clusterOptions: ClusterOptions = {
       redisOptions,
-      enableAutoPipelining: true,
+      // No auto-pipelining on a cluster: ioredis resends a redirected pipeline only when every error in it is the
+      // same and every command that succeeded is read-only, so a script call batched with others could surface a raw
+      // MOVED/ASK while a slot changes hands. The batch paths pipeline per master themselves (src/ops/cluster-batch.ts).
+      enableAutoPipelining: false,
       scaleReads: 'master',
       lazyConnect: true,
       enableOfflineQueue: true,
       slotsRefreshTimeout: opts.connectTimeoutMs ?? 5000,
+      // While a slot changes hands the masters disagree for a moment and bounce a command between them (ioredis
+      // documents this ping-pong); waiting before each MOVED retry lets their views converge within the 16 redirects.
+      retryDelayOnMoved: 50,
       clusterRetryStrategy: service
         ? (times: number) => serviceBackoff(times, opts.maxBackoffMs)
         : (times: number) => (times > (opts.maxReconnects ?? 2) ? null : Math.min(200 * times, 1000)),

@@ -107,6 +107,17 @@ describe('classification of Redis failures', () => {
     expect(classifyRedisError(reply('MOVEDX something'), 'h:1')).not.toBeInstanceOf(ConfigError);
   });
 
+  it('a redirect that surfaces through the cluster client (slots moving) → exit 5, rerun to resume; never "add --cluster"', () => {
+    for (const msg of ['MOVED 5798 127.0.0.1:30002', 'ASK 5798 127.0.0.1:30002']) {
+      const e = classifyRedisError(reply(msg), 'h:6379', { cluster: true });
+      expect(e, msg).toBeInstanceOf(RedisUnavailableError);
+      expect((e as RedisUnavailableError).exitCode).toBe(ExitCode.Unavailable);
+      expect((e as RedisUnavailableError).message).toMatch(/slots moved/);
+      expect((e as RedisUnavailableError).suggestion).toMatch(/rerun to resume/);
+      expect((e as RedisUnavailableError).suggestion).not.toMatch(/--cluster/);
+    }
+  });
+
   it('unreachable through Sentinel names the sentinels, not --redis-url', () => {
     const e = classifyRedisError(new Error('connect ECONNREFUSED 127.0.0.1:1'), 'mymaster via sentinel 127.0.0.1:26379') as RedisUnavailableError;
     expect(e).toBeInstanceOf(RedisUnavailableError);

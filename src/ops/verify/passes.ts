@@ -420,7 +420,10 @@ export class Passes {
       this.suspects.addKey(key, MismatchKind.Unmigratable, 'index key with an invalid workspace id');
       return 0;
     }
-    const type = await node.type(key);
+    // On a cluster the index is read through the cluster client: the walk found it on one master, but its slot may
+    // be migrating and the key already on the importing master, which only a client that follows ASK/MOVED reaches.
+    const reader = this.cluster ? (this.ctx.client as Cluster) : node;
+    const type = await reader.type(key);
     if (type === 'none') return 0;
     if (type !== 'zset') {
       this.suspects.addKey(key, MismatchKind.NonHash, `index is a ${type}, not a sorted set`);
@@ -428,14 +431,14 @@ export class Passes {
     }
     // A small index is read whole by one command: an atomic snapshot (what ZSCAN guarantees, and more) without the
     // scores ZSCAN formats, at a few percent of its Redis CPU. A larger one is walked, so no single call blocks long.
-    const whole = await node.zrange(key, 0, INDEX_WHOLE_READ - 1);
+    const whole = await reader.zrange(key, 0, INDEX_WHOLE_READ - 1);
     let cursor = whole.length < INDEX_WHOLE_READ ? null : '0';
     let seen = 0;
     do {
       if (signal.aborted) return seen;
       let page = whole;
       if (cursor !== null) {
-        const [next, flat] = await node.zscan(key, cursor, 'COUNT', INDEX_PAGE);
+        const [next, flat] = await reader.zscan(key, cursor, 'COUNT', INDEX_PAGE);
         cursor = next === '0' ? null : next;
         page = [];
         for (let i = 0; i < flat.length; i += 2) page.push(flat[i]!);
