@@ -54,9 +54,10 @@ export type ScriptName = (typeof ScriptName)[keyof typeof ScriptName];
  * Registered script sources, by name: file name and key count. A fixed count
  * lets ioredis route the call on a cluster; `numberOfKeys: null` means the
  * caller passes numkeys first (batch scripts, and scripts whose optional keys
- * are named by an argument). Those are for a single node only: ioredis' cluster
- * autopipelining takes the first argument for the key, so a script called on a
- * cluster is registered with a fixed count (RepairCasOneKey).
+ * are named by an argument). Those are for a single node only: without a fixed
+ * count the cluster client cannot tell the keys from the arguments to route the
+ * call, so a script called on a cluster is registered with a fixed count
+ * (RepairCasOneKey), or sent to a master's own connection (src/ops/cluster-batch.ts).
  */
 const SCRIPTS: Record<ScriptName, { file: string; numberOfKeys: number | null }> = {
   [ScriptName.ApplyIfNewer]: { file: 'apply-if-newer.lua', numberOfKeys: 1 },
@@ -122,7 +123,7 @@ type Registrable = Pick<Redis, 'defineCommand'> | Pick<Cluster, 'defineCommand'>
 /** Registers one script under `name` (idempotent per client). */
 export function defineScript(client: Registrable, name: string, file: string, numberOfKeys?: number): void {
   client.defineCommand(name, numberOfKeys === undefined ? { lua: luaSource(file) } : { lua: luaSource(file), numberOfKeys });
-  // Note: never use client.call() on a cluster client with auto-pipelining (ioredis routes it by the wrong argument).
+  // Note: never use client.call() on a cluster client (ioredis may route it by the wrong argument).
 }
 
 /** Registers every core script on a client. */

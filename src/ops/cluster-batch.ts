@@ -10,8 +10,9 @@
  * answers MOVED or ASK (a slot migrating or migrated, a failover) is never
  * skipped: its commands go again as a pipeline of their own through the
  * cluster client, which follows the redirect (a pipeline whose commands all
- * get the same redirect is resent whole; autopipelined single commands
- * would mix keys, and a mixed pipeline with a write in it is not resent) and
+ * get the same redirect is resent whole; a pipeline mixing keys, with a
+ * write in it, is not resent, which is why src/core/redis.ts turns the
+ * cluster client's auto-pipelining off) and
  * refreshes its slot map for the next batch.
  *
  * On Redis 7+ the batch paths go further ({@link perMasterScript}): one

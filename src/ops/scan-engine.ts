@@ -165,7 +165,7 @@ export interface ScanEngineResult {
   durationMs: number;
 }
 
-/** Per-key work in flight inside one batch on a cluster (bounds memory; the client autopipelines). */
+/** Per-key work in flight inside one batch on a cluster (bounds memory and the commands outstanding on the cluster client). */
 export const PER_KEY_CONCURRENCY = 64;
 
 /** Maps `items` through `fn` with at most `limit` calls in flight; results in order. */
