@@ -1,6 +1,6 @@
-// Verify's proven-pair shortcut on one node (src/ops/verify/proven-pairs.ts):
-// the v2 → legacy and index passes skip the pairs verify-batch.lua proved
-// identical in the same round. These tests show it hides nothing: round 1
+// Verify's proven-pair shortcut (src/ops/verify/proven-pairs.ts): the v2 →
+// legacy and index passes skip the pairs proven identical in the same round
+// (verify-batch.lua on one node; both sides' facts on a cluster). These tests show it hides nothing: round 1
 // finds the same mismatches with the shortcut, past its bound (the per-key
 // fallback for the rest) and without it; and a `--workspace` run, whose passes
 // run one after the other, still finds a legacy record deleted between them.
@@ -16,7 +16,7 @@ import { VerifyPlan, type VerifyPlanOptions } from '../../src/ops/verify/plan.js
 import { SuspectSet } from '../../src/ops/verify/suspects.js';
 import { verify } from '../../src/ops/verify.js';
 import { StateStore } from '../../src/core/state.js';
-import { cleanupClient, coreClient, movePhase } from '../helpers/core-clients.js';
+import { cleanupClient, coreClient, movePhase, TOPOLOGIES } from '../helpers/core-clients.js';
 import { uniquePrefix } from '../helpers/fixtures.js';
 import { opContext, seedLegacy } from './backfill-helpers.js';
 
@@ -28,9 +28,11 @@ async function firstRound(client: Client, keys: Keyspace, provenCap: number, opt
   const plan = VerifyPlan.from(opts, await new StateStore(client, keys).read());
   const suspects = new SuspectSet(plan.maxSuspects, await loadAccepted(client, keys));
   const checker = new PairChecker(client, keys, plan, suspects);
-  const first = await new Passes(ctx, plan, suspects, checker, null, provenCap).run(null, (stage, p) => onStage?.(stage, p.scanned));
+  const passes = new Passes(ctx, plan, suspects, checker, null, provenCap);
+  const first = await passes.run(null, (stage, p) => onStage?.(stage, p.scanned));
   return {
     first,
+    proven: passes.provenCount,
     byKind: suspects.count().byKind,
     ids: suspects
       .entries()
@@ -39,9 +41,9 @@ async function firstRound(client: Client, keys: Keyspace, provenCap: number, opt
   };
 }
 
-describe('verify: pairs proven in round 1 (standalone)', () => {
-  it('finds the same mismatches with the shortcut, past its bound, and without it', async () => {
-    const client = await coreClient('standalone');
+describe('verify: pairs proven in round 1', () => {
+  it.each(TOPOLOGIES)('finds the same mismatches with the shortcut, past its bound, and without it (%s)', async (topology) => {
+    const client = await coreClient(topology);
     const prefix = uniquePrefix('vproven');
     const keys = new Keyspace(prefix);
     try {
@@ -78,6 +80,8 @@ describe('verify: pairs proven in round 1 (standalone)', () => {
       };
       const shortcut = await firstRound(client, keys, 1_000_000);
       expect(shortcut.byKind).toEqual(expected);
+      // The shortcut was taken: every pair but the mismatched ones was proven.
+      expect(shortcut.proven).toBeGreaterThan(380);
       // The same suspects, and the same keys and entries examined, whichever path each key took.
       const without = await firstRound(client, keys, 0);
       expect(without.ids).toEqual(shortcut.ids);
@@ -86,6 +90,7 @@ describe('verify: pairs proven in round 1 (standalone)', () => {
       const bounded = await firstRound(client, keys, 50);
       expect(bounded.ids).toEqual(shortcut.ids);
       expect(bounded.first).toEqual(shortcut.first);
+      expect([without.proven, bounded.proven]).toEqual([0, 50]);
 
       // The whole verify (rounds re-check the suspects) reports them.
       const r = await verify(opContext(client, keys), { roundDelayMs: 20 });

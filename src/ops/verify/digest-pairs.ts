@@ -37,6 +37,8 @@ export type DigestTally = Record<DigestVerdict, number>;
 /** Compares pairs by server-side digests; reads only suspects whole. */
 export class DigestPairs {
   readonly tally: DigestTally = { [DigestVerdict.Equal]: 0, [DigestVerdict.EqualByContent]: 0, [DigestVerdict.Suspect]: 0 };
+  /** Told of every pair found equal (src/ops/verify/passes.ts keeps them as proven); null = nobody listens. */
+  onEqual: ((ws: string, jobId: string) => void) | null = null;
 
   constructor(
     private readonly client: RedisClient,
@@ -86,6 +88,7 @@ export class DigestPairs {
     }
     this.tally[verdict]++;
     if (verdict === DigestVerdict.Suspect) await this.checker.record(ws, jobId);
+    else this.onEqual?.(ws, jobId);
     return verdict;
   }
 }

@@ -59,11 +59,11 @@ export class Passes {
   /** Pairs compared by digest (a cluster). */
   readonly digests: DigestPairs;
   /**
-   * Single node, whole keyspace: pairs verify-batch.lua proved identical, so
-   * the v2 → legacy and index passes skip them; null elsewhere (on a cluster
-   * the pair is not proven in one atomic read, and a `--workspace` run walks
-   * the layouts one after the other, where the v2 pass sees changes made after
-   * the legacy pass, which a proof from that pass would hide).
+   * Whole keyspace: pairs proven identical (verify-batch.lua on a single
+   * node; both sides' facts on a cluster), so the v2 → legacy and index
+   * passes skip them; null for a `--workspace` run, which walks the layouts
+   * one after the other, where the v2 pass sees changes made after the legacy
+   * pass, which a proof from that pass would hide.
    */
   private readonly proven: PairTable | null;
   /** v2 keys the walk met before their pair was proven: checked after the walk unless proven by then (bounded like `proven`). */
@@ -83,9 +83,17 @@ export class Passes {
   ) {
     this.cluster = isCluster(ctx.client);
     this.digests = new DigestPairs(ctx.client, ctx.keys, plan, checker);
-    const shortcut = !this.cluster && plan.workspaces === null && provenCap > 0;
+    const shortcut = plan.workspaces === null && provenCap > 0;
     this.proven = shortcut ? new PairTable(provenCap) : null;
     this.deferredV2 = shortcut ? new PairTable(provenCap) : null;
+    // On a cluster a pair is proven by its two sides' facts, read on their masters a moment apart (docs/design.md, "Verify").
+    const proven = this.proven;
+    if (proven !== null) this.digests.onEqual = (ws, jobId) => void proven.add(ws, jobId);
+  }
+
+  /** Pairs proven so far this round (0 when the shortcut is off). */
+  get provenCount(): number {
+    return this.proven?.size ?? 0;
   }
 
   /** Runs round 1: one walk of the `<p>:job*` family, or, for one workspace, the legacy layout, its v2 keys and its index. */
@@ -130,7 +138,7 @@ export class Passes {
   }
 
   /**
-   * Single node, whole keyspace: what the walk left for its end. The v2 keys
+   * Whole keyspace: what the walk left for its end. The v2 keys
    * met before their pair was proven, now without those proven since; then the
    * indexes, whose entries of proven pairs need no EXISTS.
    */
