@@ -130,3 +130,28 @@ export function scriptErrorReply(err: unknown): ScriptErrorReply | null {
 export function isScriptError(err: unknown, code: ScriptError): boolean {
   return scriptErrorReply(err)?.code === code;
 }
+
+const COLON = 0x3a;
+const DASH = 0x2d;
+
+/**
+ * `nf` fields from `pos`: per field '-' when absent, else <byte length> ':' <value> (read-fields-batch.lua,
+ * xslot-read.lua, record-facts.lua, xslot-probe.lua, verify-batch.lua); `end.pos` receives the position after them.
+ */
+export function decodeFieldsAt(buf: Buffer, pos: number, nf: number, end?: { pos: number }): Array<string | null> {
+  const row: Array<string | null> = [];
+  for (let j = 0; j < nf; j++) {
+    if (buf[pos] === DASH) {
+      row.push(null);
+      pos += 1;
+      continue;
+    }
+    let len = 0;
+    while (pos < buf.length && buf[pos] !== COLON) len = len * 10 + (buf[pos++]! - 0x30);
+    pos += 1;
+    row.push(buf.toString('utf8', pos, pos + len));
+    pos += len;
+  }
+  if (end) end.pos = pos;
+  return row;
+}

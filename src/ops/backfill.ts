@@ -78,6 +78,7 @@ import {
 } from './scan-engine.js';
 import { waitForWriters } from './settle.js';
 import { crossSlotBatches, perMaster, perMasterScript, valueOf, type Reply } from './cluster-batch.js';
+import { decodeFieldsAt } from '../core/script-replies.js';
 import type { BackfillSummary } from './summaries.js';
 
 /** Checkpoint / operation name of a direction (a canary's reverse backfill has one of its own). */
@@ -388,7 +389,6 @@ export async function readFieldsBatch(node: Redis, keys: string[], fields: strin
 }
 
 const COLON = 0x3a;
-const DASH = 0x2d;
 
 /** Decodes one read-fields-batch reply string (see the script header for the format). */
 export function decodeFieldsRow(buf: Buffer, nf: number): Array<string | null> {
@@ -399,28 +399,6 @@ export function decodeFieldsRow(buf: Buffer, nf: number): Array<string | null> {
   else if (tag === 0x74 /* t */) row.push(buf.toString('utf8', 1));
   else return ['hash', ...decodeFieldsAt(buf, 1, nf)];
   for (let j = 0; j < nf; j++) row.push(null);
-  return row;
-}
-
-/**
- * `nf` fields from `pos`: per field '-' when absent, else <byte length> ':' <value> (read-fields-batch.lua,
- * xslot-read.lua, verify-batch.lua); `end.pos` receives the position after them.
- */
-export function decodeFieldsAt(buf: Buffer, pos: number, nf: number, end?: { pos: number }): Array<string | null> {
-  const row: Array<string | null> = [];
-  for (let j = 0; j < nf; j++) {
-    if (buf[pos] === DASH) {
-      row.push(null);
-      pos += 1;
-      continue;
-    }
-    let len = 0;
-    while (pos < buf.length && buf[pos] !== COLON) len = len * 10 + (buf[pos++]! - 0x30);
-    pos += 1;
-    row.push(buf.toString('utf8', pos, pos + len));
-    pos += len;
-  }
-  if (end) end.pos = pos;
   return row;
 }
 

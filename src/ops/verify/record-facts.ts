@@ -8,7 +8,7 @@
 import type { Cluster } from 'ioredis';
 import { isReplyError, replyMessage } from '../../core/errors.js';
 import type { RedisClient } from '../../core/redis.js';
-import { RecordFactsReply, XslotReply } from '../../core/script-replies.js';
+import { decodeFieldsAt, RecordFactsReply, XslotReply } from '../../core/script-replies.js';
 import { callScript, ScriptName } from '../../core/scripts.js';
 import { perMasterScript } from '../cluster-batch.js';
 import { mapLimit, PER_KEY_CONCURRENCY } from '../scan-engine.js';
@@ -33,7 +33,6 @@ export interface RecordFacts {
 }
 
 const COLON = 0x3a;
-const DASH = 0x2d;
 const DIGEST_HEX = 40;
 
 /** Decodes one record-facts.lua reply string (see the script header). */
@@ -43,23 +42,10 @@ export function decodeFacts(buf: Buffer, nf: number): RecordFacts {
   if (tag === RecordFactsReply.foreign) return { type: buf.toString('utf8', 1), digest: '', pexpireAt: -2, fields: new Array<null>(nf).fill(null) };
   if (tag !== RecordFactsReply.hash) throw new Error(`record-facts: unexpected reply tag ${String(tag)}`);
   const digest = buf.toString('latin1', 1, 1 + DIGEST_HEX);
-  let pos = 1 + DIGEST_HEX;
+  const pos = 1 + DIGEST_HEX;
   const colon = buf.indexOf(COLON, pos);
   const pexpireAt = Number(buf.toString('latin1', pos, colon));
-  pos = colon + 1;
-  const fields: Array<string | null> = [];
-  for (let j = 0; j < nf; j++) {
-    if (buf[pos] === DASH) {
-      fields.push(null);
-      pos += 1;
-      continue;
-    }
-    let len = 0;
-    while (pos < buf.length && buf[pos] !== COLON) len = len * 10 + (buf[pos++]! - 0x30);
-    pos += 1;
-    fields.push(buf.toString('utf8', pos, pos + len));
-    pos += len;
-  }
+  const fields = decodeFieldsAt(buf, colon + 1, nf);
   return { type: 'hash', digest, pexpireAt, fields };
 }
 
