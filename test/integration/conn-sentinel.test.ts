@@ -246,6 +246,9 @@ describe('Redis Sentinel', () => {
         expect(settled, `${op} finished before the failover could be issued`).toBe(false);
         const report = await setup.failover();
         const run = await running;
+        // The admin client reconnects on its own, but its profile (service: maxRetriesPerRequest 0) rejects what is
+        // sent while it does: the reads below wait until it answers again through the new master.
+        await waitFor('the admin connection to follow the failover', async () => (await admin.ping()) === 'PONG', 30_000, 50);
         return { run, report, cutoff, oldRunId, runMs: Date.now() - started };
       };
 
